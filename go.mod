@@ -1,0 +1,3 @@
+module github.com/esmill/esmill
+
+go 1.26
