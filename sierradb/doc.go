@@ -1,0 +1,31 @@
+// Package sierradb is a typed client for SierraDB, the event store that
+// esmill keeps its events in.
+//
+// A [Client] sends commands over a pool of go-redis connections speaking
+// RESP3: [Client.Append] (EAPPEND), [Client.AppendMulti] (EMAPPEND, atomic
+// within one partition), [Client.Get] (EGET), [Client.Scan] and
+// [Client.ScanAll] (ESCAN), [Client.PartitionScan] (EPSCAN),
+// [Client.StreamVersion] (ESVER), [Client.PartitionSequence] (EPSEQ),
+// [Client.Ping] and [Client.Hello].
+//
+// Subscriptions ([Client.SubscribePartitions], [Client.SubscribeStream]) run
+// on a connection of their own, because SierraDB delivers events as RESP3
+// push frames that go-redis cannot carry. A [Subscription] delivers events in
+// order per partition; the caller acknowledges what it has processed and the
+// client turns that into EACK flow control, so the server's window never
+// stalls a consumer that keeps acknowledging. When the connection drops, the
+// subscription reconnects and resumes after the last delivered position, with
+// no gap and no duplicate.
+//
+// Partition math is exported so that callers can reason about placement
+// without a server: [StreamPartitionKey] (UUIDv5 of the stream id),
+// [PartitionHash], [PartitionID] and [NewEventID].
+//
+// Errors: a server error reply is a [*ServerError] carrying its code; a
+// version conflict is a [*WrongExpectedVersionError]. Branch with errors.Is on
+// [ErrWrongExpectedVersion], [ErrNotFound], [ErrInvalidArgument] and
+// [ErrClosed], and ask [IsRetryable] whether sending again may succeed.
+//
+// Versions in this package follow one convention: a stream or partition with
+// no event has version (or sequence) -1.
+package sierradb

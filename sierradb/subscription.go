@@ -1,0 +1,602 @@
+package sierradb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/esmill/esmill/sierradb/internal/resp3"
+)
+
+// DefaultWindow is the number of unacknowledged events a subscription lets
+// the server send ahead, the server's own default.
+const DefaultWindow = 1000
+
+// Start says where a subscription begins.
+type Start struct {
+	latest bool
+	at     uint64
+}
+
+var (
+	// StartBeginning delivers from the first event. It is the zero value.
+	StartBeginning = Start{}
+	// StartLatest delivers only events stored after the subscription
+	// starts. The position is fixed when the subscription is made, so a
+	// reconnection does not skip what was stored meanwhile.
+	StartLatest = Start{latest: true}
+)
+
+// StartAt delivers from partition sequence (or, for a stream, version) n on.
+func StartAt(n uint64) Start { return Start{at: n} }
+
+// PartitionSubscription says which partitions to follow and from where.
+type PartitionSubscription struct {
+	// Partitions lists the partitions to follow. Default: all of the
+	// server's partitions.
+	Partitions []uint16
+	// From gives, per partition, the first sequence to deliver (typically
+	// a checkpoint plus one). It overrides Default.
+	From map[uint16]uint64
+	// Default is where partitions without an entry in From begin.
+	// Default: StartBeginning.
+	Default Start
+	// Window is the most events the server sends ahead of the
+	// acknowledgements. Default: DefaultWindow.
+	Window int
+}
+
+// subscriber is the part of a subscription that differs between partition
+// and stream subscriptions.
+type subSpec struct {
+	partitions []uint16
+	all        bool
+	next       map[uint16]uint64
+	window     int
+	filter     func(*Event) bool
+	what       string
+}
+
+// SubscribePartitions follows partitions: it delivers their events in
+// sequence order per partition (there is no order across partitions), first
+// history from the given positions, then live events, with no gap and no
+// duplicate between the two. ctx bounds only the set-up; the subscription
+// runs until [Subscription.Close] or until the client is closed.
+func (c *Client) SubscribePartitions(ctx context.Context, req PartitionSubscription) (*Subscription, error) {
+	count, err := c.PartitionCount(ctx)
+	if err != nil {
+		return nil, err
+	}
+	spec := subSpec{window: req.Window, next: make(map[uint16]uint64), what: "partitions"}
+	if spec.window == 0 {
+		spec.window = DefaultWindow
+	}
+	if spec.window < 0 {
+		return nil, fmt.Errorf("sierradb: negative window: %w", ErrInvalidArgument)
+	}
+	if len(req.Partitions) == 0 {
+		spec.all = true
+		for p := range count {
+			spec.partitions = append(spec.partitions, p)
+		}
+	} else {
+		spec.partitions = slices.Clone(req.Partitions)
+		slices.Sort(spec.partitions)
+		spec.partitions = slices.Compact(spec.partitions)
+		for _, p := range spec.partitions {
+			if p >= count {
+				return nil, fmt.Errorf("sierradb: partition %d of %d: %w", p, count, ErrInvalidArgument)
+			}
+		}
+	}
+	var latest []uint16
+	for _, p := range spec.partitions {
+		if n, ok := req.From[p]; ok {
+			spec.next[p] = n
+		} else if req.Default.latest {
+			latest = append(latest, p)
+		} else {
+			spec.next[p] = req.Default.at
+		}
+	}
+	if len(latest) > 0 {
+		seqs, err := c.PartitionSequences(ctx, latest)
+		if err != nil {
+			return nil, err
+		}
+		for p, s := range seqs {
+			spec.next[p] = uint64(s + 1)
+		}
+	}
+	return c.subscribe(ctx, spec)
+}
+
+// SubscribeStream follows one stream: it delivers its events in version
+// order from the given version (or from the latest), then live events.
+//
+// It runs on a partition subscription filtered to the stream, because
+// SierraDB 0.3.1's ESUB ignores FROM (see the conformance suite). The
+// partition key defaults to [StreamPartitionKey] of the stream; see
+// [WithPartitionKey].
+func (c *Client) SubscribeStream(ctx context.Context, streamID string, from Start, opts ...Option) (*Subscription, error) {
+	if err := ValidateStreamID(streamID); err != nil {
+		return nil, err
+	}
+	o := applyOptions(opts)
+	key := StreamPartitionKey(streamID)
+	if o.partitionKey != nil {
+		key = *o.partitionKey
+	}
+	partition, err := c.PartitionOf(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	// Read the partition head before looking for the start event: an
+	// event stored after this read has a higher sequence, so starting
+	// past the head cannot skip it.
+	head, err := c.PartitionSequence(ctx, partition)
+	if err != nil {
+		return nil, err
+	}
+	start := uint64(head + 1)
+	minVersion := uint64(0)
+	if !from.latest {
+		minVersion = from.at
+		page, err := c.Scan(ctx, streamID, from.at, End, WithPartitionKey(key), WithCount(1))
+		if err != nil {
+			return nil, err
+		}
+		if len(page.Events) > 0 {
+			start = page.Events[0].PartitionSequence
+		}
+	} else {
+		v, err := c.StreamVersion(ctx, streamID, WithPartitionKey(key))
+		if err != nil {
+			return nil, err
+		}
+		minVersion = uint64(v + 1)
+	}
+	spec := subSpec{
+		partitions: []uint16{partition},
+		next:       map[uint16]uint64{partition: start},
+		window:     DefaultWindow,
+		what:       "stream " + strconv.Quote(streamID),
+		filter: func(ev *Event) bool {
+			return ev.StreamID == streamID && ev.PartitionKey == key && ev.StreamVersion >= minVersion
+		},
+	}
+	return c.subscribe(ctx, spec)
+}
+
+// Subscription delivers events from a SierraDB subscription. Read them from
+// [Subscription.Events] and acknowledge each processed one with
+// [Subscription.Ack]. It is safe for concurrent use.
+type Subscription struct {
+	c      *Client
+	spec   subSpec
+	events chan Event
+	done   chan struct{}
+
+	closeOnce sync.Once
+	closing   chan struct{}
+
+	mu     sync.Mutex
+	conn   net.Conn
+	err    error
+	acks   ackState
+	notify chan struct{}
+}
+
+// ackState tracks acknowledgements of one server subscription (one
+// connection generation). Cursors are the server's per-subscription
+// counters; mark is the highest cursor below which everything is acked.
+type ackState struct {
+	gen     uint32
+	mark    int64
+	sent    int64
+	pending map[uint64]struct{}
+}
+
+// eventTag links a delivered event to the connection generation and cursor
+// it arrived with.
+type eventTag struct {
+	gen    uint32
+	cursor uint64
+}
+
+func (c *Client) subscribe(ctx context.Context, spec subSpec) (*Subscription, error) {
+	s := &Subscription{
+		c:       c,
+		spec:    spec,
+		events:  make(chan Event, spec.window),
+		done:    make(chan struct{}),
+		closing: make(chan struct{}),
+		notify:  make(chan struct{}, 1),
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	c.subs[s] = struct{}{}
+	c.mu.Unlock()
+
+	conn, r, subID, err := s.connect(ctx, 1)
+	if err != nil {
+		c.forget(s)
+		return nil, err
+	}
+	go s.run(conn, r, subID)
+	return s, nil
+}
+
+func (c *Client) forget(s *Subscription) {
+	c.mu.Lock()
+	delete(c.subs, s)
+	c.mu.Unlock()
+}
+
+// Events returns the channel of delivered events. It is closed when the
+// subscription ends; [Subscription.Err] then says why.
+func (s *Subscription) Events() <-chan Event { return s.events }
+
+// Done is closed when the subscription has stopped and released everything.
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
+// Err returns the error that ended the subscription: nil while it runs and
+// after a Close, [ErrClosed] if the client was closed, otherwise the failure.
+func (s *Subscription) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Close stops the subscription and waits until its goroutines have exited.
+// Events still buffered are dropped; they were not acknowledged. It is
+// idempotent.
+func (s *Subscription) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.mu.Lock()
+		if s.conn != nil {
+			s.conn.Close()
+		}
+		s.mu.Unlock()
+	})
+	<-s.done
+	return nil
+}
+
+// Ack acknowledges a processed event. Acknowledgements may come in any
+// order; the server is told, in batches, the highest point up to which
+// everything is acknowledged, which moves its window on. An event from
+// before a reconnection needs no acknowledgement and is ignored.
+func (s *Subscription) Ack(ev Event) {
+	s.ack(ev.tag)
+}
+
+func (s *Subscription) ack(tag eventTag) {
+	s.mu.Lock()
+	a := &s.acks
+	if tag.gen != a.gen || int64(tag.cursor) <= a.mark {
+		s.mu.Unlock()
+		return
+	}
+	advanced := false
+	if int64(tag.cursor) == a.mark+1 {
+		a.mark++
+		advanced = true
+		for {
+			if _, ok := a.pending[uint64(a.mark+1)]; !ok {
+				break
+			}
+			delete(a.pending, uint64(a.mark+1))
+			a.mark++
+		}
+	} else {
+		a.pending[tag.cursor] = struct{}{}
+	}
+	s.mu.Unlock()
+	if advanced {
+		select {
+		case s.notify <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *Subscription) isClosing() bool {
+	select {
+	case <-s.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// command builds the EPSUB request from the positions reached so far.
+func (s *Subscription) command() []string {
+	sel := "*"
+	if !s.spec.all {
+		ids := make([]string, len(s.spec.partitions))
+		for i, p := range s.spec.partitions {
+			ids[i] = strconv.Itoa(int(p))
+		}
+		sel = strings.Join(ids, ",")
+	}
+	args := []string{"EPSUB", sel, "FROM", "MAP"}
+	for _, p := range s.spec.partitions {
+		args = append(args, strconv.Itoa(int(p))+"="+strconv.FormatUint(s.spec.next[p], 10))
+	}
+	return append(args, "WINDOW", strconv.Itoa(s.spec.window))
+}
+
+// connect dials, subscribes and waits for the confirmation.
+func (s *Subscription) connect(ctx context.Context, gen uint32) (net.Conn, *resp3.Reader, string, error) {
+	conn, err := s.c.cfg.Dialer(ctx, "tcp", s.c.cfg.Addr)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("sierradb: subscribe to %s: %w", s.spec.what, err)
+	}
+	s.mu.Lock()
+	if s.isClosing() {
+		s.mu.Unlock()
+		conn.Close()
+		return nil, nil, "", ErrClosed
+	}
+	s.conn = conn
+	s.acks = ackState{gen: gen, mark: -1, sent: -1, pending: make(map[uint64]struct{})}
+	s.mu.Unlock()
+
+	fail := func(err error) (net.Conn, *resp3.Reader, string, error) {
+		conn.Close()
+		return nil, nil, "", fmt.Errorf("sierradb: subscribe to %s: %w", s.spec.what, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	} else {
+		conn.SetDeadline(time.Now().Add(s.c.cfg.ReadTimeout))
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	w := resp3.NewWriter(conn)
+	w.WriteCommand(s.command()...)
+	if err := w.Flush(); err != nil {
+		return fail(err)
+	}
+	r := resp3.NewReader(conn)
+	v, err := r.ReadValue()
+	if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return fail(err)
+	}
+	if v.IsError() {
+		return fail(serverError(string(v.Str)))
+	}
+	if v.Type != resp3.SimpleString && v.Type != resp3.BlobString {
+		return fail(fmt.Errorf("unexpected subscribe reply %s", v))
+	}
+	subID := string(v.Str)
+	if !stop() {
+		return fail(ctx.Err())
+	}
+	conn.SetDeadline(time.Time{})
+	return conn, r, subID, nil
+}
+
+// run owns the subscription's connection generations until Close.
+func (s *Subscription) run(conn net.Conn, r *resp3.Reader, subID string) {
+	defer close(s.done)
+	defer close(s.events)
+	defer s.c.forget(s)
+	gen := uint32(1)
+	backoff := s.c.cfg.ReconnectMinBackoff
+	for {
+		err := s.serve(conn, r, subID, gen)
+		conn.Close()
+		if s.isClosing() {
+			return
+		}
+		var se *ServerError
+		if errors.As(err, &se) && !IsRetryable(err) {
+			s.setErr(err)
+			return
+		}
+		s.c.cfg.Logger.Warn("sierradb: subscription connection lost; reconnecting",
+			"subscription", s.spec.what, "error", err)
+		for {
+			delay := backoff/2 + rand.N(backoff/2+1)
+			backoff = min(backoff*2, s.c.cfg.ReconnectMaxBackoff)
+			select {
+			case <-s.closing:
+				return
+			case <-s.c.closing:
+				s.setErr(ErrClosed)
+				return
+			case <-time.After(delay):
+			}
+			gen++
+			conn, r, subID, err = s.connect(context.Background(), gen)
+			if err == nil {
+				backoff = s.c.cfg.ReconnectMinBackoff
+				break
+			}
+			if s.isClosing() {
+				return
+			}
+			if errors.As(err, &se) && !IsRetryable(err) {
+				s.setErr(err)
+				return
+			}
+			s.c.cfg.Logger.Warn("sierradb: subscription reconnect failed", "subscription", s.spec.what, "error", err)
+		}
+	}
+}
+
+func (s *Subscription) setErr(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.mu.Unlock()
+}
+
+// serve reads one connection generation until it fails or the subscription
+// closes. A second goroutine writes the acknowledgements.
+func (s *Subscription) serve(conn net.Conn, r *resp3.Reader, subID string, gen uint32) error {
+	stopAcks := make(chan struct{})
+	ackErr := make(chan error, 1)
+	go func() { ackErr <- s.writeAcks(conn, subID, stopAcks) }()
+	defer func() {
+		close(stopAcks)
+		<-ackErr
+	}()
+	for {
+		v, err := r.ReadValue()
+		if err != nil {
+			return err
+		}
+		switch {
+		case v.Type == resp3.Push:
+			if err := s.handlePush(v, subID, gen); err != nil {
+				return err
+			}
+		case v.IsError():
+			// The reply to an EACK: the server no longer knows the
+			// subscription.
+			return serverError(string(v.Str))
+		}
+	}
+}
+
+func (s *Subscription) handlePush(v resp3.Value, subID string, gen uint32) error {
+	if len(v.Elems) < 2 || !v.Elems[0].IsString() {
+		return fmt.Errorf("sierradb: malformed push %s", v)
+	}
+	if string(v.Elems[0].Str) != "message" {
+		return nil
+	}
+	if len(v.Elems) != 4 || string(v.Elems[1].Str) != subID || v.Elems[2].Type != resp3.Integer {
+		return fmt.Errorf("sierradb: malformed message push")
+	}
+	ev, err := eventFromValue(v.Elems[3])
+	if err != nil {
+		return err
+	}
+	ev.tag = eventTag{gen: gen, cursor: uint64(v.Elems[2].Int)}
+	if next, ok := s.spec.next[ev.PartitionID]; ok && ev.PartitionSequence < next {
+		// Already delivered before a reconnection.
+		s.ack(ev.tag)
+		return nil
+	}
+	if s.spec.filter != nil && !s.spec.filter(&ev) {
+		s.spec.next[ev.PartitionID] = ev.PartitionSequence + 1
+		s.ack(ev.tag)
+		return nil
+	}
+	select {
+	case s.events <- ev:
+		s.spec.next[ev.PartitionID] = ev.PartitionSequence + 1
+		return nil
+	case <-s.closing:
+		return ErrClosed
+	}
+}
+
+// ackFlushDelay is how long acknowledgements may gather before an EACK is
+// sent, unless enough have gathered to send at once.
+const ackFlushDelay = 2 * time.Millisecond
+
+func (s *Subscription) writeAcks(conn net.Conn, subID string, stop <-chan struct{}) error {
+	w := resp3.NewWriter(conn)
+	threshold := int64(max(1, s.spec.window/4))
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	armed := false
+	for {
+		flush := false
+		select {
+		case <-stop:
+			return nil
+		case <-s.notify:
+		case <-timer.C:
+			armed = false
+			flush = true
+		}
+		s.mu.Lock()
+		mark, sent := s.acks.mark, s.acks.sent
+		if mark > sent && (flush || mark-sent >= threshold) {
+			s.acks.sent = mark
+		}
+		s.mu.Unlock()
+		switch {
+		case mark <= sent:
+			continue
+		case flush || mark-sent >= threshold:
+			w.WriteCommand("EACK", subID, strconv.FormatInt(mark, 10))
+			if err := w.Flush(); err != nil {
+				return err
+			}
+		case !armed:
+			timer.Reset(ackFlushDelay)
+			armed = true
+		}
+	}
+}
+
+func eventFromValue(v resp3.Value) (Event, error) {
+	if v.Type != resp3.Map {
+		return Event{}, fmt.Errorf("sierradb: event is a %s, not a map", v.Type)
+	}
+	var ev Event
+	var err error
+	str := func(f resp3.Value) string { return string(f.Str) }
+	for i := 0; i+1 < len(v.Elems); i += 2 {
+		k, f := v.Elems[i], v.Elems[i+1]
+		var perr error
+		switch string(k.Str) {
+		case "event_id":
+			ev.ID, perr = uuid.ParseBytes(f.Str)
+		case "partition_key":
+			ev.PartitionKey, perr = uuid.ParseBytes(f.Str)
+		case "partition_id":
+			ev.PartitionID = uint16(f.Int)
+		case "transaction_id":
+			ev.TransactionID, perr = uuid.ParseBytes(f.Str)
+		case "partition_sequence":
+			ev.PartitionSequence = uint64(f.Int)
+		case "stream_version":
+			ev.StreamVersion = uint64(f.Int)
+		case "timestamp":
+			ev.Timestamp = time.UnixMilli(f.Int).UTC()
+		case "stream_id":
+			ev.StreamID = str(f)
+		case "event_name":
+			ev.Name = str(f)
+		case "metadata":
+			if len(f.Str) > 0 {
+				ev.Metadata = f.Str
+			}
+		case "payload":
+			if len(f.Str) > 0 {
+				ev.Payload = f.Str
+			}
+		}
+		if perr != nil && err == nil {
+			err = fmt.Errorf("sierradb: event field %s: %w", k.Str, perr)
+		}
+	}
+	return ev, err
+}
