@@ -378,6 +378,10 @@ func testPartitionKeyBinding(t *testing.T, s *suite) {
 		"SierraDB records a stream's partition key per storage bucket (partition mod bucket count), so the same "+
 			"stream id can be started again under a key in another bucket; the embedded server binds a stream id to "+
 			"one key everywhere, as the protocol describes",
-		func(t *testing.T) { expectInt(t, "version under a key in another bucket", get(t, v, "stream_version"), 0) },
-		func(t *testing.T) { expectError(t, v, "DBOPFAILED database operation failed: partition key must be the same") })
+		func(t *testing.T) {
+			expectInt(t, "version under a key in another bucket", get(t, v, "stream_version"), 0)
+		},
+		func(t *testing.T) {
+			expectError(t, v, "DBOPFAILED database operation failed: partition key must be the same")
+		})
 }

@@ -120,7 +120,9 @@ func (s *suite) known(t *testing.T, name, reason string, real, embedded func(t *
 	}
 }
 
-func (s *suite) partition(key uuid.UUID) uint16 { return sierradb.PartitionID(key, s.cfg.PartitionCount) }
+func (s *suite) partition(key uuid.UUID) uint16 {
+	return sierradb.PartitionID(key, s.cfg.PartitionCount)
+}
 
 // name returns a stream id no other run uses.
 func name(category string) string {
