@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// helperEnv makes the test binary run main() with the arguments after "--".
+const helperEnv = "SIERRADB_EMBEDDED_MAIN_HELPER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) != "" {
+		for i, a := range os.Args {
+			if a == "--" {
+				os.Args = append([]string{os.Args[0]}, os.Args[i+1:]...)
+				break
+			}
+		}
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a poller.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var readyRE = regexp.MustCompile(`ready to receive connections on (\S+?)"?\n`)
+
+// waitReady polls the log for the ready line and returns the address.
+func waitReady(t *testing.T, log func() string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := readyRE.FindStringSubmatch(log()); m != nil {
+			return m[1]
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("no ready line in %q", log())
+	return ""
+}
+
+// roundTrip sends raw RESP3 requests and reads n reply lines.
+func roundTrip(t *testing.T, addr, req string, lines int) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	var out strings.Builder
+	for range lines {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("read: %v (got %q)", err, out.String())
+		}
+		out.WriteString(l)
+	}
+	return out.String()
+}
+
+func start(t *testing.T, args ...string) (addr string, stop func() string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var log syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, &log) }()
+	addr = waitReady(t, log.String)
+	return addr, func() string {
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("run: %v", err)
+		}
+		return log.String()
+	}
+}
+
+func TestRunServes(t *testing.T) {
+	addr, stop := start(t, "-addr", "127.0.0.1:0", "-partitions", "4")
+	if got := roundTrip(t, addr, "*1\r\n$4\r\nPING\r\n", 1); got != "+PONG\r\n" {
+		t.Fatalf("PING: %q", got)
+	}
+	hello := roundTrip(t, addr, "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n", 16)
+	if !strings.HasSuffix(hello, "$14\r\nnum_partitions\r\n:4\r\n") {
+		t.Fatalf("HELLO: %q", hello)
+	}
+	// Strict versioning by default.
+	if got := roundTrip(t, addr, "*3\r\n$7\r\nEAPPEND\r\n$1\r\ns\r\n$1\r\ne\r\n", 1); !strings.HasPrefix(got, "-INVALIDARG strict") {
+		t.Fatalf("EAPPEND without EXPECTED_VERSION: %q", got)
+	}
+	if log := stop(); !strings.Contains(log, "goodbye") {
+		t.Fatalf("log: %s", log)
+	}
+}
+
+func TestRunRelaxedAndDir(t *testing.T) {
+	dir := t.TempDir()
+	addr, stop := start(t, "-addr", "127.0.0.1:0", "-dir", dir, "-relaxed-versioning")
+	if got := roundTrip(t, addr, "*3\r\n$7\r\nEAPPEND\r\n$1\r\ns\r\n$1\r\ne\r\n", 1); got != "%6\r\n" {
+		t.Fatalf("EAPPEND: %q", got)
+	}
+	stop()
+	addr, stop = start(t, "-addr", "127.0.0.1:0", "-dir", dir)
+	if got := roundTrip(t, addr, "*2\r\n$5\r\nESVER\r\n$1\r\ns\r\n", 1); got != ":0\r\n" {
+		t.Fatalf("ESVER after restart: %q", got)
+	}
+	stop()
+}
+
+func TestRunFlagErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"-partitions", "0"},
+		{"-partitions", "65536"},
+		{"-nope"},
+		{"extra"},
+		{"-addr", "no-port"},
+	} {
+		err := run(context.Background(), args, io.Discard)
+		if err == nil {
+			t.Fatalf("run(%q) succeeded", args)
+		}
+	}
+}
+
+// TestSignalStopsCleanly runs the real main in a child process and stops it
+// with SIGTERM.
+func TestSignalStopsCleanly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a child process")
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		cmd := exec.Command(os.Args[0], "-test.run=^$", "--", "-addr", "127.0.0.1:0")
+		cmd.Env = append(os.Environ(), helperEnv+"=1")
+		var log syncBuffer
+		cmd.Stderr = &log
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		addr := waitReady(t, log.String)
+		if got := roundTrip(t, addr, "*1\r\n$4\r\nPING\r\n", 1); got != "+PONG\r\n" {
+			t.Fatalf("PING: %q", got)
+		}
+		if err := cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("%v: exit %v; log:\n%s", sig, err, log.String())
+		}
+		if !strings.Contains(log.String(), "goodbye") {
+			t.Fatalf("%v: log:\n%s", sig, log.String())
+		}
+	}
+}

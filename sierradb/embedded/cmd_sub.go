@@ -1,0 +1,280 @@
+package embedded
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/esmill/esmill/sierradb"
+	"github.com/esmill/esmill/sierradb/internal/resp3"
+)
+
+// fromSpec is a parsed FROM clause. A nil *fromSpec means live only.
+type fromSpec struct {
+	latest  bool
+	all     *uint64           // FROM <n>
+	streams map[string]uint64 // ESUB FROM MAP
+	parts   map[uint16]uint64 // EPSUB FROM MAP
+	def     *uint64           // EPSUB FROM MAP ... DEFAULT <n>
+}
+
+// position returns where a source starts: live (latest+1) unless the FROM
+// clause says otherwise. mapped is the FROM MAP entry for the source.
+func (f *fromSpec) position(latest int64, mapped *uint64) uint64 {
+	switch {
+	case f == nil || f.latest:
+	case f.all != nil:
+		return *f.all
+	case mapped != nil:
+		return *mapped
+	case f.def != nil:
+		return *f.def
+	}
+	return uint64(latest + 1)
+}
+
+// parseWindow reads WINDOW's value, at least 1.
+func parseWindow(a *args) (uint64, error) {
+	n, err := a.u64("window")
+	if err != nil {
+		return 0, err
+	}
+	if n < 1 {
+		return 0, errorf(msgMinNumber, n, 1)
+	}
+	return n, nil
+}
+
+// parseSubOptions reads [FROM ...] [WINDOW n] in any order, each once.
+// parseMap reads the entries after FROM MAP.
+func parseSubOptions(a *args, parseMap func(*fromSpec) error) (*fromSpec, uint64, error) {
+	var from *fromSpec
+	window := uint64(defaultWindow)
+	windowSeen := false
+	for a.more() {
+		switch {
+		case a.keyword("FROM"):
+			if from != nil {
+				return nil, 0, alreadySpecified("from")
+			}
+			from = &fromSpec{}
+			switch {
+			case a.keyword("LATEST"):
+				from.latest = true
+			case a.keyword("MAP"):
+				if err := parseMap(from); err != nil {
+					return nil, 0, err
+				}
+			default:
+				n, err := a.u64("LATEST, MAP or a number")
+				if err != nil {
+					return nil, 0, err
+				}
+				from.all = &n
+			}
+		case a.keyword("WINDOW"):
+			if windowSeen {
+				return nil, 0, alreadySpecified("window")
+			}
+			windowSeen = true
+			n, err := parseWindow(a)
+			if err != nil {
+				return nil, 0, err
+			}
+			window = n
+		default:
+			return nil, 0, a.end()
+		}
+	}
+	return from, window, nil
+}
+
+// ESUB <stream_id> [PARTITION_KEY key] [<stream_id> [PARTITION_KEY key]]...
+// [FROM LATEST | FROM <version> | FROM MAP <stream>=<version>...] [WINDOW n]
+//
+// The stream list ends at FROM or WINDOW (any case), so streams with those
+// names cannot be subscribed to.
+func cmdEsub(c *conn, a *args) error {
+	type sel struct {
+		key uuid.UUID
+		sid string
+	}
+	var streams []sel
+	for len(streams) == 0 || (a.more() && isString(a.v[a.i]) && !a.peekKeyword("FROM") && !a.peekKeyword("WINDOW")) {
+		sid, err := a.streamID()
+		if err != nil {
+			return err
+		}
+		key := sierradb.StreamPartitionKey(sid)
+		if a.keyword("PARTITION_KEY") {
+			if key, err = a.uuidArg("partition key"); err != nil {
+				return err
+			}
+			if a.peekKeyword("PARTITION_KEY") {
+				return alreadySpecified("partition key")
+			}
+		}
+		if !slices.Contains(streams, sel{key, sid}) {
+			streams = append(streams, sel{key, sid})
+		}
+	}
+	from, window, err := parseSubOptions(a, func(f *fromSpec) error {
+		f.streams = make(map[string]uint64)
+		for a.more() && !a.peekKeyword("WINDOW") {
+			s, err := a.str("stream id version value")
+			if err != nil {
+				return err
+			}
+			i := strings.LastIndexByte(s, '=')
+			if i < 0 {
+				return errorf(msgInvalid, "stream id version value: missing `=`")
+			}
+			if err := checkStreamID(s[:i]); err != nil {
+				return err
+			}
+			v, ok := parseDigits(s[i+1:])
+			if !ok {
+				return errorf(msgInvalid, "stream id version number")
+			}
+			f.streams[s[:i]] = v
+		}
+		if len(f.streams) == 0 {
+			return errorf(msgEndOfInput, "stream id version value")
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	st := c.srv.store
+	sources := make([]*subSource, 0, len(streams))
+	for _, s := range streams {
+		var mapped *uint64
+		if from != nil {
+			if v, ok := from.streams[s.sid]; ok {
+				mapped = &v
+			}
+		}
+		sources = append(sources, &subSource{
+			stream: true, key: s.key, streamID: s.sid,
+			next: from.position(st.streamLatest(s.key, s.sid), mapped),
+		})
+	}
+	c.subscribe(sources, window)
+	return nil
+}
+
+// EPSUB <* | id | id,id,...> [FROM LATEST | FROM <seq> | FROM MAP <p>=<seq>...
+// [DEFAULT <seq>]] [WINDOW n]
+//
+// Partition ids at or beyond the partition count are accepted and never
+// deliver anything (SierraDB only logs such errors).
+func cmdEpsub(c *conn, a *args) error {
+	const what = "comma-separated partition ids"
+	s := c.srv
+	v, err := a.next(what)
+	if err != nil {
+		return err
+	}
+	var ids []uint16
+	switch {
+	case isString(v) && string(v.Str) == "*":
+		for p := range s.cfg.PartitionCount {
+			ids = append(ids, p)
+		}
+	case isString(v):
+		for part := range strings.SplitSeq(string(v.Str), ",") {
+			n, err := strconv.ParseUint(strings.TrimSpace(part), 10, 16)
+			if err != nil {
+				return errorf(msgUnexpected, "string", what)
+			}
+			ids = append(ids, uint16(n))
+		}
+	default:
+		n, ok := numberValue(v)
+		if !ok || n > 0xFFFF {
+			return errorf(msgUnexpected, kindOf(v), what)
+		}
+		ids = append(ids, uint16(n))
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+
+	from, window, err := parseSubOptions(a, func(f *fromSpec) error {
+		f.parts = make(map[uint16]uint64)
+		for a.more() && !a.peekKeyword("WINDOW") && !a.peekKeyword("DEFAULT") {
+			e, err := a.str("partition id sequence value")
+			if err != nil {
+				return err
+			}
+			ps, ss, ok := strings.Cut(e, "=")
+			p, perr := strconv.ParseUint(ps, 10, 16)
+			seq, sok := parseDigits(ss)
+			if !ok || perr != nil || !sok {
+				return errorf(msgUnexpected, "string", "partition id sequence value")
+			}
+			f.parts[uint16(p)] = seq
+		}
+		if len(f.parts) == 0 {
+			return errorf(msgEndOfInput, "partition id sequence value")
+		}
+		if a.keyword("DEFAULT") {
+			n, err := a.u64("default sequence")
+			if err != nil {
+				return err
+			}
+			f.def = &n
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sources := make([]*subSource, 0, len(ids))
+	for _, pid := range ids {
+		if pid >= s.cfg.PartitionCount {
+			s.logger.Warn("EPSUB: partition not served; it will deliver nothing", "partition", pid)
+			continue
+		}
+		var mapped *uint64
+		if from != nil {
+			if v, ok := from.parts[pid]; ok {
+				mapped = &v
+			}
+		}
+		sources = append(sources, &subSource{pid: pid, next: from.position(s.store.partitionLatest(pid), mapped)})
+	}
+	c.subscribe(sources, window)
+	return nil
+}
+
+// EACK <subscription_id> <cursor>
+func cmdEack(c *conn, a *args) error {
+	id, err := a.uuidArg("subscription id")
+	if err != nil {
+		return err
+	}
+	cursor, err := a.u64("cursor")
+	if err != nil {
+		return err
+	}
+	if err := a.end(); err != nil {
+		return err
+	}
+	c.subsMu.Lock()
+	sub := c.subs[id]
+	c.subsMu.Unlock()
+	if sub == nil {
+		return cmdError(msgSubscriptionNotFound)
+	}
+	select {
+	case <-sub.done:
+		return cmdError(msgAckFailed)
+	default:
+	}
+	sub.ack(cursor)
+	c.write(func(w *resp3.Writer) { w.WriteSimpleString("OK") })
+	return nil
+}
