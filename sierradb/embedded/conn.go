@@ -128,6 +128,14 @@ func (c *conn) dispatch(v resp3.Value) (ok bool) {
 	if text, inject := c.srv.injectedError(cmd); inject {
 		return c.writeError(text)
 	}
+	if c.srv.takeDropReply(cmd) {
+		// Run the command, but let no reply out.
+		c.wmu.Lock()
+		c.broken = true
+		c.wmu.Unlock()
+		h(c, &args{v: v.Elems[1:]})
+		return false
+	}
 	if err := h(c, &args{v: v.Elems[1:]}); err != nil {
 		return c.writeError(wireText(err))
 	}

@@ -35,6 +35,7 @@ type Server struct {
 	closed   bool
 	errText  string
 	failNext map[string][]string
+	dropNext map[string]int
 
 	subscriptions atomic.Int64 // running subscription goroutines
 	cacheHits     atomic.Uint64
@@ -73,6 +74,7 @@ func Start(cfg Config) (*Server, error) {
 		closing:  make(chan struct{}),
 		conns:    make(map[*conn]struct{}),
 		failNext: make(map[string][]string),
+		dropNext: make(map[string]int),
 	}
 	s.wg.Add(1)
 	go s.acceptLoop()
@@ -235,6 +237,27 @@ func (s *Server) FailNext(command, errText string) {
 	s.mu.Lock()
 	s.failNext[cmd] = append(s.failNext[cmd], errText)
 	s.mu.Unlock()
+}
+
+// DropReplyNext makes the next call of command run but never answer: the
+// server closes the connection instead of replying, as if the network
+// failed right after a write was stored. Clients must treat the outcome as
+// unknown. Calls queue like [Server.FailNext].
+func (s *Server) DropReplyNext(command string) {
+	s.mu.Lock()
+	s.dropNext[strings.ToUpper(command)]++
+	s.mu.Unlock()
+}
+
+// takeDropReply reports whether this call's reply is to be dropped.
+func (s *Server) takeDropReply(cmd string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dropNext[cmd] == 0 {
+		return false
+	}
+	s.dropNext[cmd]--
+	return true
 }
 
 // injectedError returns the error a command must reply with instead of

@@ -1,0 +1,143 @@
+package aggregate
+
+import (
+	"container/list"
+	"context"
+	"sync"
+	"time"
+)
+
+// fifoLock is a mutex that hands itself to waiters in arrival order and
+// whose Lock can be abandoned through a context.
+type fifoLock struct {
+	mu      sync.Mutex
+	held    bool
+	waiters []chan struct{}
+}
+
+func (l *fifoLock) Lock(ctx context.Context) error {
+	l.mu.Lock()
+	if !l.held {
+		l.held = true
+		l.mu.Unlock()
+		return nil
+	}
+	ch := make(chan struct{})
+	l.waiters = append(l.waiters, ch)
+	l.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		l.mu.Lock()
+		for i, w := range l.waiters {
+			if w == ch {
+				l.waiters = append(l.waiters[:i], l.waiters[i+1:]...)
+				l.mu.Unlock()
+				return ctx.Err()
+			}
+		}
+		l.mu.Unlock()
+		// The lock was handed over just as ctx ended: pass it on.
+		l.Unlock()
+		return ctx.Err()
+	}
+}
+
+func (l *fifoLock) Unlock() {
+	l.mu.Lock()
+	if len(l.waiters) > 0 {
+		ch := l.waiters[0]
+		l.waiters = l.waiters[1:]
+		l.mu.Unlock()
+		close(ch)
+		return
+	}
+	l.held = false
+	l.mu.Unlock()
+}
+
+// cache holds entities: a bounded LRU of loaded states with an idle
+// timeout. An entity in use (refs > 0) is never evicted, so its lock and
+// state stay unique while anyone waits for it.
+type cache struct {
+	mu      sync.Mutex
+	max     int
+	idle    time.Duration
+	now     func() time.Time
+	entries map[string]*entity
+	lru     *list.List // of *entity, most recent first
+}
+
+func newCache(max int, idle time.Duration, now func() time.Time) *cache {
+	return &cache{max: max, idle: idle, now: now, entries: make(map[string]*entity), lru: list.New()}
+}
+
+// acquire returns the entity for a stream, creating an empty one, and pins
+// it until release.
+func (c *cache) acquire(streamID string) *entity {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entries[streamID]
+	if e == nil {
+		e = &entity{streamID: streamID, minVersion: -1}
+		e.elem = c.lru.PushFront(e)
+		c.entries[streamID] = e
+	} else {
+		c.lru.MoveToFront(e.elem)
+	}
+	e.refs++
+	e.lastUsed = c.now()
+	return e
+}
+
+func (c *cache) release(e *entity) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e.refs--
+	e.lastUsed = c.now()
+	c.evictLocked()
+}
+
+// evictLocked drops least recently used entities beyond the bound, and
+// unloaded ones nobody uses.
+func (c *cache) evictLocked() {
+	for el := c.lru.Back(); el != nil && c.lru.Len() > c.max; {
+		prev := el.Prev()
+		if e := el.Value.(*entity); e.refs == 0 {
+			c.removeLocked(e)
+		}
+		el = prev
+	}
+}
+
+func (c *cache) removeLocked(e *entity) {
+	c.lru.Remove(e.elem)
+	delete(c.entries, e.streamID)
+}
+
+// sweep drops entities idle for longer than the idle timeout.
+func (c *cache) sweep() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cut := c.now().Add(-c.idle)
+	for el := c.lru.Back(); el != nil; {
+		prev := el.Prev()
+		e := el.Value.(*entity)
+		if !e.lastUsed.Before(cut) {
+			break
+		}
+		if e.refs == 0 {
+			c.removeLocked(e)
+		}
+		el = prev
+	}
+}
+
+// invalidate forgets an entity's loaded state (it stays locked by its
+// holder, who calls it).
+func (c *cache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lru.Len()
+}

@@ -1,0 +1,129 @@
+package aggregate
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/esmill/esmill/codec"
+	"github.com/esmill/esmill/sierradb"
+)
+
+// entity is one cached entity. Everything but the cache bookkeeping
+// (refs, lastUsed, elem; guarded by the cache's mutex) is guarded by lock.
+type entity struct {
+	streamID string
+	lock     fifoLock
+
+	refs     int
+	lastUsed time.Time
+	elem     *list.Element
+
+	loaded        bool
+	stale         bool
+	key           uuid.UUID
+	state         any // *S
+	version       int64
+	tracking      *tracking
+	sinceSnapshot int
+	// minVersion is a version the server is known to have reached (from a
+	// conflict), which the next load must wait to see.
+	minVersion int64
+}
+
+// reset forgets the loaded state, so that the next command reloads it.
+func (e *entity) reset() {
+	e.loaded, e.stale, e.state, e.tracking = false, false, nil, nil
+}
+
+// load brings the entity up to date: from a snapshot or scratch if it is
+// not loaded, otherwise from the version after its own. Because SierraDB
+// makes appends visible asynchronously, it keeps reading until it has
+// reached minVersion (bounded by the executor's VisibilityTimeout).
+func (x *Executor) load(ctx context.Context, k kind, e *entity, key uuid.UUID) error {
+	if !e.loaded {
+		e.state, e.version, e.tracking, e.sinceSnapshot = k.newState(), -1, newTracking(x.cfg.CommandIDWindow), 0
+		e.key = key
+		if p := k.snapshotPolicy(); p != nil {
+			if err := x.loadSnapshot(ctx, k, e, p); err != nil {
+				x.cfg.Logger.Warn("aggregate: snapshot not used", "stream", e.streamID, "error", err)
+				e.state, e.version, e.tracking = k.newState(), -1, newTracking(x.cfg.CommandIDWindow)
+			}
+		}
+	}
+	deadline := time.Now().Add(x.cfg.VisibilityTimeout)
+	for {
+		if err := x.catchUp(ctx, k, e); err != nil {
+			e.reset()
+			return err
+		}
+		if e.version >= e.minVersion {
+			e.loaded, e.stale = true, false
+			return nil
+		}
+		if time.Now().After(deadline) {
+			e.reset()
+			return fmt.Errorf("aggregate: %s: version %d not visible after %s (at %d)", e.streamID, e.minVersion, x.cfg.VisibilityTimeout, e.version)
+		}
+		select {
+		case <-ctx.Done():
+			e.reset()
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+// catchUp applies every stored event after the entity's version.
+func (x *Executor) catchUp(ctx context.Context, k kind, e *entity) error {
+	for {
+		page, err := x.store.Scan(ctx, e.streamID, uint64(e.version+1), sierradb.End,
+			sierradb.WithPartitionKey(e.key), sierradb.WithCount(x.cfg.ScanPageSize))
+		if err != nil {
+			return fmt.Errorf("aggregate: load %s: %w", e.streamID, err)
+		}
+		for _, ev := range page.Events {
+			want := uint64(e.version + 1)
+			if ev.StreamVersion != want {
+				return &VersionGapError{StreamID: e.streamID, Want: want, Got: ev.StreamVersion}
+			}
+			m, err := k.applyStored(e.state, ev)
+			if err != nil {
+				return err
+			}
+			e.tracking.record(m, ev.TransactionID, ev.Timestamp.UnixMilli())
+			e.version++
+			e.sinceSnapshot++
+		}
+		if !page.HasMore || len(page.Events) == 0 {
+			return nil
+		}
+	}
+}
+
+// appendResult applies appended events to the entity.
+func (x *Executor) applyAppended(k kind, e *entity, evs []Event, meta codec.Metadata, res sierradb.MultiAppendResult, out *Result) error {
+	for i, ev := range evs {
+		a := res.Events[i]
+		err := k.applyNew(e.state, ev, EventMeta{StreamID: e.streamID, Version: a.StreamVersion, Metadata: meta, Timestamp: a.Timestamp.UnixMilli()})
+		if err != nil {
+			e.reset()
+			return err
+		}
+		e.tracking.record(meta, res.Events[0].EventID, a.Timestamp.UnixMilli())
+		e.version = int64(a.StreamVersion)
+		e.sinceSnapshot++
+		out.Events = append(out.Events, Appended{
+			Event: ev, ID: a.EventID, Version: a.StreamVersion,
+			PartitionID: res.PartitionID, PartitionSequence: a.PartitionSequence, Timestamp: a.Timestamp,
+		})
+	}
+	out.Version = e.version
+	return nil
+}
+
+var errAmbiguous = errors.New("aggregate: append outcome unknown")

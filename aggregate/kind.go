@@ -1,0 +1,99 @@
+package aggregate
+
+import (
+	"fmt"
+	"reflect"
+	"runtime/debug"
+
+	"github.com/esmill/esmill/codec"
+	"github.com/esmill/esmill/sierradb"
+)
+
+// kind is the untyped view of a *Type that the executor works with.
+type kind interface {
+	Category() string
+	newState() any
+	command(cmd Command) (*commandInfo, error)
+	applyStored(state any, ev sierradb.Event) (codec.Metadata, error)
+	applyNew(state any, ev Event, m EventMeta) error
+	EncodeEvent(ev Event) (string, []byte, error)
+	snapshotPolicy() *snapshotPolicy
+	encodeState(state any) ([]byte, error)
+	decodeState(b []byte) (any, error)
+}
+
+// commandInfo is a command's handler bound to the untyped view.
+type commandInfo struct {
+	name       string
+	limit      *RateLimit
+	handle     func(state any, ctx *Context) ([]Event, error)
+	idempotent func(state any, ctx *Context) bool
+}
+
+func (t *Type[S, ID]) newState() any {
+	s := t.newState0()
+	return &s
+}
+
+func (t *Type[S, ID]) newState0() S { return t.newStateF() }
+
+func (t *Type[S, ID]) command(cmd Command) (*commandInfo, error) {
+	if cmd == nil {
+		return nil, &UnknownCommandError{Category: t.category, Command: "<nil>"}
+	}
+	name, ok := t.cmdTypes[reflect.TypeOf(cmd)]
+	if !ok {
+		return nil, &UnknownCommandError{Category: t.category, Command: cmd.CommandName()}
+	}
+	d := t.commands[name]
+	info := &commandInfo{
+		name:  name,
+		limit: d.limit,
+		handle: func(state any, ctx *Context) ([]Event, error) {
+			return d.handle(*state.(*S), cmd, ctx)
+		},
+	}
+	if d.idempotent != nil {
+		info.idempotent = func(state any, ctx *Context) bool { return d.idempotent(*state.(*S), cmd, ctx) }
+	}
+	return info, nil
+}
+
+func (t *Type[S, ID]) applyStored(state any, ev sierradb.Event) (codec.Metadata, error) {
+	e, m, err := t.DecodeEvent(ev)
+	if err != nil {
+		return m, err
+	}
+	return m, t.applyNew(state, e, EventMeta{StreamID: ev.StreamID, Version: ev.StreamVersion, Metadata: m, Timestamp: ev.Timestamp.UnixMilli()})
+}
+
+func (t *Type[S, ID]) applyNew(state any, ev Event, m EventMeta) (err error) {
+	name, ok := t.eventTypes[reflect.TypeOf(ev)]
+	if !ok {
+		return fmt.Errorf("aggregate: event type %T: %w", ev, ErrUnknownEvent)
+	}
+	defer recoverPanic(m.StreamID, &err)
+	t.events[name].apply(state.(*S), ev, m)
+	return nil
+}
+
+func (t *Type[S, ID]) snapshotPolicy() *snapshotPolicy { return t.snapshots }
+
+func (t *Type[S, ID]) encodeState(state any) ([]byte, error) {
+	return codec.Marshal(codec.CBOR, state.(*S))
+}
+
+func (t *Type[S, ID]) decodeState(b []byte) (any, error) {
+	s := t.newState0()
+	if err := codec.Unmarshal(codec.CBOR, b, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// recoverPanic turns a panic into a *PanicError in *err.
+func recoverPanic(streamID string, err *error) {
+	if v := recover(); v != nil {
+		*err = &PanicError{StreamID: streamID, Value: v, Stack: debug.Stack()}
+	}
+}
