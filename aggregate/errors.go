@@ -118,7 +118,9 @@ func (e *ExpectedVersionError) Error() string {
 	return fmt.Sprintf("aggregate: %s is at version %d, the command expected %s", e.StreamID, e.Current, e.Expected)
 }
 
-func (e *ExpectedVersionError) Is(target error) bool { return target == sierradb.ErrWrongExpectedVersion }
+func (e *ExpectedVersionError) Is(target error) bool {
+	return target == sierradb.ErrWrongExpectedVersion
+}
 
 // ConflictError reports a command that kept meeting concurrent writes.
 type ConflictError struct {
