@@ -1,0 +1,61 @@
+package cqrs_test
+
+import (
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/esmill/esmill/aggregate"
+	"github.com/esmill/esmill/internal/testservice"
+)
+
+func TestMain(m *testing.M) { os.Exit(testservice.Main(m)) }
+
+type Account struct {
+	Balance int64
+	Log     []int64
+}
+
+type Deposited struct {
+	Amount int64 `cbor:"amount"`
+}
+
+func (Deposited) EventName() string { return "MoneyDeposited" }
+
+type Withdrawn struct {
+	Amount int64 `cbor:"amount"`
+}
+
+func (Withdrawn) EventName() string { return "MoneyWithdrawn" }
+
+type Deposit struct{ Amount int64 }
+
+func (Deposit) CommandName() string { return "Deposit" }
+
+type Withdraw struct{ Amount int64 }
+
+func (Withdraw) CommandName() string { return "Withdraw" }
+
+// codedError is a business error with a code that crosses processes.
+type codedError struct{ code string }
+
+func (e codedError) Error() string     { return e.code }
+func (e codedError) ErrorCode() string { return e.code }
+
+var ErrInsufficientFunds = codedError{"insufficient_funds"}
+
+var Accounts = aggregate.MustDefine[Account, string]("account",
+	aggregate.On(func(a *Account, e Deposited) { a.Balance += e.Amount; a.Log = append(a.Log, e.Amount) }),
+	aggregate.On(func(a *Account, e Withdrawn) { a.Balance -= e.Amount; a.Log = append(a.Log, -e.Amount) }),
+	aggregate.Handle(func(a Account, c Deposit, _ *aggregate.Context) ([]aggregate.Event, error) {
+		return aggregate.Events(Deposited{Amount: c.Amount}), nil
+	}),
+	aggregate.Handle(func(a Account, c Withdraw, _ *aggregate.Context) ([]aggregate.Event, error) {
+		if c.Amount > a.Balance {
+			return nil, ErrInsufficientFunds
+		}
+		return aggregate.Events(Withdrawn{Amount: c.Amount}), nil
+	}),
+)
+
+var _ = errors.New

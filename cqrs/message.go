@@ -1,0 +1,288 @@
+package cqrs
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/fxamacker/cbor/v2"
+	"github.com/google/uuid"
+
+	"github.com/esmill/esmill/aggregate"
+	"github.com/esmill/esmill/codec"
+	"github.com/esmill/esmill/sierradb"
+)
+
+// Metadata keys of command and reply messages.
+const (
+	MetaCommand                = "esmill_command"
+	MetaCategory               = "esmill_category"
+	MetaEntityID               = "esmill_entity_id"
+	MetaFormat                 = "esmill_format"
+	MetaCausationEventID       = "esmill_causation_event_id"
+	MetaCausationStreamID      = "esmill_causation_stream_id"
+	MetaCausationStreamVersion = "esmill_causation_stream_version"
+	// MetaCorrelationID is Watermill's correlation key, so that its
+	// CorrelationID middleware carries it along.
+	MetaCorrelationID   = "correlation_id"
+	MetaExpectedVersion = "esmill_expected_version"
+	MetaPartitionKey    = "esmill_partition_key"
+	MetaTime            = "esmill_time"
+	MetaData            = "esmill_data"
+	MetaReplyTopic      = "esmill_reply_topic"
+	// MetaReplyTo on a reply names the command message it answers.
+	MetaReplyTo = "esmill_reply_to"
+)
+
+// ErrBadCommand is matched by every error about a command message that
+// cannot be decoded or routed.
+var ErrBadCommand = errors.New("cqrs: bad command message")
+
+// BadCommandError describes a command message that cannot be handled.
+type BadCommandError struct {
+	MessageUUID string
+	Reason      string
+	Err         error
+}
+
+func (e *BadCommandError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("cqrs: command message %s: %s: %v", e.MessageUUID, e.Reason, e.Err)
+	}
+	return fmt.Sprintf("cqrs: command message %s: %s", e.MessageUUID, e.Reason)
+}
+
+func (e *BadCommandError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrBadCommand}
+	}
+	return []error{ErrBadCommand, e.Err}
+}
+
+// SendOption adjusts one command message.
+type SendOption func(*sendOptions)
+
+type sendOptions struct {
+	causation     *codec.Causation
+	correlationID string
+	expected      *sierradb.ExpectedVersion
+	partitionKey  *uuid.UUID
+	at            time.Time
+	data          any
+	messageUUID   string
+	metadata      map[string]string
+}
+
+// CausedBy names the event that caused the command (see aggregate.CausedBy).
+func CausedBy(c codec.Causation) SendOption { return func(o *sendOptions) { o.causation = &c } }
+
+// CausedByEvent is CausedBy with a stored event.
+func CausedByEvent(ev sierradb.Event) SendOption {
+	return CausedBy(codec.Causation{EventID: ev.ID, StreamID: ev.StreamID, StreamVersion: ev.StreamVersion})
+}
+
+// WithCorrelationID sets the correlation id. Default: a new one.
+func WithCorrelationID(id string) SendOption { return func(o *sendOptions) { o.correlationID = id } }
+
+// ExpectVersion runs the command only if the entity is at this version.
+func ExpectVersion(v sierradb.ExpectedVersion) SendOption {
+	return func(o *sendOptions) { o.expected = &v }
+}
+
+// OnPartitionKey sets the entity's partition key for this command.
+func OnPartitionKey(k uuid.UUID) SendOption { return func(o *sendOptions) { o.partitionKey = &k } }
+
+// At sets the command's logical time.
+func At(t time.Time) SendOption { return func(o *sendOptions) { o.at = t } }
+
+// WithData attaches the caller's metadata value (stored with the events).
+func WithData(v any) SendOption { return func(o *sendOptions) { o.data = v } }
+
+// WithMessageUUID sets the message UUID, which is the command's id:
+// sending the same UUID twice runs the command once. Default: a new UUID.
+func WithMessageUUID(id string) SendOption { return func(o *sendOptions) { o.messageUUID = id } }
+
+// WithMetadata adds Watermill metadata to the message.
+func WithMetadata(key, value string) SendOption {
+	return func(o *sendOptions) {
+		if o.metadata == nil {
+			o.metadata = map[string]string{}
+		}
+		o.metadata[key] = value
+	}
+}
+
+// NewCommandMessage encodes a command for entity id (the id's string form)
+// of type t.
+func NewCommandMessage(t aggregate.AnyType, id string, cmd aggregate.Command, opts ...SendOption) (*message.Message, error) {
+	var o sendOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	payload, err := codec.Marshal(t.Format(), cmd)
+	if err != nil {
+		return nil, fmt.Errorf("cqrs: encode %s: %w", cmd.CommandName(), err)
+	}
+	if o.messageUUID == "" {
+		o.messageUUID = watermill.NewUUID()
+	}
+	msg := message.NewMessage(o.messageUUID, payload)
+	for k, v := range o.metadata {
+		msg.Metadata.Set(k, v)
+	}
+	msg.Metadata.Set(MetaCommand, cmd.CommandName())
+	msg.Metadata.Set(MetaCategory, t.Category())
+	msg.Metadata.Set(MetaEntityID, id)
+	msg.Metadata.Set(MetaFormat, t.Format().String())
+	if c := o.causation; c != nil {
+		msg.Metadata.Set(MetaCausationEventID, c.EventID.String())
+		msg.Metadata.Set(MetaCausationStreamID, c.StreamID)
+		msg.Metadata.Set(MetaCausationStreamVersion, strconv.FormatUint(c.StreamVersion, 10))
+	}
+	if o.correlationID == "" {
+		o.correlationID = watermill.NewUUID()
+	}
+	msg.Metadata.Set(MetaCorrelationID, o.correlationID)
+	if o.expected != nil {
+		msg.Metadata.Set(MetaExpectedVersion, o.expected.String())
+	}
+	if o.partitionKey != nil {
+		msg.Metadata.Set(MetaPartitionKey, o.partitionKey.String())
+	}
+	if !o.at.IsZero() {
+		msg.Metadata.Set(MetaTime, o.at.UTC().Format(time.RFC3339Nano))
+	}
+	if o.data != nil {
+		b, err := codec.EncodeData(o.data)
+		if err != nil {
+			return nil, err
+		}
+		msg.Metadata.Set(MetaData, base64.StdEncoding.EncodeToString(b))
+	}
+	return msg, nil
+}
+
+// decoded is a command message taken apart.
+type decoded struct {
+	typ  aggregate.AnyType
+	id   string
+	cmd  aggregate.Command
+	opts []aggregate.ExecOption
+}
+
+// decodeCommand reads a command message for one of the given types.
+func decodeCommand(msg *message.Message, types map[string]aggregate.AnyType) (decoded, error) {
+	bad := func(reason string, err error) (decoded, error) {
+		return decoded{}, &BadCommandError{MessageUUID: msg.UUID, Reason: reason, Err: err}
+	}
+	md := msg.Metadata
+	t, ok := types[md.Get(MetaCategory)]
+	if !ok {
+		return bad(fmt.Sprintf("no entity type for category %q", md.Get(MetaCategory)), nil)
+	}
+	f := codec.CBOR
+	switch md.Get(MetaFormat) {
+	case "", "cbor":
+	case "json":
+		f = codec.JSON
+	default:
+		return bad(fmt.Sprintf("unknown format %q", md.Get(MetaFormat)), nil)
+	}
+	cmd, err := t.DecodeCommand(md.Get(MetaCommand), f, msg.Payload)
+	if err != nil {
+		return bad("command does not decode", err)
+	}
+	d := decoded{typ: t, id: md.Get(MetaEntityID), cmd: cmd}
+	if d.id == "" {
+		return bad("no entity id", nil)
+	}
+	d.opts = append(d.opts, aggregate.WithCommandID(msg.UUID))
+	if v := md.Get(MetaCausationStreamID); v != "" {
+		eid, err := uuid.Parse(md.Get(MetaCausationEventID))
+		if err != nil {
+			return bad("causation event id", err)
+		}
+		ver, err := strconv.ParseUint(md.Get(MetaCausationStreamVersion), 10, 64)
+		if err != nil {
+			return bad("causation stream version", err)
+		}
+		d.opts = append(d.opts, aggregate.CausedBy(codec.Causation{EventID: eid, StreamID: v, StreamVersion: ver}))
+	}
+	if v := md.Get(MetaCorrelationID); v != "" {
+		d.opts = append(d.opts, aggregate.WithCorrelationID(v))
+	}
+	if v := md.Get(MetaExpectedVersion); v != "" {
+		ev, err := sierradb.ParseExpectedVersion(v)
+		if err != nil {
+			return bad("expected version", err)
+		}
+		d.opts = append(d.opts, aggregate.ExpectVersion(ev))
+	}
+	if v := md.Get(MetaPartitionKey); v != "" {
+		k, err := uuid.Parse(v)
+		if err != nil {
+			return bad("partition key", err)
+		}
+		d.opts = append(d.opts, aggregate.OnPartitionKey(k))
+	}
+	if v := md.Get(MetaTime); v != "" {
+		at, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return bad("time", err)
+		}
+		d.opts = append(d.opts, aggregate.At(at))
+	}
+	if v := md.Get(MetaData); v != "" {
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			return bad("data", err)
+		}
+		d.opts = append(d.opts, aggregate.WithMetadata(cbor.RawMessage(b)))
+	}
+	return d, nil
+}
+
+// PartitionOf returns the topic partition of an entity stream: FNV-1a of
+// the stream id modulo the partition count.
+func PartitionOf(streamID string, partitions int) int {
+	h := fnv.New32a()
+	h.Write([]byte(streamID))
+	return int(h.Sum32() % uint32(partitions))
+}
+
+// DefaultTopic names the topic of one partition of an entity type's
+// commands: "esmill.commands.<category>.<n>".
+func DefaultTopic(category string, partition int) string {
+	return "esmill.commands." + category + "." + strconv.Itoa(partition)
+}
+
+// Reply is the outcome of a command, as sent back to the caller.
+type Reply struct {
+	StreamID   string          `json:"stream_id,omitempty"`
+	Version    int64           `json:"version"`
+	Idempotent bool            `json:"idempotent,omitempty"`
+	Events     []ReplyEvent    `json:"events,omitempty"`
+	Error      *RemoteError    `json:"error,omitempty"`
+}
+
+// ReplyEvent is one appended event in a [Reply].
+type ReplyEvent struct {
+	ID                uuid.UUID `json:"id"`
+	Name              string    `json:"name"`
+	Version           uint64    `json:"version"`
+	PartitionID       uint16    `json:"partition_id"`
+	PartitionSequence uint64    `json:"partition_sequence"`
+}
+
+func replyFromResult(res aggregate.Result) Reply {
+	r := Reply{StreamID: res.StreamID, Version: res.Version, Idempotent: res.Idempotent}
+	for _, a := range res.Events {
+		r.Events = append(r.Events, ReplyEvent{ID: a.ID, Name: a.Event.EventName(), Version: a.Version, PartitionID: a.PartitionID, PartitionSequence: a.PartitionSequence})
+	}
+	return r
+}
