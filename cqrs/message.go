@@ -263,11 +263,11 @@ func DefaultTopic(category string, partition int) string {
 
 // Reply is the outcome of a command, as sent back to the caller.
 type Reply struct {
-	StreamID   string          `json:"stream_id,omitempty"`
-	Version    int64           `json:"version"`
-	Idempotent bool            `json:"idempotent,omitempty"`
-	Events     []ReplyEvent    `json:"events,omitempty"`
-	Error      *RemoteError    `json:"error,omitempty"`
+	StreamID   string       `json:"stream_id,omitempty"`
+	Version    int64        `json:"version"`
+	Idempotent bool         `json:"idempotent,omitempty"`
+	Events     []ReplyEvent `json:"events,omitempty"`
+	Error      *RemoteError `json:"error,omitempty"`
 }
 
 // ReplyEvent is one appended event in a [Reply].
