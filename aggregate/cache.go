@@ -141,3 +141,14 @@ func (c *cache) len() int {
 	defer c.mu.Unlock()
 	return c.lru.Len()
 }
+
+// TryLock takes the lock if it is free.
+func (l *fifoLock) TryLock() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.held {
+		return false
+	}
+	l.held = true
+	return true
+}

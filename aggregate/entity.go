@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -18,6 +19,8 @@ import (
 type entity struct {
 	streamID string
 	lock     fifoLock
+	// holder is the transaction holding lock, if any.
+	holder atomic.Pointer[txState]
 
 	refs     int
 	lastUsed time.Time

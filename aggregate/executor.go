@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -40,6 +41,9 @@ type Config struct {
 	// acknowledged (a conflict names its version) to become readable.
 	// Default: 5s.
 	VisibilityTimeout time.Duration
+	// LockTimeout bounds the wait for an entity held by a transaction,
+	// for transactions and for plain commands. Default: 5s.
+	LockTimeout time.Duration
 	// Snapshots stores snapshots of types defined WithSnapshots.
 	// Default: SierraDB itself (NewSierraSnapshots) when the store is a
 	// *sierradb.Client, otherwise none.
@@ -71,6 +75,9 @@ func (c *Config) setDefaults() {
 	if c.VisibilityTimeout == 0 {
 		c.VisibilityTimeout = 5 * time.Second
 	}
+	if c.LockTimeout == 0 {
+		c.LockTimeout = 5 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -97,6 +104,9 @@ func (c Config) Validate() error {
 	if c.CommandIDWindow < 0 {
 		errs = append(errs, errors.New("aggregate: CommandIDWindow must not be negative"))
 	}
+	if c.LockTimeout < 0 {
+		errs = append(errs, errors.New("aggregate: LockTimeout must not be negative"))
+	}
 	if c.VisibilityTimeout < 0 {
 		errs = append(errs, errors.New("aggregate: VisibilityTimeout must not be negative"))
 	}
@@ -116,6 +126,7 @@ type Executor struct {
 	closeOnce sync.Once
 	closing   chan struct{}
 	done      chan struct{}
+	txSeq     atomic.Uint64
 }
 
 // NewExecutor returns an executor over a store (normally a
@@ -315,7 +326,7 @@ func (x *Executor) execute(ctx context.Context, k kind, streamID string, key uui
 
 	e := x.cache.acquire(streamID)
 	defer x.cache.release(e)
-	if err := e.lock.Lock(ctx); err != nil {
+	if err := x.lockForCommand(ctx, e); err != nil {
 		return Result{}, err
 	}
 	defer e.lock.Unlock()
@@ -346,6 +357,28 @@ func (x *Executor) execute(ctx context.Context, k kind, streamID string, key uui
 			}
 		}
 	}
+}
+
+// lockForCommand locks an entity for a plain command. The wait for an
+// entity that a transaction holds is bounded by LockTimeout, so that a
+// command issued from inside a transaction's closure for an entity that
+// transaction locked fails instead of waiting forever.
+func (x *Executor) lockForCommand(ctx context.Context, e *entity) error {
+	if e.lock.TryLock() {
+		return nil
+	}
+	if e.holder.Load() == nil {
+		return e.lock.Lock(ctx)
+	}
+	lctx, cancel := context.WithTimeout(ctx, x.cfg.LockTimeout)
+	defer cancel()
+	if err := e.lock.Lock(lctx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return &LockTimeoutError{StreamID: e.streamID, Timeout: x.cfg.LockTimeout}
+	}
+	return nil
 }
 
 // attempt runs the command once against the loaded entity. retry says the

@@ -101,11 +101,11 @@ func TestExecuteAndReload(t *testing.T) {
 
 // waitVersion waits until SierraDB serves version v of a stream (the real
 // server confirms appends asynchronously).
-func waitVersion(t *testing.T, c *sierradb.Client, stream string, v int64) {
+func waitVersion(t *testing.T, c *sierradb.Client, stream string, v int64, opts ...sierradb.Option) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		got, err := c.StreamVersion(context.Background(), stream)
+		got, err := c.StreamVersion(context.Background(), stream, opts...)
 		if err == nil && got >= v {
 			return
 		}
