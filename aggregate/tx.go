@@ -86,7 +86,7 @@ type Tx struct {
 	abort    *abortSignal
 	// dead: the transaction yielded to an older one; every later command
 	// fails and the closure runs again.
-	dead bool
+	dead  bool
 	ended bool
 }
 

@@ -91,8 +91,6 @@ func (f txFunc) then(g txFunc) txFunc {
 	}
 }
 
-
-
 func TestTransactionAbortDryRunAndReadYourWrites(t *testing.T) {
 	testservice.EachSierra(t, func(t *testing.T, tg testservice.Target, addr string) {
 		ctx := ctxT(t)
