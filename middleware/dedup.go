@@ -1,0 +1,180 @@
+package middleware
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/esmill/esmill/cqrs"
+)
+
+// DedupStore remembers handled message keys for a while.
+type DedupStore interface {
+	// Seen reports whether key was marked and has not expired.
+	Seen(ctx context.Context, key string) (bool, error)
+	// Mark records key for ttl.
+	Mark(ctx context.Context, key string, ttl time.Duration) error
+}
+
+// Dedup acks a message that was already handled without running the
+// handler again, and answers a waiting caller with the idempotent outcome.
+//
+// A command message that carries causation is keyed on what the entity's
+// own causation tracking keys on (entity, causing stream and version,
+// command name); any other message on its UUID. The key is marked only
+// after the handler succeeded, so a failed attempt is never taken for a
+// handled one. Two deliveries racing through two processes can both run:
+// the executor's stream-based tracking (command ids and causation) then
+// writes the events once; this middleware saves the work.
+type Dedup struct {
+	// Store keeps the keys. Default: an in-memory store for this process
+	// (NewMemoryDedupStore); use NewRedisDedupStore to share it between
+	// router processes.
+	Store DedupStore
+	// TTL is how long a key is remembered. Default: 24h.
+	TTL time.Duration
+	// Key derives the key of a message; "" skips deduplication for it.
+	// Default: CommandKey.
+	Key func(*message.Message) string
+	// ReplyPublisher answers callers waiting on a duplicate (the message
+	// names a reply topic) with an idempotent reply. Optional.
+	ReplyPublisher message.Publisher
+	// OnDuplicate is called for every duplicate. Optional.
+	OnDuplicate func(*message.Message)
+	// Logger receives store errors (the message is then handled, not
+	// dropped). Default: discard.
+	Logger *slog.Logger
+}
+
+// CommandKey is the default key: the causation of a command message if it
+// has one, else its UUID.
+func CommandKey(msg *message.Message) string {
+	md := msg.Metadata
+	if src := md.Get(cqrs.MetaCausationStreamID); src != "" {
+		return "cause:" + md.Get(cqrs.MetaCategory) + "-" + md.Get(cqrs.MetaEntityID) + ":" + src + "@" +
+			md.Get(cqrs.MetaCausationStreamVersion) + ":" + md.Get(cqrs.MetaCommand)
+	}
+	return "msg:" + msg.UUID
+}
+
+// Middleware wraps a handler.
+func (d Dedup) Middleware(h message.HandlerFunc) message.HandlerFunc {
+	if d.Store == nil {
+		d.Store = NewMemoryDedupStore()
+	}
+	if d.TTL == 0 {
+		d.TTL = 24 * time.Hour
+	}
+	if d.Key == nil {
+		d.Key = CommandKey
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	return func(msg *message.Message) ([]*message.Message, error) {
+		key := d.Key(msg)
+		if key == "" {
+			return h(msg)
+		}
+		ctx := msg.Context()
+		seen, err := d.Store.Seen(ctx, key)
+		if err != nil {
+			d.Logger.Warn("middleware: dedup store unavailable; handling the message", "error", err)
+		}
+		if seen {
+			if d.OnDuplicate != nil {
+				d.OnDuplicate(msg)
+			}
+			d.replyIdempotent(msg)
+			return nil, nil
+		}
+		out, err := h(msg)
+		if err != nil {
+			return out, err
+		}
+		if err := d.Store.Mark(context.WithoutCancel(ctx), key, d.TTL); err != nil {
+			d.Logger.Warn("middleware: dedup store unavailable; key not marked", "error", err)
+		}
+		return out, nil
+	}
+}
+
+func (d Dedup) replyIdempotent(msg *message.Message) {
+	topic := msg.Metadata.Get(cqrs.MetaReplyTopic)
+	if topic == "" || d.ReplyPublisher == nil {
+		return
+	}
+	b, _ := json.Marshal(cqrs.Reply{StreamID: msg.Metadata.Get(cqrs.MetaCategory) + "-" + msg.Metadata.Get(cqrs.MetaEntityID), Version: -1, Idempotent: true})
+	rep := message.NewMessage(msg.UUID+".reply", b)
+	rep.Metadata.Set(cqrs.MetaReplyTo, msg.UUID)
+	if err := d.ReplyPublisher.Publish(topic, rep); err != nil {
+		d.Logger.Warn("middleware: idempotent reply not sent", "error", err)
+	}
+}
+
+// MemoryDedupStore keeps keys in this process. It is safe for concurrent
+// use; expired keys are dropped as new ones come in.
+type MemoryDedupStore struct {
+	mu    sync.Mutex
+	keys  map[string]time.Time
+	now   func() time.Time
+	marks int
+}
+
+// NewMemoryDedupStore returns an empty in-memory store.
+func NewMemoryDedupStore() *MemoryDedupStore {
+	return &MemoryDedupStore{keys: make(map[string]time.Time), now: time.Now}
+}
+
+// Seen implements DedupStore.
+func (s *MemoryDedupStore) Seen(_ context.Context, key string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	exp, ok := s.keys[key]
+	return ok && s.now().Before(exp), nil
+}
+
+// Mark implements DedupStore.
+func (s *MemoryDedupStore) Mark(_ context.Context, key string, ttl time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	s.keys[key] = now.Add(ttl)
+	s.marks++
+	if s.marks%1024 == 0 {
+		for k, exp := range s.keys {
+			if !now.Before(exp) {
+				delete(s.keys, k)
+			}
+		}
+	}
+	return nil
+}
+
+// RedisDedupStore keeps keys in Redis, shared by every process using the
+// same prefix. It does not close the client.
+type RedisDedupStore struct {
+	rdb    redis.UniversalClient
+	prefix string
+}
+
+// NewRedisDedupStore returns a store on a go-redis client.
+func NewRedisDedupStore(rdb redis.UniversalClient, prefix string) *RedisDedupStore {
+	return &RedisDedupStore{rdb: rdb, prefix: prefix}
+}
+
+// Seen implements DedupStore.
+func (s *RedisDedupStore) Seen(ctx context.Context, key string) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.prefix+key).Result()
+	return n > 0, err
+}
+
+// Mark implements DedupStore.
+func (s *RedisDedupStore) Mark(ctx context.Context, key string, ttl time.Duration) error {
+	return s.rdb.Set(ctx, s.prefix+key, 1, ttl).Err()
+}

@@ -1,0 +1,403 @@
+package middleware_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/time/rate"
+
+	"github.com/esmill/esmill/aggregate"
+	"github.com/esmill/esmill/cqrs"
+	"github.com/esmill/esmill/internal/testservice"
+	"github.com/esmill/esmill/middleware"
+	"github.com/esmill/esmill/sierradb"
+)
+
+func TestMain(m *testing.M) { os.Exit(testservice.Main(m)) }
+
+type Account struct{ Balance int64 }
+
+type Deposited struct {
+	Amount int64 `cbor:"amount"`
+}
+
+func (Deposited) EventName() string { return "MoneyDeposited" }
+
+type Deposit struct{ Amount int64 }
+
+func (Deposit) CommandName() string { return "Deposit" }
+
+type Withdraw struct{ Amount int64 }
+
+func (Withdraw) CommandName() string { return "Withdraw" }
+
+var ErrNoFunds = errors.New("no funds")
+
+var Accounts = aggregate.MustDefine[Account, string]("account",
+	aggregate.On(func(a *Account, e Deposited) { a.Balance += e.Amount }),
+	aggregate.Handle(func(a Account, c Deposit, _ *aggregate.Context) ([]aggregate.Event, error) {
+		return aggregate.Events(Deposited{Amount: c.Amount}), nil
+	}),
+	aggregate.Handle(func(a Account, c Withdraw, _ *aggregate.Context) ([]aggregate.Event, error) {
+		return nil, ErrNoFunds
+	}),
+)
+
+func redisClient(t testing.TB) *redis.Client {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: testservice.RequireRedis(t)})
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+func msgCtx() *message.Message {
+	m := message.NewMessage(watermill.NewUUID(), nil)
+	m.SetContext(context.Background())
+	return m
+}
+
+// recordingPublisher keeps what is published.
+type recordingPublisher struct {
+	mu   sync.Mutex
+	msgs map[string][]*message.Message
+}
+
+func (p *recordingPublisher) Publish(topic string, msgs ...*message.Message) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.msgs == nil {
+		p.msgs = map[string][]*message.Message{}
+	}
+	p.msgs[topic] = append(p.msgs[topic], msgs...)
+	return nil
+}
+func (p *recordingPublisher) Close() error { return nil }
+func (p *recordingPublisher) get(topic string) []*message.Message {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*message.Message(nil), p.msgs[topic]...)
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		err  error
+		want middleware.Class
+	}{
+		{&aggregate.RejectedError{Err: ErrNoFunds}, middleware.Final},
+		{&aggregate.ExpectedVersionError{}, middleware.Final},
+		{&aggregate.RateLimitError{}, middleware.Final},
+		{&cqrs.BadCommandError{Reason: "x"}, middleware.Poison},
+		{&aggregate.UnknownCommandError{}, middleware.Poison},
+		{&aggregate.PanicError{}, middleware.Poison},
+		{&aggregate.ConflictError{Last: sierradb.ErrWrongExpectedVersion}, middleware.Transient},
+		{sierradb.ParseServerError("TIMEOUT write operation timed out"), middleware.Transient},
+		{fmt.Errorf("send: %w", io.EOF), middleware.Transient},
+		{&middleware.RateLimitedError{}, middleware.Transient},
+		{&aggregate.LockTimeoutError{}, middleware.Transient},
+	}
+	for _, tt := range tests {
+		if got := middleware.Classify(tt.err); got != tt.want {
+			t.Errorf("Classify(%v) = %s, want %s", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestRetry(t *testing.T) {
+	fast := middleware.Retry{MaxRetries: 3, InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond}
+	t.Run("final errors are not retried", func(t *testing.T) {
+		calls := 0
+		h := fast.Middleware(func(*message.Message) ([]*message.Message, error) {
+			calls++
+			return nil, &aggregate.RejectedError{StreamID: "s", Command: "Withdraw", Err: ErrNoFunds}
+		})
+		if _, err := h(msgCtx()); !errors.Is(err, ErrNoFunds) || calls != 1 {
+			t.Fatalf("%d calls, %v", calls, err)
+		}
+	})
+	t.Run("transient errors are retried", func(t *testing.T) {
+		calls := 0
+		h := fast.Middleware(func(*message.Message) ([]*message.Message, error) {
+			calls++
+			if calls < 3 {
+				return nil, io.ErrUnexpectedEOF
+			}
+			return nil, nil
+		})
+		if _, err := h(msgCtx()); err != nil || calls != 3 {
+			t.Fatalf("%d calls, %v", calls, err)
+		}
+	})
+	t.Run("parked with the reason", func(t *testing.T) {
+		pub := &recordingPublisher{}
+		r := fast
+		r.PoisonPublisher, r.PoisonTopic = pub, "poison"
+		calls := 0
+		h := r.Middleware(func(*message.Message) ([]*message.Message, error) {
+			calls++
+			return nil, io.ErrUnexpectedEOF
+		})
+		m := msgCtx()
+		if _, err := h(m); err != nil || calls != 4 {
+			t.Fatalf("%d calls, %v", calls, err)
+		}
+		parked := pub.get("poison")
+		if len(parked) != 1 || parked[0].UUID != m.UUID || parked[0].Metadata.Get(middleware.MetaPoisonClass) != "transient" ||
+			parked[0].Metadata.Get(middleware.MetaPoisonReason) != io.ErrUnexpectedEOF.Error() || parked[0].Metadata.Get(middleware.MetaPoisonAttempts) != "4" {
+			t.Fatalf("parked %+v", parked)
+		}
+		// Poison goes at once.
+		calls = 0
+		h = r.Middleware(func(*message.Message) ([]*message.Message, error) {
+			calls++
+			return nil, &cqrs.BadCommandError{Reason: "garbage"}
+		})
+		if _, err := h(msgCtx()); err != nil || calls != 1 || len(pub.get("poison")) != 2 {
+			t.Fatalf("poison: %d calls, %v", calls, err)
+		}
+	})
+}
+
+func TestLocalRateLimit(t *testing.T) {
+	lim := middleware.NewLocalLimiter(rate.Every(time.Hour), 3)
+	var runs atomic.Int64
+	h := middleware.RateLimit{Limiter: lim, Key: func(*message.Message) string { return "k" }}.Middleware(
+		func(*message.Message) ([]*message.Message, error) { runs.Add(1); return nil, nil })
+	var limited int
+	for range 10 {
+		_, err := h(msgCtx())
+		var rl *middleware.RateLimitedError
+		if errors.As(err, &rl) && rl.RetryAfter > 0 && errors.Is(err, middleware.ErrRateLimited) {
+			limited++
+		}
+	}
+	if runs.Load() != 3 || limited != 7 {
+		t.Fatalf("%d runs, %d limited", runs.Load(), limited)
+	}
+	// Wait mode waits for the token.
+	lim2 := middleware.NewLocalLimiter(rate.Every(50*time.Millisecond), 1)
+	hw := middleware.RateLimit{Limiter: lim2, Key: func(*message.Message) string { return "k" }, Wait: true}.Middleware(
+		func(*message.Message) ([]*message.Message, error) { return nil, nil })
+	start := time.Now()
+	for range 5 {
+		if _, err := hw(msgCtx()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := time.Since(start); d < 190*time.Millisecond {
+		t.Fatalf("5 messages at 20/s took %s", d)
+	}
+}
+
+// Two processes share one Redis limit: together they get no more tokens
+// than one would.
+func TestSharedRateLimit(t *testing.T) {
+	rdb := redisClient(t)
+	prefix := "rl-" + watermill.NewShortUUID() + ":"
+	var allowed atomic.Int64
+	var procs []message.HandlerFunc
+	for range 2 {
+		// Each "process" has its own limiter object and connection.
+		own := redis.NewClient(&redis.Options{Addr: rdb.Options().Addr})
+		t.Cleanup(func() { own.Close() })
+		procs = append(procs, middleware.RateLimit{
+			Limiter: middleware.NewRedisLimiter(own, prefix, redis_rate.Limit{Rate: 20, Burst: 20, Period: time.Second}),
+			Key:     middleware.MetadataKey("tenant"),
+		}.Middleware(func(*message.Message) ([]*message.Message, error) { allowed.Add(1); return nil, nil }))
+	}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m := msgCtx()
+			m.Metadata.Set("tenant", "acme")
+			procs[i%2](m)
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	// 20 of burst plus 20/s for the time it took.
+	max := int64(20 + 20*elapsed.Seconds() + 1)
+	if n := allowed.Load(); n < 20 || n > max {
+		t.Fatalf("two processes let %d of 200 through in %s, want 20..%d", n, elapsed, max)
+	}
+}
+
+// rig is one router process: client, executor, Watermill router over
+// Redis Streams, with the three middleware.
+type rig struct {
+	exec    *aggregate.Executor
+	runs    atomic.Int64
+	dups    atomic.Int64
+	handled atomic.Int64
+}
+
+func startProcess(t *testing.T, sierraAddr string, rdb *redis.Client, topic func(string, int) string, group, poisonTopic string, dedupPrefix string) *rig {
+	t.Helper()
+	client, err := sierradb.New(sierradb.Config{Addr: sierraAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	exec, err := aggregate.NewExecutor(client, aggregate.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { exec.Close() })
+	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb}, watermill.NopLogger{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{Client: rdb, ConsumerGroup: group, BlockTime: 10 * time.Millisecond, OldestId: "0"}, watermill.NopLogger{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{exec: exec}
+	cr, err := cqrs.NewCommandRouter(cqrs.RouterConfig{Executor: exec, Types: []aggregate.AnyType{Accounts}, Partitions: 2, Topic: topic, ReplyPublisher: pub, FailBadCommands: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 5 * time.Second}, watermill.NopLogger{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	router.AddMiddleware(
+		middleware.Retry{InitialInterval: time.Millisecond, PoisonPublisher: pub, PoisonTopic: poisonTopic}.Middleware,
+		middleware.Dedup{Store: middleware.NewRedisDedupStore(rdb, dedupPrefix), ReplyPublisher: pub, OnDuplicate: func(*message.Message) { r.dups.Add(1) }}.Middleware,
+		func(h message.HandlerFunc) message.HandlerFunc {
+			return func(m *message.Message) ([]*message.Message, error) {
+				r.runs.Add(1)
+				out, err := h(m)
+				if err == nil {
+					r.handled.Add(1)
+				}
+				return out, err
+			}
+		},
+	)
+	cr.AddHandlers(router, sub)
+	go router.Run(context.Background())
+	t.Cleanup(func() { router.Close() })
+	<-router.Running()
+	return r
+}
+
+func TestDedupAcrossTwoRouterProcesses(t *testing.T) {
+	testservice.EachSierra(t, func(t *testing.T, tg testservice.Target, addr string) {
+		rdb := redisClient(t)
+		id := watermill.NewShortUUID()
+		topic := func(c string, p int) string { return id + "." + cqrs.DefaultTopic(c, p) }
+		a := startProcess(t, addr, rdb, topic, "routers-"+id, "poison-"+id, "dedup-"+id+":")
+		b := startProcess(t, addr, rdb, topic, "routers-"+id, "poison-"+id, "dedup-"+id+":")
+		pub, _ := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb}, watermill.NopLogger{})
+		sub, _ := redisstream.NewSubscriber(redisstream.SubscriberConfig{Client: rdb, ConsumerGroup: "bus-" + id, BlockTime: 10 * time.Millisecond}, watermill.NopLogger{})
+		bus, err := cqrs.NewCommandBus(cqrs.BusConfig{Publisher: pub, Partitions: 2, Topic: topic, ReplySubscriber: sub})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bus.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		msgID := watermill.NewUUID()
+		alice := "alice-" + id
+		rep, err := bus.Execute(ctx, Accounts, alice, Deposit{Amount: 10}, cqrs.WithMessageUUID(msgID))
+		if err != nil || rep.Idempotent {
+			t.Fatalf("first: %+v %v", rep, err)
+		}
+		// The same message delivered 20 more times, to whichever process
+		// takes it: each is a duplicate.
+		for i := range 20 {
+			rep, err := bus.Execute(ctx, Accounts, alice, Deposit{Amount: 10}, cqrs.WithMessageUUID(msgID))
+			if err != nil || !rep.Idempotent {
+				t.Fatalf("duplicate %d: %+v %v", i, rep, err)
+			}
+		}
+		// And 20 at once.
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := bus.Send(ctx, Accounts, alice, Deposit{Amount: 10}, cqrs.WithMessageUUID(msgID)); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		deadline := time.Now().Add(20 * time.Second)
+		for a.dups.Load()+b.dups.Load()+a.handled.Load()+b.handled.Load() < 41 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if a.handled.Load()+b.handled.Load() < 1 || a.dups.Load()+b.dups.Load() < 20 {
+			t.Fatalf("handled %d+%d, duplicates %d+%d", a.handled.Load(), b.handled.Load(), a.dups.Load(), b.dups.Load())
+		}
+		if a.dups.Load() == 0 || b.dups.Load() == 0 {
+			t.Logf("duplicates seen by one process only: %d / %d", a.dups.Load(), b.dups.Load())
+		}
+		s, v, err := aggregate.Bind(a.exec, Accounts).Load(ctx, alice)
+		if err != nil || v != 0 || s.Balance != 10 {
+			t.Fatalf("alice has %d at version %d (%v): a duplicate was written", s.Balance, v, err)
+		}
+	})
+}
+
+func TestPoisonParkedWhileOthersGoOn(t *testing.T) {
+	testservice.EachSierra(t, func(t *testing.T, tg testservice.Target, addr string) {
+		rdb := redisClient(t)
+		id := watermill.NewShortUUID()
+		topic := func(c string, p int) string { return id + "." + cqrs.DefaultTopic(c, p) }
+		proc := startProcess(t, addr, rdb, topic, "routers-"+id, "poison-"+id, "dedup-"+id+":")
+		pub, _ := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb}, watermill.NopLogger{})
+		ctx := context.Background()
+		alice := "alice-" + id
+		// Garbage for alice's partition, then good commands.
+		bad, _ := cqrs.NewCommandMessage(Accounts, alice, Deposit{Amount: 1})
+		bad.Payload = []byte{0xff}
+		if err := pub.Publish(topic("account", cqrs.PartitionOf("account-"+alice, 2)), bad); err != nil {
+			t.Fatal(err)
+		}
+		bus, _ := cqrs.NewCommandBus(cqrs.BusConfig{Publisher: pub, Partitions: 2, Topic: topic})
+		defer bus.Close()
+		for range 5 {
+			if err := bus.Send(ctx, Accounts, alice, Deposit{Amount: 2}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		poison, _ := redisstream.NewSubscriber(redisstream.SubscriberConfig{Client: rdb, ConsumerGroup: "ops-" + id, OldestId: "0", BlockTime: 10 * time.Millisecond}, watermill.NopLogger{})
+		parked, err := poison.Subscribe(ctx, "poison-"+id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-parked:
+			if m.UUID != bad.UUID || m.Metadata.Get(middleware.MetaPoisonClass) != "poison" || m.Metadata.Get(middleware.MetaPoisonReason) == "" ||
+				m.Metadata.Get(middleware.MetaPoisonTopic) == "" {
+				t.Fatalf("parked %s %v", m.UUID, m.Metadata)
+			}
+			m.Ack()
+		case <-time.After(20 * time.Second):
+			t.Fatal("nothing parked")
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for proc.handled.Load() < 5 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		s, _, err := aggregate.Bind(proc.exec, Accounts).Load(ctx, alice)
+		if err != nil || s.Balance != 10 {
+			t.Fatalf("the commands after the poison one: balance %d, %v", s.Balance, err)
+		}
+	})
+}
