@@ -37,6 +37,10 @@ type RemoteError struct {
 
 func (e *RemoteError) Error() string { return "cqrs: remote: " + e.Message }
 
+// ErrorCode returns the handler error's code ("" if it had none), so that
+// code checking business errors by code treats local and remote ones alike.
+func (e *RemoteError) ErrorCode() string { return e.Code }
+
 // Is maps the kind onto sentinels.
 func (e *RemoteError) Is(target error) bool {
 	switch target {
