@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -168,5 +169,27 @@ func TestCacheEviction(t *testing.T) {
 	}
 	if n := x.CachedEntities(); n > 5 {
 		t.Fatalf("%d entities cached, bound 5", n)
+	}
+}
+
+func TestIdleEntitiesAreDropped(t *testing.T) {
+	srv := embedded.RunT(t)
+	x := newExec(t, newClient(t, srv.Addr()), aggregate.Config{IdleTimeout: 50 * time.Millisecond})
+	accounts := aggregate.Bind(x, accountType())
+	ctx := ctxT(t)
+	for range 3 {
+		if _, err := accounts.Execute(ctx, newID("idle"), Deposit{Amount: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if x.CachedEntities() != 3 {
+		t.Fatalf("%d cached", x.CachedEntities())
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for x.CachedEntities() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := x.CachedEntities(); n != 0 {
+		t.Fatalf("%d entities still cached after their idle timeout", n)
 	}
 }
