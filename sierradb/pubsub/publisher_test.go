@@ -1,0 +1,358 @@
+package pubsub_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+
+	"github.com/esmill/esmill/codec"
+	"github.com/esmill/esmill/sierradb"
+	"github.com/esmill/esmill/sierradb/pubsub"
+)
+
+// scanStream reads a stream until it holds n events: SierraDB confirms
+// appends asynchronously, so a read right after a publish may miss some.
+func scanStream(t *testing.T, c *sierradb.Client, stream string, n int) []sierradb.Event {
+	t.Helper()
+	var evs []sierradb.Event
+	eventually(t, func() error {
+		evs = evs[:0]
+		for ev, err := range c.ScanAll(context.Background(), stream, 0) {
+			if err != nil {
+				return err
+			}
+			evs = append(evs, ev)
+		}
+		if len(evs) != n {
+			return fmt.Errorf("stream %s has %d events, want %d", stream, len(evs), n)
+		}
+		return nil
+	})
+	return evs
+}
+
+func TestPublishOneCallIsOneTransaction(t *testing.T) {
+	eachServer(t, func(t *testing.T, _ server, c *sierradb.Client) {
+		pub := newPublisher(t, pubsub.PublisherConfig{Client: c})
+		stream := streamName("order")
+		causing := uuid.New()
+		msgs := make([]*message.Message, 3)
+		for i := range msgs {
+			msgs[i] = message.NewMessage(watermill.NewUUID(), []byte(fmt.Sprint(i)))
+			msgs[i].Metadata.Set("user_key", fmt.Sprint("value-", i))
+		}
+		msgs[0].Metadata.Set(pubsub.MetadataEventName, "OrderPlaced")
+		msgs[1].Metadata.Set(pubsub.MetadataCorrelationID, "corr-1")
+		msgs[1].Metadata.Set(pubsub.MetadataCommandID, "cmd-1")
+		msgs[1].Metadata.Set(pubsub.MetadataCausationCommand, "PlaceOrder")
+		msgs[1].Metadata.Set(pubsub.MetadataCausationEventID, causing.String())
+		msgs[1].Metadata.Set(pubsub.MetadataCausationStreamID, "cart-1")
+		msgs[1].Metadata.Set(pubsub.MetadataCausationStreamVersion, "4")
+		// Keys the subscriber sets are not stored.
+		msgs[2].Metadata.Set(pubsub.MetadataStreamVersion, "99")
+		if err := pub.Publish(stream, msgs...); err != nil {
+			t.Fatal(err)
+		}
+
+		evs := scanStream(t, c, stream, 3)
+		for i, ev := range evs {
+			if ev.StreamVersion != uint64(i) || string(ev.Payload) != fmt.Sprint(i) {
+				t.Errorf("event %d: version %d payload %q", i, ev.StreamVersion, ev.Payload)
+			}
+			if ev.TransactionID != evs[0].TransactionID {
+				t.Errorf("event %d in transaction %s, event 0 in %s: not one EMAPPEND", i, ev.TransactionID, evs[0].TransactionID)
+			}
+			md, err := codec.DecodeMetadata(ev.Metadata)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var data map[string]string
+			if err := md.DecodeData(&data); err != nil {
+				t.Fatal(err)
+			}
+			if data["user_key"] != fmt.Sprint("value-", i) || data["esmill_message_uuid"] != msgs[i].UUID {
+				t.Errorf("event %d data %v", i, data)
+			}
+			for k := range data {
+				if strings.HasPrefix(k, pubsub.ReservedPrefix) && k != "esmill_message_uuid" {
+					t.Errorf("event %d stores reserved key %s", i, k)
+				}
+			}
+			if i == 1 {
+				want := codec.Causation{EventID: causing, StreamID: "cart-1", StreamVersion: 4}
+				if md.Causation == nil || *md.Causation != want || md.Command != "PlaceOrder" ||
+					md.CorrelationID != "corr-1" || md.CommandID != "cmd-1" {
+					t.Errorf("event 1 envelope %+v causation %+v", md, md.Causation)
+				}
+			}
+		}
+		if evs[0].Name != "OrderPlaced" || evs[1].Name != pubsub.DefaultEventName {
+			t.Errorf("names %q, %q", evs[0].Name, evs[1].Name)
+		}
+	})
+}
+
+func TestPublishExpectedVersion(t *testing.T) {
+	eachServer(t, func(t *testing.T, _ server, c *sierradb.Client) {
+		pub := newPublisher(t, pubsub.PublisherConfig{Client: c})
+		stream := streamName("acct")
+		withVersion := func(v string) *message.Message {
+			m := message.NewMessage(watermill.NewUUID(), []byte(v))
+			m.Metadata.Set(pubsub.MetadataExpectedVersion, v)
+			return m
+		}
+		if err := pub.Publish(stream, withVersion("empty")); err != nil {
+			t.Fatal(err)
+		}
+		// An explicit expectation is never retried.
+		err := pub.Publish(stream, withVersion("empty"))
+		var wv *sierradb.WrongExpectedVersionError
+		if !errors.Is(err, sierradb.ErrWrongExpectedVersion) || !errors.As(err, &wv) || wv.Current != 0 {
+			t.Fatalf("second empty: %v", err)
+		}
+		// A call may mix: an explicit first message, then messages that
+		// follow it.
+		if err := pub.Publish(stream, withVersion("0"), message.NewMessage(watermill.NewUUID(), []byte("auto"))); err != nil {
+			t.Fatal(err)
+		}
+		err = pub.Publish(stream, withVersion("abc"))
+		var me *pubsub.MessageError
+		if !errors.Is(err, pubsub.ErrInvalidMessage) || !errors.As(err, &me) || me.Key != pubsub.MetadataExpectedVersion {
+			t.Fatalf("malformed version: %v", err)
+		}
+		if err := pub.Publish(stream, message.NewMessage(watermill.NewUUID(), []byte("auto"))); err != nil {
+			t.Fatal(err)
+		}
+		evs := scanStream(t, c, stream, 4)
+		if got := string(evs[3].Payload); got != "auto" {
+			t.Errorf("last event %q", got)
+		}
+
+		strict := newPublisher(t, pubsub.PublisherConfig{Client: c, RequireExpectedVersion: true})
+		if err := strict.Publish(stream, message.NewMessage(watermill.NewUUID(), nil)); !errors.Is(err, pubsub.ErrInvalidMessage) {
+			t.Fatalf("strict publisher without version: %v", err)
+		}
+		if err := strict.Publish(stream, withVersion("3")); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// Several publishers (as several processes would) append to one stream at
+// once without expected versions: conflicts are retried after the version
+// the server reports, and every message is stored exactly once.
+func TestPublishConcurrentPublishers(t *testing.T) {
+	eachServer(t, func(t *testing.T, _ server, c *sierradb.Client) {
+		stream := streamName("busy")
+		const pubs, each = 4, 40
+		var wg sync.WaitGroup
+		sent := make(chan string, pubs*each)
+		for range pubs {
+			pub := newPublisher(t, pubsub.PublisherConfig{Client: c, MaxConflictRetries: 100})
+			for range 2 { // two goroutines per publisher
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for range each / 2 {
+						m := message.NewMessage(watermill.NewUUID(), nil)
+						if err := pub.Publish(stream, m); err != nil {
+							t.Error(err)
+							return
+						}
+						sent <- m.UUID
+					}
+				}()
+			}
+		}
+		wg.Wait()
+		close(sent)
+		want := map[string]bool{}
+		for id := range sent {
+			want[id] = true
+		}
+		for i, ev := range scanStream(t, c, stream, pubs*each) {
+			if ev.StreamVersion != uint64(i) {
+				t.Fatalf("event %d has version %d", i, ev.StreamVersion)
+			}
+			md, _ := codec.DecodeMetadata(ev.Metadata)
+			var data map[string]string
+			md.DecodeData(&data)
+			if !want[data["esmill_message_uuid"]] {
+				t.Fatalf("event %d: unknown or duplicate message %q", i, data["esmill_message_uuid"])
+			}
+			delete(want, data["esmill_message_uuid"])
+		}
+	})
+}
+
+func TestPublishRejects(t *testing.T) {
+	eachServer(t, func(t *testing.T, _ server, c *sierradb.Client) {
+		pub := newPublisher(t, pubsub.PublisherConfig{Client: c})
+		for _, topic := range []string{"", "*", "order-*", strings.Repeat("x", 65), "nul\x00"} {
+			err := pub.Publish(topic, message.NewMessage(watermill.NewUUID(), nil))
+			var te *pubsub.TopicError
+			if !errors.Is(err, pubsub.ErrInvalidTopic) || !errors.As(err, &te) || te.Topic != topic {
+				t.Errorf("topic %q: %v", topic, err)
+			}
+		}
+		stream := streamName("rej")
+		long := message.NewMessage(watermill.NewUUID(), nil)
+		long.Metadata.Set(pubsub.MetadataEventName, strings.Repeat("n", 256))
+		if err := pub.Publish(stream, long); !errors.Is(err, pubsub.ErrInvalidMessage) {
+			t.Errorf("long event name: %v", err)
+		}
+		half := message.NewMessage(watermill.NewUUID(), nil)
+		half.Metadata.Set(pubsub.MetadataCausationEventID, uuid.NewString())
+		if err := pub.Publish(stream, half); !errors.Is(err, pubsub.ErrInvalidMessage) {
+			t.Errorf("causation without stream: %v", err)
+		}
+
+		// A cancelled message context stops the whole call.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		ok := message.NewMessage(watermill.NewUUID(), nil)
+		done := message.NewMessage(watermill.NewUUID(), nil)
+		done.SetContext(ctx)
+		if err := pub.Publish(stream, ok, done); !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled context: %v", err)
+		}
+		if v, err := c.StreamVersion(context.Background(), stream); err != nil || v != -1 {
+			t.Errorf("stream after rejected calls: version %d, %v", v, err)
+		}
+		if err := pub.Publish(stream); err != nil {
+			t.Errorf("no messages: %v", err)
+		}
+	})
+}
+
+// A custom topic mapping and event name function.
+func TestPublishConfigFuncs(t *testing.T) {
+	eachServer(t, func(t *testing.T, _ server, c *sierradb.Client) {
+		prefix := streamName("tenant") + "."
+		topics := pubsub.Topics{StreamID: func(topic string) string { return prefix + topic }}
+		pub := newPublisher(t, pubsub.PublisherConfig{
+			Client: c, Topics: topics,
+			EventName: func(topic string, msg *message.Message) string { return "Name-" + topic },
+		})
+		if err := pub.Publish("orders", message.NewMessage(watermill.NewUUID(), nil)); err != nil {
+			t.Fatal(err)
+		}
+		evs := scanStream(t, c, prefix+"orders", 1)
+		if evs[0].Name != "Name-orders" {
+			t.Errorf("event name %q", evs[0].Name)
+		}
+		sub := newSubscriber(t, pubsub.SubscriberConfig{Client: c, Topics: topics})
+		ch, err := sub.Subscribe(ctxT(t), "orders")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := receive(t, ch).Metadata[pubsub.MetadataStreamID]; got != prefix+"orders" {
+			t.Errorf("stream id %q", got)
+		}
+	})
+}
+
+func TestPublisherLifecycle(t *testing.T) {
+	if _, err := pubsub.NewPublisher(pubsub.PublisherConfig{MaxConflictRetries: -2, MaxBatchEvents: -1}); err == nil ||
+		!strings.Contains(err.Error(), "Client") || !strings.Contains(err.Error(), "MaxConflictRetries") || !strings.Contains(err.Error(), "MaxBatchEvents") {
+		t.Errorf("invalid config: %v", err)
+	}
+	eachServer(t, func(t *testing.T, _ server, c *sierradb.Client) {
+		pub := newPublisher(t, pubsub.PublisherConfig{Client: c})
+		if err := pub.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Close(); err != nil {
+			t.Fatalf("second Close: %v", err)
+		}
+		if err := pub.Publish(streamName("closed"), message.NewMessage(watermill.NewUUID(), nil)); !errors.Is(err, pubsub.ErrClosed) {
+			t.Fatalf("publish after Close: %v", err)
+		}
+		// The client belongs to the caller and stays open.
+		if err := c.Ping(context.Background()); err != nil {
+			t.Fatalf("client after publisher Close: %v", err)
+		}
+	})
+}
+
+// Calls to one stream that queue behind each other, some cancelled while
+// they wait or while they are sent: a call that returns nil is stored,
+// once; nothing is stored twice; versions stay gapless.
+func TestPublishCancelWhileQueued(t *testing.T) {
+	eachServer(t, func(t *testing.T, _ server, c *sierradb.Client) {
+		pub := newPublisher(t, pubsub.PublisherConfig{Client: c})
+		stream := streamName("cancel")
+		var mu sync.Mutex
+		ok := map[string]bool{}
+		failed := 0
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 25 {
+					ctx, cancel := context.WithTimeout(context.Background(), time.Duration((g+i)%4)*time.Millisecond)
+					m := message.NewMessage(watermill.NewUUID(), nil)
+					m.SetContext(ctx)
+					err := pub.Publish(stream, m)
+					cancel()
+					mu.Lock()
+					switch {
+					case err == nil:
+						ok[m.UUID] = true
+					case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+						failed++
+					default:
+						t.Errorf("publish: %v", err)
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		// A cancelled call may still have reached the server: read
+		// until at least every successful one is there.
+		var evs []sierradb.Event
+		eventually(t, func() error {
+			evs = evs[:0]
+			for ev, err := range c.ScanAll(context.Background(), stream, 0) {
+				if err != nil {
+					return err
+				}
+				evs = append(evs, ev)
+			}
+			if len(evs) < len(ok) {
+				return fmt.Errorf("%d events, %d successful calls", len(evs), len(ok))
+			}
+			return nil
+		})
+		seen := map[string]bool{}
+		for i, ev := range evs {
+			if ev.StreamVersion != uint64(i) {
+				t.Fatalf("event %d has version %d", i, ev.StreamVersion)
+			}
+			md, _ := codec.DecodeMetadata(ev.Metadata)
+			var data map[string]string
+			md.DecodeData(&data)
+			id := data["esmill_message_uuid"]
+			if seen[id] {
+				t.Fatalf("message %s stored twice", id)
+			}
+			seen[id] = true
+		}
+		for id := range ok {
+			if !seen[id] {
+				t.Errorf("message %s: Publish returned nil but it is not stored", id)
+			}
+		}
+		t.Logf("%d stored (%d returned nil), %d cancelled", len(evs), len(ok), failed)
+	})
+}
