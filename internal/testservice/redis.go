@@ -1,14 +1,11 @@
 package testservice
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -33,29 +30,17 @@ func StartRedis() (*RedisServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	var lastErr error
-	for range 3 {
-		port, err := FreePort()
-		if err != nil {
-			return nil, err
-		}
-		addr := "127.0.0.1:" + strconv.Itoa(port)
-		proc, err := StartProcess(dir, bin, []string{
+	proc, addr, err := startOnFreePort(dir, bin, func(_ string, port int) []string {
+		return []string{
 			"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no",
 			"--dir", dir, "--protected-mode", "yes",
-		}, nil)
-		if err != nil {
-			return nil, err
 		}
-		if err := proc.WaitReady(15*time.Second, func(ctx context.Context) error { return pingRedis(ctx, addr) }); err != nil {
-			proc.Kill()
-			lastErr = err
-			continue
-		}
-		return &RedisServer{Addr: addr, Proc: proc}, nil
+	}, nil, 15*time.Second, pingRedis)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("starting redis-server: %w", err)
 	}
-	os.RemoveAll(dir)
-	return nil, fmt.Errorf("starting redis-server: %w", lastErr)
+	return &RedisServer{Addr: addr, Proc: proc}, nil
 }
 
 // Close stops the server and removes its directory.
@@ -64,28 +49,7 @@ func (s *RedisServer) Close() {
 	os.RemoveAll(s.Proc.Dir)
 }
 
-func pingRedis(ctx context.Context, addr string) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if strings.TrimSpace(line) != "+PONG" {
-		return fmt.Errorf("PING answered %q", line)
-	}
-	return nil
-}
+func pingRedis(ctx context.Context, addr string) error { return pingLine(ctx, addr, "PING\r\n") }
 
 // RequireRedis returns the address of a Redis for t: REDIS_ADDR, or one
 // started for this test binary (stopped by Main). Without redis-server, t is

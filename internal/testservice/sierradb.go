@@ -1,15 +1,11 @@
 package testservice
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -72,29 +68,17 @@ func StartSierraDB() (*SierraDBServer, error) {
 	if err := os.WriteFile(conf, []byte("[network]\ncluster_enabled = false\n[replication]\nfactor = 1\n"), 0o644); err != nil {
 		return nil, err
 	}
-	var lastErr error
-	for range 3 {
-		port, err := FreePort()
-		if err != nil {
-			return nil, err
-		}
-		addr := "127.0.0.1:" + strconv.Itoa(port)
-		proc, err := StartProcess(dir, bin, []string{
+	proc, addr, err := startOnFreePort(dir, bin, func(addr string, _ int) []string {
+		return []string{
 			"-c", conf, "--dir", filepath.Join(dir, "data"),
 			"--client-address", addr, "--cluster-address", "/ip4/127.0.0.1/tcp/0",
-		}, []string{"NO_COLOR=1"})
-		if err != nil {
-			return nil, err
 		}
-		if err := proc.WaitReady(30*time.Second, func(ctx context.Context) error { return pingRESP(ctx, addr) }); err != nil {
-			proc.Kill()
-			lastErr = err
-			continue
-		}
-		return &SierraDBServer{Addr: addr, Proc: proc}, nil
+	}, []string{"NO_COLOR=1"}, 30*time.Second, pingRESP)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("starting sierradb: %w", err)
 	}
-	os.RemoveAll(dir)
-	return nil, fmt.Errorf("starting sierradb: %w", lastErr)
+	return &SierraDBServer{Addr: addr, Proc: proc}, nil
 }
 
 // Close stops the server and removes its directory.
@@ -103,28 +87,9 @@ func (s *SierraDBServer) Close() {
 	os.RemoveAll(s.Proc.Dir)
 }
 
-// pingRESP sends PING on a fresh connection and expects +PONG.
+// pingRESP sends PING as a RESP array and expects +PONG.
 func pingRESP(ctx context.Context, addr string) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	if _, err := conn.Write([]byte("*1\r\n$4\r\nPING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if strings.TrimSpace(line) != "+PONG" {
-		return fmt.Errorf("PING answered %q", line)
-	}
-	return nil
+	return pingLine(ctx, addr, "*1\r\n$4\r\nPING\r\n")
 }
 
 // RequireSierraDB returns the address of a real SierraDB for t: the one

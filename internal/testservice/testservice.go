@@ -1,6 +1,7 @@
 package testservice
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -173,4 +175,54 @@ func (p *Process) WaitReady(timeout time.Duration, check func(context.Context) e
 		time.Sleep(50 * time.Millisecond)
 	}
 	return errors.Join(fmt.Errorf("not ready after %s; log:\n%s", timeout, p.LogTail(4000)), last)
+}
+
+// startOnFreePort starts a server on a free loopback port and waits until
+// ready answers, trying another port (three times in all) if the server
+// does not come up, for another process may take a free port first.
+func startOnFreePort(dir, bin string, args func(addr string, port int) []string, env []string,
+	timeout time.Duration, ready func(ctx context.Context, addr string) error) (*Process, string, error) {
+	var lastErr error
+	for range 3 {
+		port, err := FreePort()
+		if err != nil {
+			return nil, "", err
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		proc, err := StartProcess(dir, bin, args(addr, port), env)
+		if err != nil {
+			return nil, "", err
+		}
+		if err := proc.WaitReady(timeout, func(ctx context.Context) error { return ready(ctx, addr) }); err != nil {
+			proc.Kill()
+			lastErr = err
+			continue
+		}
+		return proc, addr, nil
+	}
+	return nil, "", lastErr
+}
+
+// pingLine sends a RESP PING on a fresh connection and expects +PONG.
+func pingLine(ctx context.Context, addr string, request string) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	if _, err := conn.Write([]byte(request)); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(line) != "+PONG" {
+		return fmt.Errorf("PING answered %q", line)
+	}
+	return nil
 }
