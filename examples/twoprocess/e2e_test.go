@@ -1,0 +1,138 @@
+// Package twoprocess_test runs the two-process example end to end: a
+// worker process and a sender process, against a real SierraDB, Redis and
+// PostgreSQL.
+package twoprocess_test
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/esmill/esmill/internal/testservice"
+)
+
+func TestMain(m *testing.M) { os.Exit(testservice.Main(m)) }
+
+func build(t *testing.T, dir, pkg string) string {
+	t.Helper()
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
+
+func TestTwoProcesses(t *testing.T) {
+	sierra := testservice.RequireSierraDB(t)
+	rds := testservice.RequireRedis(t)
+	pg := testservice.RequirePostgres(t)
+	if testing.Short() {
+		t.Skip("builds and runs two programs")
+	}
+	dir := t.TempDir()
+	worker := build(t, dir, "github.com/esmill/esmill/examples/twoprocess/worker")
+	sender := build(t, dir, "github.com/esmill/esmill/examples/twoprocess/sender")
+
+	// Start two workers sharing the consumer group.
+	var workers []*exec.Cmd
+	for i := range 2 {
+		cmd := exec.Command(worker, "-sierradb", sierra, "-redis", rds, "-postgres", pg)
+		stdout, _ := cmd.StdoutPipe()
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		workers = append(workers, cmd)
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		ready := make(chan bool, 1)
+		go func() {
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				t.Logf("worker %d: %s", i, sc.Text())
+				if sc.Text() == "worker ready" {
+					ready <- true
+				}
+			}
+		}()
+		select {
+		case <-ready:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("worker %d did not get ready", i)
+		}
+	}
+
+	prefix := "acct" + time.Now().Format("150405")
+	out, err := exec.Command(sender, "-redis", rds, "-accounts", "4", "-deposits", "15", "-prefix", prefix).CombinedOutput()
+	t.Logf("sender:\n%s", out)
+	if err != nil {
+		t.Fatalf("sender: %v", err)
+	}
+	if !strings.Contains(string(out), "overdraft rejected") || !strings.Contains(string(out), "sender done") {
+		t.Fatal("sender output incomplete")
+	}
+
+	// The projection catches up: 150 for each account, 145 for the first.
+	conn, err := pgx.Connect(context.Background(), pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	want := map[string]int64{prefix + "-0": 145, prefix + "-1": 150, prefix + "-2": 150, prefix + "-3": 150}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := map[string]int64{}
+		rows, err := conn.Query(context.Background(), `SELECT id, balance FROM balances WHERE id LIKE $1`, prefix+"-%")
+		if err == nil {
+			for rows.Next() {
+				var id string
+				var b int64
+				rows.Scan(&id, &b)
+				got[id] = b
+			}
+			rows.Close()
+		}
+		if mapsEqual(got, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("balances in PostgreSQL %v, want %v (%v)", got, want, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The workers stop cleanly on SIGTERM.
+	for i, w := range workers {
+		w.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- w.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("worker %d exited with %v", i, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("worker %d did not stop", i)
+		}
+	}
+}
+
+func mapsEqual(a, b map[string]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,171 @@
+package testservice
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Environment variables that steer RequirePostgres.
+const (
+	// EnvPostgresDSN points the tests at a running PostgreSQL instead of
+	// starting one, e.g. postgres://user:pass@127.0.0.1:5432/db.
+	EnvPostgresDSN = "POSTGRES_DSN"
+	// EnvPostgresBinDir names the directory of initdb and postgres;
+	// default: /usr/lib/postgresql/15/bin.
+	EnvPostgresBinDir = "POSTGRES_BIN_DIR"
+)
+
+// PostgresServer is a throwaway PostgreSQL cluster run as a child process.
+type PostgresServer struct {
+	// DSN connects as the superuser "postgres" to the database "postgres".
+	DSN  string
+	Port int
+	Proc *Process
+	dir  string
+}
+
+// postgresBinDir finds initdb and postgres.
+func postgresBinDir() (string, error) {
+	dir := os.Getenv(EnvPostgresBinDir)
+	if dir == "" {
+		dir = "/usr/lib/postgresql/15/bin"
+	}
+	for _, b := range []string{"initdb", "postgres", "pg_isready"} {
+		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
+			return "", fmt.Errorf("no PostgreSQL binaries in %s ($%s; install Debian's postgresql-15): %w", dir, EnvPostgresBinDir, err)
+		}
+	}
+	return dir, nil
+}
+
+// asPostgres returns the command line that runs bin with args: as is, or,
+// when running as root (initdb and postgres refuse root), through
+// "runuser -u postgres --". It also hands dir to that user.
+func asPostgres(dir, bin string, args ...string) (string, []string, error) {
+	if os.Geteuid() != 0 {
+		return bin, args, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return "", nil, fmt.Errorf("running as root needs the postgres user: %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	}); err != nil {
+		return "", nil, err
+	}
+	runuser, err := exec.LookPath("runuser")
+	if err != nil {
+		return "", nil, fmt.Errorf("running as root needs runuser: %w", err)
+	}
+	return runuser, append([]string{"-u", "postgres", "--", bin}, args...), nil
+}
+
+// StartPostgres creates a cluster in a temporary directory (owned by the
+// postgres user when running as root) and starts it on a free loopback
+// port, trusting local connections. Stop it with Close.
+func StartPostgres() (*PostgresServer, error) {
+	bin, err := postgresBinDir()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "esmill-postgres-")
+	if err != nil {
+		return nil, err
+	}
+	data := filepath.Join(dir, "data")
+	name, args, err := asPostgres(dir, filepath.Join(bin, "initdb"),
+		"-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
+	}
+	var lastErr error
+	for range 3 {
+		port, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		name, args, err := asPostgres(dir, filepath.Join(bin, "postgres"),
+			"-D", data, "-p", strconv.Itoa(port), "-k", dir,
+			"-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200",
+			"-c", "shared_buffers=64MB", "-c", "log_min_messages=warning")
+		if err != nil {
+			return nil, err
+		}
+		proc, err := StartProcess(dir, name, args, nil)
+		if err != nil {
+			return nil, err
+		}
+		isready := filepath.Join(bin, "pg_isready")
+		err = proc.WaitReady(30*time.Second, func(ctx context.Context) error {
+			out, err := exec.CommandContext(ctx, isready, "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "postgres").CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("pg_isready: %w: %s", err, out)
+			}
+			return nil
+		})
+		if err != nil {
+			proc.Kill()
+			lastErr = err
+			continue
+		}
+		return &PostgresServer{
+			DSN:  fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port),
+			Port: port, Proc: proc, dir: dir,
+		}, nil
+	}
+	os.RemoveAll(dir)
+	return nil, fmt.Errorf("starting postgres: %w", lastErr)
+}
+
+// Close stops the server with a fast shutdown (SIGINT), kills it if it
+// lingers, and removes its directory.
+func (s *PostgresServer) Close() {
+	syscall.Kill(-s.Proc.Pid(), syscall.SIGINT)
+	select {
+	case <-s.Proc.Exited():
+	case <-time.After(10 * time.Second):
+		s.Proc.Kill()
+	}
+	os.RemoveAll(s.dir)
+}
+
+// RequirePostgres returns the DSN of a PostgreSQL for t: POSTGRES_DSN, or a
+// throwaway cluster started for this test binary (stopped by Main). Tests
+// share it: give each its own schema or tables. Without the binaries, t is
+// skipped, or failed under CI=true.
+func RequirePostgres(t testing.TB) string {
+	t.Helper()
+	if dsn := os.Getenv(EnvPostgresDSN); dsn != "" {
+		return dsn
+	}
+	dsn, err := shared("postgres", func() (string, func(), error) {
+		s, err := StartPostgres()
+		if err != nil {
+			return "", nil, err
+		}
+		return s.DSN, s.Close, nil
+	})
+	if err != nil {
+		unavailable(t, "PostgreSQL: %v", err)
+	}
+	return dsn
+}

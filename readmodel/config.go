@@ -1,0 +1,165 @@
+package readmodel
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/esmill/esmill/sierradb"
+)
+
+// PoisonPolicy says what a runner does with a poison event.
+type PoisonPolicy int
+
+const (
+	// Park records the event with the reason in the store (in the same
+	// transaction as the checkpoint that passes it) and goes on.
+	Park PoisonPolicy = iota
+	// Stop ends the runner with a [*PoisonError]; the checkpoint stays
+	// before the event, so the next run meets it again.
+	Stop
+)
+
+// UnknownPolicy says what a runner does with an event of a handled
+// category whose name the entity type does not register.
+type UnknownPolicy int
+
+const (
+	// SkipUnknown skips it; the checkpoint passes it.
+	SkipUnknown UnknownPolicy = iota
+	// PoisonUnknown treats it as poison (see [PoisonPolicy]).
+	PoisonUnknown
+)
+
+// Config configures a [Runner] of a projection whose store handle is T.
+type Config[T any] struct {
+	// Name is the projection's name, the key of its checkpoints. Required;
+	// see [ValidateName].
+	Name string
+	// Client is the SierraDB client to subscribe with. Required. The
+	// runner does not close it.
+	Client *sierradb.Client
+	// Store keeps the checkpoints and the read model. Required.
+	Store Store[T]
+	// Handlers are the projection's handlers. Required.
+	Handlers []Handler[T]
+
+	// BatchSize is the most events applied in one store transaction.
+	// Default: 500.
+	BatchSize int
+	// BatchTimeout is how long a batch that is not full waits for more
+	// events before it is applied. Default: 20ms.
+	BatchTimeout time.Duration
+	// Window is the subscription's flow-control window; it must be at
+	// least BatchSize. Default: the larger of 2*BatchSize and
+	// sierradb.DefaultWindow.
+	Window int
+
+	// MaxAttempts is how often a handler may fail on one event before the
+	// event is poison. Default: 5.
+	MaxAttempts int
+	// RetryBackoff and MaxRetryBackoff bound the wait before a failed
+	// batch is retried; it doubles each time. Defaults: 50ms and 5s.
+	RetryBackoff    time.Duration
+	MaxRetryBackoff time.Duration
+	// StoreRetries is how many consecutive store failures (Begin, Park,
+	// Commit) are retried before the runner gives up. Default: 20; -1
+	// retries for ever.
+	StoreRetries int
+	// OnPoison says what to do with poison events. Default: Park.
+	OnPoison PoisonPolicy
+	// UnknownEvents says what to do with unregistered event names of a
+	// handled category. Default: SkipUnknown.
+	UnknownEvents UnknownPolicy
+
+	// LagInterval is how often the partitions' latest sequences are read
+	// (EPSEQ) for [Runner.Status]. Default: 1s; a negative value disables
+	// the refresh (the heads are then read only at start and by
+	// [Runner.Sync]).
+	LagInterval time.Duration
+	// Logger receives retries, parked events and state changes.
+	// Default: discard.
+	Logger *slog.Logger
+	// Now is the clock for ParkedAt and status times. Default: time.Now.
+	Now func() time.Time
+}
+
+func (c *Config[T]) setDefaults() {
+	if c.BatchSize == 0 {
+		c.BatchSize = 500
+	}
+	if c.BatchTimeout == 0 {
+		c.BatchTimeout = 20 * time.Millisecond
+	}
+	if c.Window == 0 {
+		c.Window = max(2*c.BatchSize, sierradb.DefaultWindow)
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 5
+	}
+	if c.RetryBackoff == 0 {
+		c.RetryBackoff = 50 * time.Millisecond
+	}
+	if c.MaxRetryBackoff == 0 {
+		c.MaxRetryBackoff = 5 * time.Second
+	}
+	if c.StoreRetries == 0 {
+		c.StoreRetries = 20
+	}
+	if c.LagInterval == 0 {
+		c.LagInterval = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports every problem of c, joined.
+func (c Config[T]) Validate() error {
+	var errs []error
+	if err := ValidateName(c.Name); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Client == nil {
+		errs = append(errs, errors.New("readmodel: Client is required"))
+	}
+	if c.Store == nil {
+		errs = append(errs, errors.New("readmodel: Store is required"))
+	}
+	if len(c.Handlers) == 0 {
+		errs = append(errs, errors.New("readmodel: Handlers are required"))
+	}
+	if c.BatchSize < 0 {
+		errs = append(errs, errors.New("readmodel: BatchSize must not be negative"))
+	}
+	if c.Window < 0 {
+		errs = append(errs, errors.New("readmodel: Window must not be negative"))
+	}
+	if c.Window > 0 && c.Window < max(c.BatchSize, 1) {
+		errs = append(errs, fmt.Errorf("readmodel: Window %d is smaller than BatchSize %d: batches could never fill", c.Window, c.BatchSize))
+	}
+	if c.MaxAttempts < 0 {
+		errs = append(errs, errors.New("readmodel: MaxAttempts must not be negative"))
+	}
+	if c.StoreRetries < -1 {
+		errs = append(errs, errors.New("readmodel: StoreRetries must be -1 or more"))
+	}
+	for name, d := range map[string]time.Duration{"BatchTimeout": c.BatchTimeout, "RetryBackoff": c.RetryBackoff, "MaxRetryBackoff": c.MaxRetryBackoff} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("readmodel: %s must not be negative", name))
+		}
+	}
+	if c.OnPoison != Park && c.OnPoison != Stop {
+		errs = append(errs, fmt.Errorf("readmodel: unknown OnPoison %d", c.OnPoison))
+	}
+	if c.UnknownEvents != SkipUnknown && c.UnknownEvents != PoisonUnknown {
+		errs = append(errs, fmt.Errorf("readmodel: unknown UnknownEvents %d", c.UnknownEvents))
+	}
+	return errors.Join(errs...)
+}
+
+func joinErrs(errs []error) error { return errors.Join(errs...) }

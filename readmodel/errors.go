@@ -1,0 +1,105 @@
+package readmodel
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrCheckpointConflict: the stored checkpoint is not the one a commit
+	// expected, because another runner of the same projection advanced it
+	// (or holds it). Nothing of the failed commit is applied.
+	ErrCheckpointConflict = errors.New("readmodel: checkpoint conflict: another runner advanced this projection")
+	// ErrPoison is matched by a [*PoisonError].
+	ErrPoison = errors.New("readmodel: poison event")
+	// ErrNoActive: no projection is active for a read-model name.
+	ErrNoActive = errors.New("readmodel: no active projection")
+	// ErrInvalidName: a projection name is not valid; see [ValidateName].
+	ErrInvalidName = errors.New("readmodel: invalid projection name")
+	// ErrClosed: the runner was closed.
+	ErrClosed = errors.New("readmodel: runner closed")
+	// ErrRunning: Run or Start was called on a runner that already runs
+	// or ran.
+	ErrRunning = errors.New("readmodel: runner already started")
+	// ErrSubscriptionEnded: the SierraDB subscription ended.
+	ErrSubscriptionEnded = errors.New("readmodel: subscription ended")
+)
+
+// ConflictError details an [ErrCheckpointConflict].
+type ConflictError struct {
+	Projection string
+	Partition  uint16
+	// Expected is the checkpoint the commit expected (-1: none).
+	Expected int64
+	// Detail says what the store found, when it knows.
+	Detail string
+}
+
+func (e *ConflictError) Error() string {
+	s := fmt.Sprintf("readmodel: projection %q partition %d: checkpoint is not %d", e.Projection, e.Partition, e.Expected)
+	if e.Expected < 0 {
+		s = fmt.Sprintf("readmodel: projection %q partition %d: a checkpoint exists where none was expected", e.Projection, e.Partition)
+	}
+	if e.Detail != "" {
+		s += " (" + e.Detail + ")"
+	}
+	return s + ": another runner advanced it"
+}
+
+func (e *ConflictError) Is(target error) bool { return target == ErrCheckpointConflict }
+
+// PoisonError is returned by a runner whose [Config.OnPoison] is [Stop]
+// when an event cannot be decoded or a handler keeps failing on it. The
+// event was neither applied nor skipped: the checkpoint stays before it.
+type PoisonError struct {
+	Projection string
+	Event      ParkedEvent
+	Err        error
+}
+
+func (e *PoisonError) Error() string {
+	return fmt.Sprintf("readmodel: projection %q: poison event %s (%s %s v%d, %s): %s",
+		e.Projection, e.Event.Position, e.Event.StreamID, e.Event.Name, e.Event.StreamVersion, e.Event.Cause, e.Event.Reason)
+}
+
+func (e *PoisonError) Unwrap() []error { return []error{ErrPoison, e.Err} }
+
+// permanentError marks a handler error that retrying cannot fix.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks a handler error as one that retrying cannot fix: the
+// event is treated as poison at once, without retries.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// transientError marks a handler error that must never make an event
+// poison.
+type transientError struct{ err error }
+
+func (e transientError) Error() string { return e.err.Error() }
+func (e transientError) Unwrap() error { return e.err }
+
+// Transient marks a handler error as passing (a lost connection, a
+// timeout): the batch is retried with backoff for as long as it takes, and
+// the event is never parked for it.
+func Transient(err error) error {
+	if err == nil {
+		return nil
+	}
+	return transientError{err}
+}
+
+// PanicError is a handler panic, turned into a handler error.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("readmodel: handler panic: %v", e.Value) }

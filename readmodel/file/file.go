@@ -1,0 +1,543 @@
+package file
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+	"github.com/google/uuid"
+
+	"github.com/esmill/esmill/codec"
+	"github.com/esmill/esmill/readmodel"
+)
+
+// ErrClosed is returned after [Store.Close].
+var ErrClosed = errors.New("file: store closed")
+
+// Config configures a [Store].
+type Config[M any] struct {
+	// Dir holds the projections' files; it is created if missing.
+	// Required.
+	Dir string
+	// Format is codec.CBOR (compact; the zero value and default) or
+	// codec.JSON (indented, readable).
+	Format codec.Format
+	// New returns a projection's empty read model (make its maps here).
+	// Default: the zero M.
+	New func() M
+	// NoSync skips the fsyncs: faster, and still atomic against a crash
+	// of the process, but not of the machine. Default: false.
+	NoSync bool
+}
+
+func (c *Config[M]) setDefaults() {
+	if c.New == nil {
+		c.New = func() M { var m M; return m }
+	}
+}
+
+// Validate reports every problem of c.
+func (c Config[M]) Validate() error {
+	var errs []error
+	if c.Dir == "" {
+		errs = append(errs, errors.New("file: Dir is required"))
+	}
+	if c.Format != codec.JSON && c.Format != codec.CBOR {
+		errs = append(errs, fmt.Errorf("file: unknown Format %v", c.Format))
+	}
+	return errors.Join(errs...)
+}
+
+// Store keeps read models of type M in files, one per projection. It
+// implements readmodel.Store[*Tx[M]] and readmodel.Switcher.
+type Store[M any] struct {
+	cfg Config[M]
+	ext string
+
+	mu     sync.Mutex
+	closed bool
+	projs  map[string]*projection[M]
+}
+
+type projection[M any] struct {
+	lock   *os.File
+	raw    []byte // the committed model, encoded
+	model  M      // the committed model, decoded
+	cps    map[uint16]uint64
+	parked map[readmodel.Position]readmodel.ParkedEvent
+	// gen counts commits: a transaction commits only if no other one
+	// committed since it began, because it replaces the whole model.
+	gen uint64
+}
+
+// Open returns a store over cfg.Dir.
+func Open[M any](cfg Config[M]) (*Store[M], error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("file: %w", err)
+	}
+	ext := ".json"
+	if cfg.Format == codec.CBOR {
+		ext = ".cbor"
+	}
+	return &Store[M]{cfg: cfg, ext: ext, projs: make(map[string]*projection[M])}, nil
+}
+
+// Path returns the file of a projection.
+func (s *Store[M]) Path(projection string) string {
+	return filepath.Join(s.cfg.Dir, projection+s.ext)
+}
+
+// Close releases the projections' locks. It is idempotent.
+func (s *Store[M]) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	var errs []error
+	for _, p := range s.projs {
+		errs = append(errs, p.lock.Close())
+	}
+	s.projs = nil
+	return errors.Join(errs...)
+}
+
+// document is a projection's file. The model is kept encoded, so that it
+// is encoded once per commit.
+type document struct {
+	Projection  string            `json:"projection" cbor:"projection"`
+	Checkpoints map[string]uint64 `json:"checkpoints" cbor:"checkpoints"`
+	Parked      []parkedDoc       `json:"parked,omitempty" cbor:"parked,omitempty"`
+	Model       json.RawMessage   `json:"model" cbor:"-"`
+	ModelCBOR   cbor.RawMessage   `json:"-" cbor:"model"`
+}
+
+type parkedDoc struct {
+	Partition     uint16    `json:"partition" cbor:"partition"`
+	Sequence      uint64    `json:"sequence" cbor:"sequence"`
+	EventID       uuid.UUID `json:"event_id" cbor:"event_id"`
+	StreamID      string    `json:"stream_id" cbor:"stream_id"`
+	StreamVersion uint64    `json:"stream_version" cbor:"stream_version"`
+	Name          string    `json:"name" cbor:"name"`
+	Payload       []byte    `json:"payload,omitempty" cbor:"payload,omitempty"`
+	Metadata      []byte    `json:"metadata,omitempty" cbor:"metadata,omitempty"`
+	Cause         string    `json:"cause" cbor:"cause"`
+	Reason        string    `json:"reason" cbor:"reason"`
+	Attempts      int       `json:"attempts" cbor:"attempts"`
+	ParkedAt      int64     `json:"parked_at_unix_nano" cbor:"parked_at_unix_nano"`
+}
+
+// projLocked loads (and locks) a projection on first use.
+func (s *Store[M]) projLocked(name string) (*projection[M], error) {
+	if err := readmodel.ValidateName(name); err != nil {
+		return nil, err
+	}
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if p := s.projs[name]; p != nil {
+		return p, nil
+	}
+	lock, err := lockFile(filepath.Join(s.cfg.Dir, name+".lock"))
+	if err != nil {
+		if errors.Is(err, errLocked) {
+			return nil, &readmodel.ConflictError{Projection: name, Expected: -1, Detail: "its file is locked by another store or process"}
+		}
+		return nil, fmt.Errorf("file: lock %s: %w", name, err)
+	}
+	p, err := s.load(name)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	p.lock = lock
+	// Temporary files of a writer that crashed.
+	if olds, _ := filepath.Glob(filepath.Join(s.cfg.Dir, "."+name+s.ext+".tmp-*")); len(olds) > 0 {
+		for _, o := range olds {
+			os.Remove(o)
+		}
+	}
+	s.projs[name] = p
+	return p, nil
+}
+
+func (s *Store[M]) load(name string) (*projection[M], error) {
+	p := &projection[M]{cps: make(map[uint16]uint64), parked: make(map[readmodel.Position]readmodel.ParkedEvent)}
+	b, err := os.ReadFile(s.Path(name))
+	if errors.Is(err, os.ErrNotExist) {
+		p.model = s.cfg.New()
+		p.raw, err = codec.Marshal(s.cfg.Format, p.model)
+		if err != nil {
+			return nil, fmt.Errorf("file: encode model: %w", err)
+		}
+		return p, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("file: %w", err)
+	}
+	var doc document
+	if err := codec.Unmarshal(s.cfg.Format, b, &doc); err != nil {
+		return nil, fmt.Errorf("file: %s: %w", s.Path(name), err)
+	}
+	p.raw = doc.Model
+	if s.cfg.Format == codec.CBOR {
+		p.raw = doc.ModelCBOR
+	}
+	if p.model, err = s.decode(p.raw); err != nil {
+		return nil, fmt.Errorf("file: %s: model: %w", s.Path(name), err)
+	}
+	for k, v := range doc.Checkpoints {
+		n, err := strconv.ParseUint(k, 10, 16)
+		if err != nil {
+			return nil, fmt.Errorf("file: %s: checkpoint partition %q: %w", s.Path(name), k, err)
+		}
+		p.cps[uint16(n)] = v
+	}
+	for _, d := range doc.Parked {
+		ev := readmodel.ParkedEvent{
+			Position: readmodel.Position{Partition: d.Partition, Sequence: d.Sequence}, EventID: d.EventID,
+			StreamID: d.StreamID, StreamVersion: d.StreamVersion, Name: d.Name, Payload: d.Payload,
+			Metadata: d.Metadata, Cause: readmodel.Cause(d.Cause), Reason: d.Reason, Attempts: d.Attempts,
+			ParkedAt: time.Unix(0, d.ParkedAt).UTC(),
+		}
+		p.parked[ev.Position] = ev
+	}
+	return p, nil
+}
+
+func (s *Store[M]) decode(raw []byte) (M, error) {
+	m := s.cfg.New()
+	err := codec.Unmarshal(s.cfg.Format, raw, &m)
+	return m, err
+}
+
+// Read calls fn with the projection's committed read model, under the
+// store's lock: fn must not keep it or change it.
+func (s *Store[M]) Read(projection string, fn func(m M)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, err := s.projLocked(projection)
+	if err != nil {
+		return err
+	}
+	fn(p.model)
+	return nil
+}
+
+// Checkpoints implements [readmodel.Store].
+func (s *Store[M]) Checkpoints(ctx context.Context, projection string) (map[uint16]uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, err := s.projLocked(projection)
+	if err != nil {
+		return nil, err
+	}
+	return maps.Clone(p.cps), nil
+}
+
+// Parked implements [readmodel.Store].
+func (s *Store[M]) Parked(ctx context.Context, projection string) ([]readmodel.ParkedEvent, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, err := s.projLocked(projection)
+	if err != nil {
+		return nil, err
+	}
+	return sortedParked(p.parked), nil
+}
+
+func sortedParked(m map[readmodel.Position]readmodel.ParkedEvent) []readmodel.ParkedEvent {
+	out := slices.Collect(maps.Values(m))
+	slices.SortFunc(out, func(a, b readmodel.ParkedEvent) int {
+		return cmp.Or(cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.Sequence, b.Sequence))
+	})
+	return out
+}
+
+// Begin implements [readmodel.Store]: the transaction works on a copy of
+// the committed model, decoded from its encoded form.
+func (s *Store[M]) Begin(ctx context.Context, projection string) (readmodel.Tx[*Tx[M]], error) {
+	s.mu.Lock()
+	p, err := s.projLocked(projection)
+	var raw []byte
+	var gen uint64
+	if err == nil {
+		raw, gen = p.raw, p.gen
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.decode(raw)
+	if err != nil {
+		return nil, fmt.Errorf("file: decode model: %w", err)
+	}
+	return &Tx[M]{s: s, projection: projection, model: m, gen: gen}, nil
+}
+
+// Reset implements [readmodel.Store]: the file is removed and the model
+// goes back to Config.New; drop, if not nil, runs on it first and its
+// result is kept.
+func (s *Store[M]) Reset(ctx context.Context, projection string, drop func(ctx context.Context, tx *Tx[M]) error) error {
+	tx := &Tx[M]{s: s, projection: projection, model: s.cfg.New()}
+	if drop != nil {
+		if err := drop(ctx, tx); err != nil {
+			return err
+		}
+	}
+	raw, err := codec.Marshal(s.cfg.Format, tx.model)
+	if err != nil {
+		return fmt.Errorf("file: encode model: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, err := s.projLocked(projection)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(s.Path(projection)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("file: %w", err)
+	}
+	if !s.cfg.NoSync {
+		if err := syncDir(s.cfg.Dir); err != nil {
+			return err
+		}
+	}
+	p.raw, p.model = raw, tx.model
+	p.cps = make(map[uint16]uint64)
+	p.parked = make(map[readmodel.Position]readmodel.ParkedEvent)
+	p.gen++
+	return nil
+}
+
+// commit writes the projection's new state and swaps it in.
+func (s *Store[M]) commit(t *Tx[M], advances []readmodel.Advance) error {
+	raw, err := codec.Marshal(s.cfg.Format, t.model)
+	if err != nil {
+		return fmt.Errorf("file: encode model: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, err := s.projLocked(t.projection)
+	if err != nil {
+		return err
+	}
+	if p.gen != t.gen {
+		// Another transaction committed a model this one did not start
+		// from: replacing it would lose its writes.
+		a := readmodel.Advance{Prev: -1}
+		if len(advances) > 0 {
+			a = advances[0]
+		}
+		return &readmodel.ConflictError{Projection: t.projection, Partition: a.Partition, Expected: a.Prev,
+			Detail: "another transaction committed since this one began"}
+	}
+	for _, a := range advances {
+		cur, ok := p.cps[a.Partition]
+		if (a.Prev < 0 && ok) || (a.Prev >= 0 && (!ok || int64(cur) != a.Prev)) {
+			return &readmodel.ConflictError{Projection: t.projection, Partition: a.Partition, Expected: a.Prev}
+		}
+	}
+	cps := maps.Clone(p.cps)
+	for _, a := range advances {
+		cps[a.Partition] = a.Next
+	}
+	parked := maps.Clone(p.parked)
+	for _, ev := range t.parked {
+		parked[ev.Position] = ev
+	}
+	doc := document{Projection: t.projection, Checkpoints: make(map[string]uint64, len(cps))}
+	for k, v := range cps {
+		doc.Checkpoints[strconv.Itoa(int(k))] = v
+	}
+	for _, ev := range sortedParked(parked) {
+		doc.Parked = append(doc.Parked, parkedDoc{
+			Partition: ev.Partition, Sequence: ev.Sequence, EventID: ev.EventID, StreamID: ev.StreamID,
+			StreamVersion: ev.StreamVersion, Name: ev.Name, Payload: ev.Payload, Metadata: ev.Metadata,
+			Cause: string(ev.Cause), Reason: ev.Reason, Attempts: ev.Attempts, ParkedAt: ev.ParkedAt.UnixNano(),
+		})
+	}
+	var b []byte
+	if s.cfg.Format == codec.CBOR {
+		doc.ModelCBOR = raw
+		b, err = codec.Marshal(codec.CBOR, doc)
+	} else {
+		doc.Model = raw
+		b, err = json.MarshalIndent(doc, "", "  ")
+	}
+	if err != nil {
+		return fmt.Errorf("file: encode: %w", err)
+	}
+	if err := writeAtomic(s.Path(t.projection), b, !s.cfg.NoSync); err != nil {
+		return err
+	}
+	p.raw, p.model, p.cps, p.parked = raw, t.model, cps, parked
+	p.gen++
+	return nil
+}
+
+// writeAtomic replaces path with data: a temporary file beside it,
+// written and fsynced, renamed over path, then the directory fsynced.
+func writeAtomic(path string, data []byte, sync bool) (err error) {
+	dir, base := filepath.Split(path)
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("file: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return fmt.Errorf("file: write %s: %w", f.Name(), err)
+	}
+	if sync {
+		if err = f.Sync(); err != nil {
+			return fmt.Errorf("file: fsync %s: %w", f.Name(), err)
+		}
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("file: %w", err)
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("file: %w", err)
+	}
+	if sync {
+		return syncDir(dir)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("file: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("file: fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+const activeFile = "_active.json"
+
+// SetActive implements [readmodel.Switcher]: the pointers live in
+// "_active.json", replaced atomically.
+func (s *Store[M]) SetActive(ctx context.Context, name, projection string) error {
+	if err := readmodel.ValidateName(projection); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lock, err := lockFileWait(filepath.Join(s.cfg.Dir, "_active.lock"))
+	if err != nil {
+		return fmt.Errorf("file: %w", err)
+	}
+	defer lock.Close()
+	m, err := s.readActive()
+	if err != nil {
+		return err
+	}
+	m[name] = projection
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(filepath.Join(s.cfg.Dir, activeFile), b, !s.cfg.NoSync)
+}
+
+// Active implements [readmodel.Switcher].
+func (s *Store[M]) Active(ctx context.Context, name string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, err := s.readActive()
+	if err != nil {
+		return "", err
+	}
+	p, ok := m[name]
+	if !ok {
+		return "", readmodel.ErrNoActive
+	}
+	return p, nil
+}
+
+func (s *Store[M]) readActive() (map[string]string, error) {
+	m := make(map[string]string)
+	b, err := os.ReadFile(filepath.Join(s.cfg.Dir, activeFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return m, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("file: %w", err)
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("file: %s: %w", activeFile, err)
+	}
+	return m, nil
+}
+
+// Tx is a batch transaction of a file [Store], and the handle its
+// handlers write through.
+type Tx[M any] struct {
+	s          *Store[M]
+	projection string
+	model      M
+	parked     []readmodel.ParkedEvent
+	gen        uint64
+	done       bool
+}
+
+// Model returns the transaction's copy of the read model, for the handlers
+// to change.
+func (t *Tx[M]) Model() *M { return &t.model }
+
+// Projection returns the projection's name.
+func (t *Tx[M]) Projection() string { return t.projection }
+
+// Handle implements [readmodel.Tx].
+func (t *Tx[M]) Handle(readmodel.Position) *Tx[M] { return t }
+
+var errDone = errors.New("file: transaction already committed or rolled back")
+
+// Park implements [readmodel.Tx].
+func (t *Tx[M]) Park(ctx context.Context, ev readmodel.ParkedEvent) error {
+	if t.done {
+		return errDone
+	}
+	t.parked = append(t.parked, ev)
+	return nil
+}
+
+// Commit implements [readmodel.Tx]: the projection's file is replaced
+// atomically.
+func (t *Tx[M]) Commit(ctx context.Context, advances []readmodel.Advance) error {
+	if t.done {
+		return errDone
+	}
+	t.done = true
+	return t.s.commit(t, advances)
+}
+
+// Rollback implements [readmodel.Tx].
+func (t *Tx[M]) Rollback(ctx context.Context) error {
+	t.done = true
+	return nil
+}

@@ -1,0 +1,240 @@
+package memory
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/esmill/esmill/codec"
+	"github.com/esmill/esmill/readmodel"
+)
+
+// Config configures a [Store] of read models of type M.
+type Config[M any] struct {
+	// New returns a projection's empty read model (make its maps here).
+	// Default: the zero M.
+	New func() M
+	// Clone returns a deep copy of a model: each transaction works on one,
+	// so that a rollback leaves the committed model untouched.
+	// Default: a CBOR round trip, which copies exported fields only.
+	Clone func(M) M
+}
+
+// Store keeps read models of type M in memory, one per projection. It
+// implements readmodel.Store[*Tx[M]] and readmodel.Switcher. The zero value
+// is not usable; call [New].
+type Store[M any] struct {
+	cfg Config[M]
+
+	mu     sync.Mutex
+	projs  map[string]*projection[M]
+	active map[string]string
+}
+
+type projection[M any] struct {
+	model  M
+	cps    map[uint16]uint64
+	parked map[readmodel.Position]readmodel.ParkedEvent
+	// gen counts commits: a transaction commits only if no other one
+	// committed since it began, because it replaces the whole model.
+	gen uint64
+}
+
+// New returns an empty store.
+func New[M any](cfg Config[M]) *Store[M] {
+	if cfg.New == nil {
+		cfg.New = func() M { var m M; return m }
+	}
+	if cfg.Clone == nil {
+		newM := cfg.New
+		cfg.Clone = func(m M) M {
+			b, err := codec.Marshal(codec.CBOR, m)
+			if err != nil {
+				panic("memory: clone model: " + err.Error())
+			}
+			c := newM()
+			if err := codec.Unmarshal(codec.CBOR, b, &c); err != nil {
+				panic("memory: clone model: " + err.Error())
+			}
+			return c
+		}
+	}
+	return &Store[M]{cfg: cfg, projs: make(map[string]*projection[M]), active: make(map[string]string)}
+}
+
+func (s *Store[M]) projLocked(name string) *projection[M] {
+	p := s.projs[name]
+	if p == nil {
+		p = &projection[M]{model: s.cfg.New(), cps: make(map[uint16]uint64), parked: make(map[readmodel.Position]readmodel.ParkedEvent)}
+		s.projs[name] = p
+	}
+	return p
+}
+
+// Read calls fn with the projection's committed read model, under the
+// store's lock: fn must not keep it or change it.
+func (s *Store[M]) Read(projection string, fn func(m M)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fn(s.projLocked(projection).model)
+}
+
+// Checkpoints implements [readmodel.Store].
+func (s *Store[M]) Checkpoints(ctx context.Context, projection string) (map[uint16]uint64, error) {
+	if err := readmodel.ValidateName(projection); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.projLocked(projection).cps), nil
+}
+
+// Parked implements [readmodel.Store].
+func (s *Store[M]) Parked(ctx context.Context, projection string) ([]readmodel.ParkedEvent, error) {
+	if err := readmodel.ValidateName(projection); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := slices.Collect(maps.Values(s.projLocked(projection).parked))
+	slices.SortFunc(out, func(a, b readmodel.ParkedEvent) int {
+		return cmp.Or(cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.Sequence, b.Sequence))
+	})
+	return out, nil
+}
+
+// Begin implements [readmodel.Store]: the transaction works on a copy of
+// the committed model.
+func (s *Store[M]) Begin(ctx context.Context, projection string) (readmodel.Tx[*Tx[M]], error) {
+	if err := readmodel.ValidateName(projection); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	p := s.projLocked(projection)
+	m, gen := p.model, p.gen
+	s.mu.Unlock()
+	// The committed model is replaced, never changed, so it can be copied
+	// outside the lock.
+	return &Tx[M]{s: s, projection: projection, model: s.cfg.Clone(m), gen: gen}, nil
+}
+
+// Reset implements [readmodel.Store]: the model goes back to Config.New,
+// then drop, if not nil, runs on it and its result is kept.
+func (s *Store[M]) Reset(ctx context.Context, projection string, drop func(ctx context.Context, tx *Tx[M]) error) error {
+	if err := readmodel.ValidateName(projection); err != nil {
+		return err
+	}
+	tx := &Tx[M]{s: s, projection: projection, model: s.cfg.New()}
+	if drop != nil {
+		if err := drop(ctx, tx); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.projLocked(projection)
+	delete(s.projs, projection)
+	p := s.projLocked(projection)
+	p.model, p.gen = tx.model, old.gen+1
+	return nil
+}
+
+// SetActive implements [readmodel.Switcher].
+func (s *Store[M]) SetActive(ctx context.Context, name, projection string) error {
+	if err := readmodel.ValidateName(projection); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active[name] = projection
+	return nil
+}
+
+// Active implements [readmodel.Switcher].
+func (s *Store[M]) Active(ctx context.Context, name string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.active[name]
+	if !ok {
+		return "", readmodel.ErrNoActive
+	}
+	return p, nil
+}
+
+// Tx is a batch transaction of a memory [Store], and the handle its
+// handlers write through.
+type Tx[M any] struct {
+	s          *Store[M]
+	projection string
+	model      M
+	parked     []readmodel.ParkedEvent
+	gen        uint64
+	done       bool
+}
+
+// Model returns the transaction's copy of the read model, for the handlers
+// to change.
+func (t *Tx[M]) Model() *M { return &t.model }
+
+// Projection returns the projection's name.
+func (t *Tx[M]) Projection() string { return t.projection }
+
+// Handle implements [readmodel.Tx].
+func (t *Tx[M]) Handle(readmodel.Position) *Tx[M] { return t }
+
+var errDone = errors.New("memory: transaction already committed or rolled back")
+
+// Park implements [readmodel.Tx].
+func (t *Tx[M]) Park(ctx context.Context, ev readmodel.ParkedEvent) error {
+	if t.done {
+		return errDone
+	}
+	t.parked = append(t.parked, ev)
+	return nil
+}
+
+// Commit implements [readmodel.Tx].
+func (t *Tx[M]) Commit(ctx context.Context, advances []readmodel.Advance) error {
+	if t.done {
+		return errDone
+	}
+	t.done = true
+	s := t.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.projLocked(t.projection)
+	if p.gen != t.gen {
+		// Another transaction committed a model this one did not start
+		// from: replacing it would lose its writes.
+		a := readmodel.Advance{Prev: -1}
+		if len(advances) > 0 {
+			a = advances[0]
+		}
+		return &readmodel.ConflictError{Projection: t.projection, Partition: a.Partition, Expected: a.Prev,
+			Detail: "another transaction committed since this one began"}
+	}
+	for _, a := range advances {
+		cur, ok := p.cps[a.Partition]
+		if (a.Prev < 0 && ok) || (a.Prev >= 0 && (!ok || int64(cur) != a.Prev)) {
+			return &readmodel.ConflictError{Projection: t.projection, Partition: a.Partition, Expected: a.Prev}
+		}
+	}
+	for _, a := range advances {
+		p.cps[a.Partition] = a.Next
+	}
+	for _, ev := range t.parked {
+		p.parked[ev.Position] = ev
+	}
+	p.model = t.model
+	p.gen++
+	return nil
+}
+
+// Rollback implements [readmodel.Tx].
+func (t *Tx[M]) Rollback(ctx context.Context) error {
+	t.done = true
+	return nil
+}

@@ -1,0 +1,35 @@
+// Package postgres is a [readmodel.Store] on PostgreSQL through pgx v5.
+// Handlers write the read model through the batch's pgx.Tx; the same
+// transaction moves the checkpoint and records parked events. The store
+// creates its tables (checkpoints, parked events, active pointers) itself;
+// many projections share them, keyed by projection name.
+//
+// # The guard against two runners
+//
+// Two runners of one projection must not both advance it. Two mechanisms
+// see to it:
+//
+//   - Compare-and-set (correctness). Commit moves each partition's
+//     checkpoint with UPDATE … WHERE sequence = <previous> (or an INSERT …
+//     ON CONFLICT DO NOTHING for a first checkpoint) and requires every
+//     row to be affected. Under READ COMMITTED a concurrent UPDATE of the
+//     same row waits for the other transaction and then re-checks the
+//     WHERE clause against the committed row, so of two transactions that
+//     start from the same checkpoint exactly one commits; the other gets
+//     [readmodel.ErrCheckpointConflict] and rolls back with all its
+//     read-model writes. Each event is thus committed by at most one
+//     runner, whatever the timing.
+//   - A transaction-scoped advisory lock (fail early). Begin takes
+//     pg_advisory_xact_lock on a key derived from the projection name,
+//     waiting at most Config.LockWait (2 s). Batches of one projection
+//     thus never run at once: a second runner waits for the first one's
+//     batch, then fails on the compare-and-set, before its handlers have
+//     waited on the first one's row locks (which could deadlock in the
+//     user's tables); if the lock stays taken longer, Begin fails with
+//     ErrCheckpointConflict. The lock ends with the transaction, also when
+//     its connection dies, so a killed runner blocks its successor at most
+//     until the server notices the closed connection.
+//
+// The runner stops on ErrCheckpointConflict; the usual deployment runs one
+// runner per projection and lets the loser of a race exit.
+package postgres

@@ -1,0 +1,138 @@
+package readmodel
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Position is where an event sits in SierraDB: its partition and its
+// sequence within that partition.
+type Position struct {
+	Partition uint16
+	Sequence  uint64
+}
+
+func (p Position) String() string { return fmt.Sprintf("%d:%d", p.Partition, p.Sequence) }
+
+// Advance moves one partition's checkpoint of a projection: from Prev (the
+// last applied sequence the committer believes is stored, or -1 when it
+// believes there is none) to Next. A store applies it only if the stored
+// checkpoint still equals Prev (compare-and-set); otherwise the commit fails
+// with [ErrCheckpointConflict].
+type Advance struct {
+	Partition uint16
+	Prev      int64
+	Next      uint64
+}
+
+// Cause says why an event was parked.
+type Cause string
+
+const (
+	// CauseDecode: the event's id, payload or metadata did not decode into
+	// its entity type.
+	CauseDecode Cause = "decode"
+	// CauseHandler: a handler kept failing on the event (or returned a
+	// [Permanent] error).
+	CauseHandler Cause = "handler"
+	// CauseUnknown: the event's name is not registered in the entity type
+	// of a handled category, and the projection's [Config.UnknownEvents]
+	// is [PoisonUnknown].
+	CauseUnknown Cause = "unknown-event"
+)
+
+// ParkedEvent is a poison event set aside with the reason, so that the
+// projection could go on. It keeps the raw event, to be inspected or
+// replayed by hand.
+type ParkedEvent struct {
+	Position
+	EventID       uuid.UUID
+	StreamID      string
+	StreamVersion uint64
+	Name          string
+	Payload       []byte
+	Metadata      []byte
+	Cause         Cause
+	Reason        string
+	Attempts      int
+	ParkedAt      time.Time
+}
+
+// Store keeps the checkpoints of projections, their parked events, and
+// lets their handlers write the read model through a transaction handle of
+// type T (a *sql.Tx, a pgx.Tx, or a handle of the store's own). One store
+// may hold many projections; each has its own checkpoints.
+//
+// Every method is safe for concurrent use. The contract, checked by package
+// checkpointtest for every store:
+//   - Checkpoints returns what the last successful Commit left, and survives
+//     a restart when the store is durable.
+//   - Writes made through [Tx.Handle] and the checkpoint advance become
+//     visible together or not at all; where a store cannot promise that
+//     (MongoDB without transactions) it guarantees instead that re-applying
+//     an event at or below a position a document has recorded changes
+//     nothing, which gives the same result after a replay.
+//   - Commit is a compare-and-set: of two transactions advancing the same
+//     partition from the same checkpoint, at most one succeeds; the other
+//     fails with [ErrCheckpointConflict].
+type Store[T any] interface {
+	// Checkpoints returns the projection's last applied sequence per
+	// partition; partitions never applied are absent.
+	Checkpoints(ctx context.Context, projection string) (map[uint16]uint64, error)
+	// Begin starts a batch transaction for the projection.
+	Begin(ctx context.Context, projection string) (Tx[T], error)
+	// Parked lists the projection's parked events in position order.
+	Parked(ctx context.Context, projection string) ([]ParkedEvent, error)
+	// Reset forgets the projection: its checkpoints and parked events, and
+	// its read model, which drop removes (drop may be nil for stores that
+	// own the model, memory and file). No runner of the projection may be
+	// running.
+	Reset(ctx context.Context, projection string, drop func(ctx context.Context, tx T) error) error
+}
+
+// Tx is one batch transaction of a [Store]. It is used by one goroutine.
+type Tx[T any] interface {
+	// Handle returns what the handlers of the event at pos write through.
+	// Stores that guard writes per position (MongoDB) bind it to pos;
+	// the others return the same transaction for every position.
+	Handle(pos Position) T
+	// Park records a poison event, committed with the checkpoint.
+	Park(ctx context.Context, ev ParkedEvent) error
+	// Commit applies the advances (compare-and-set) and commits. On any
+	// error nothing is committed, except where the store documents
+	// otherwise; an ambiguous failure (the connection dropped during the
+	// commit) may have committed.
+	Commit(ctx context.Context, advances []Advance) error
+	// Rollback abandons the transaction. It is safe after Commit.
+	Rollback(ctx context.Context) error
+}
+
+// Switcher is implemented by stores that keep a pointer from a read-model
+// name (such as "balances") to the projection that serves it (such as
+// "balances@v2"): the blue/green switch. Readers look the pointer up to
+// choose the tables, collections or file to read.
+type Switcher interface {
+	// SetActive points name at projection.
+	SetActive(ctx context.Context, name, projection string) error
+	// Active returns the projection name points at, or an error matching
+	// [ErrNoActive].
+	Active(ctx context.Context, name string) (string, error)
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_@-]{0,99}$`)
+
+// ValidateName checks a projection name: 1 to 100 bytes of ASCII letters,
+// digits, '_', '@' and '-', starting with a letter or digit. The name is
+// used in file names and MongoDB field paths, hence the narrow alphabet.
+// A version suffix such as "balances@v2" is the convention for blue/green
+// rebuilds.
+func ValidateName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("readmodel: projection name %q must be 1 to 100 of [A-Za-z0-9_@-], starting with a letter or digit: %w", name, ErrInvalidName)
+	}
+	return nil
+}

@@ -1,0 +1,134 @@
+// Package ferret runs FerretDB (embedded as a library in the ferretserver
+// program, with its SQLite backend in a temporary directory) as the
+// MongoDB-compatible server of the tests. FerretDB has no multi-document
+// transactions, which is what the MongoDB read-model store must cope with.
+// The server runs in a process of its own, built once per test binary, so
+// that it runs at full speed when the tests run under the race detector.
+package ferret
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/esmill/esmill/internal/testservice"
+)
+
+// Server is a running FerretDB.
+type Server struct {
+	URI  string
+	proc *testservice.Process
+	dir  string
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// Binary builds the ferretserver program once per test binary.
+func Binary() (string, error) {
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "esmill-ferretserver-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "ferretserver")
+		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", binPath,
+			"github.com/esmill/esmill/test/internal/ferret/ferretserver")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ferretserver: %w\n%s", err, out)
+		}
+	})
+	return binPath, buildErr
+}
+
+// Start starts FerretDB on a free loopback port, storing its data in a new
+// temporary directory.
+func Start() (*Server, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "esmill-ferretdb-")
+	if err != nil {
+		return nil, err
+	}
+	var lastErr error
+	for range 3 {
+		port, err := testservice.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		proc, err := testservice.StartProcess(dir, bin, []string{"-addr", addr, "-dir", dir}, nil)
+		if err != nil {
+			return nil, err
+		}
+		err = proc.WaitReady(30*time.Second, func(ctx context.Context) error {
+			var d net.Dialer
+			c, err := d.DialContext(ctx, "tcp", addr)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+		if err != nil {
+			proc.Kill()
+			lastErr = err
+			continue
+		}
+		return &Server{URI: "mongodb://" + addr + "/", proc: proc, dir: dir}, nil
+	}
+	os.RemoveAll(dir)
+	return nil, fmt.Errorf("starting ferretserver: %w", lastErr)
+}
+
+// Close stops the server and removes its data.
+func (s *Server) Close() {
+	s.proc.Stop(10 * time.Second)
+	os.RemoveAll(s.dir)
+}
+
+var (
+	mu     sync.Mutex
+	shared *Server
+)
+
+// Require returns the URI of a FerretDB shared by the test binary (stopped
+// by [StopAll]). Tests share it: give each its own database. FerretDB is
+// built from this module, so it is never missing: failing to start it
+// fails the test.
+func Require(t testing.TB) string {
+	t.Helper()
+	mu.Lock()
+	defer mu.Unlock()
+	if shared == nil {
+		s, err := Start()
+		if err != nil {
+			t.Fatalf("FerretDB: %v", err)
+		}
+		shared = s
+	}
+	return shared.URI
+}
+
+// StopAll stops the shared server.
+func StopAll() {
+	mu.Lock()
+	defer mu.Unlock()
+	if shared != nil {
+		shared.Close()
+		shared = nil
+	}
+}

@@ -1,0 +1,260 @@
+package readmodel_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/esmill/esmill/internal/testservice"
+	"github.com/esmill/esmill/sierradb"
+	"github.com/esmill/esmill/sierradb/embedded"
+	"github.com/esmill/esmill/test/internal/crashproj"
+	"github.com/esmill/esmill/test/internal/ferret"
+)
+
+var (
+	projectorOnce sync.Once
+	projectorBin  string
+	projectorErr  error
+)
+
+// projector builds the projection program once per test binary.
+func projector(t *testing.T) string {
+	t.Helper()
+	projectorOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "esmill-projector-")
+		if err != nil {
+			projectorErr = err
+			return
+		}
+		projectorBin = filepath.Join(dir, "projector")
+		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+		cmd := exec.Command(goBin, "build", "-o", projectorBin, "github.com/esmill/esmill/test/readmodel/projector")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			projectorErr = fmt.Errorf("go build projector: %w\n%s", err, out)
+		}
+	})
+	if projectorErr != nil {
+		t.Fatal(projectorErr)
+	}
+	return projectorBin
+}
+
+// crashRef appends the crash tests' events and keeps the reference read
+// model.
+type crashRef struct {
+	client   *sierradb.Client
+	versions map[string]int64
+	ref      map[string]crashproj.Acct
+	n        int
+	mu       sync.Mutex
+	total    int
+}
+
+func (c *crashRef) append(ctx context.Context, n int) error {
+	byStream := make(map[string][]sierradb.NewEvent)
+	var order []string
+	for range n {
+		i := c.n
+		c.n++
+		id := fmt.Sprintf("a%03d", (i*37)%200)
+		stream := crashproj.Category + "-" + id
+		amount := int64(i%97 + 1)
+		name, payload, err := crashproj.Accounts.EncodeEvent(crashproj.Deposited{Amount: amount})
+		if err != nil {
+			return err
+		}
+		if _, ok := byStream[stream]; !ok {
+			order = append(order, stream)
+		}
+		byStream[stream] = append(byStream[stream], sierradb.NewEvent{StreamID: stream, Name: name, Payload: payload})
+		v, ok := c.versions[stream]
+		if !ok {
+			v = -1
+		}
+		v++
+		c.versions[stream] = v
+		a := c.ref[id]
+		a.Apply(amount, uint64(v))
+		c.ref[id] = a
+	}
+	for _, stream := range order {
+		evs := byStream[stream]
+		v := c.versions[stream] - int64(len(evs))
+		for len(evs) > 0 {
+			chunk := evs[:min(len(evs), 100)]
+			evs = evs[len(chunk):]
+			for i := range chunk {
+				chunk[i].ExpectedVersion = sierradb.ExpectAfter(v)
+				v++
+			}
+			if _, err := c.client.AppendMulti(ctx, sierradb.StreamPartitionKey(stream), chunk); err != nil {
+				return err
+			}
+		}
+	}
+	c.mu.Lock()
+	c.total += n
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *crashRef) appended() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.total
+}
+
+// TestCrash kills the projection process (SIGKILL) at random points, many
+// times, while it catches up on 10,000 events and while new ones arrive;
+// after the last restart the read model must equal the reference: no event
+// lost, none applied twice. One run per durable store.
+func TestCrash(t *testing.T) {
+	for _, kind := range []string{"file", "sqlite", "postgres", "mongodb"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			crash(t, kind)
+		})
+	}
+}
+
+func crash(t *testing.T, kind string) {
+	bin := projector(t)
+	history, live, kills := 10000, 2000, 15
+	if testing.Short() {
+		history, live, kills = 2000, 400, 5
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	srv := embedded.RunT(t)
+	client, err := sierradb.New(sierradb.Config{Addr: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+
+	o := crashproj.Options{Kind: kind, SierraAddr: srv.Addr(), Name: "crash", BatchSize: 50}
+	switch kind {
+	case "file":
+		o.Target = t.TempDir()
+	case "sqlite":
+		o.Target = filepath.Join(t.TempDir(), "rm.db")
+	case "postgres":
+		dsn := testservice.RequirePostgres(t)
+		schema := randomName("crash_")
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close(ctx)
+		sep := "?"
+		if strings.Contains(dsn, "?") {
+			sep = "&"
+		}
+		o.Target = dsn + sep + "search_path=" + schema
+	case "mongodb":
+		o.Target, o.Database = ferret.Require(t), randomName("crash_")
+	}
+	args := []string{"-store", o.Kind, "-target", o.Target, "-database", o.Database, "-sierra", o.SierraAddr,
+		"-name", o.Name, "-batch", fmt.Sprint(o.BatchSize)}
+
+	ref := &crashRef{client: client, versions: make(map[string]int64), ref: make(map[string]crashproj.Acct)}
+	if err := ref.append(ctx, history); err != nil {
+		t.Fatal(err)
+	}
+	// New events arrive while the projection is killed and restarted.
+	writerDone := make(chan error, 1)
+	go func() {
+		for sent := 0; sent < live; sent += 20 {
+			if err := ref.append(ctx, min(20, live-sent)); err != nil {
+				writerDone <- err
+				return
+			}
+			time.Sleep(15 * time.Millisecond)
+		}
+		writerDone <- nil
+	}()
+
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 0))
+	t.Logf("seed %d", seed)
+	start := time.Now()
+	for i := range kills {
+		p, err := testservice.StartProcess(t.TempDir(), bin, args, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Mostly short runs, so that the kills fall while the history
+		// is caught up on (the fast stores apply 10,000 events in a few
+		// hundred milliseconds), at random points of the batch cycle.
+		d := 10*time.Millisecond + time.Duration(rng.Int64N(int64(150*time.Millisecond)))
+		if i%5 == 4 {
+			// Now and then a longer run, to get further.
+			d += time.Second
+		}
+		select {
+		case <-p.Exited():
+			t.Fatalf("run %d: projector exited by itself:\n%s", i, p.LogTail(4000))
+		case <-time.After(d):
+		}
+		p.Kill()
+		if i%3 == 2 || i == kills-1 {
+			m, err := crashproj.Read(ctx, o)
+			var n int64
+			for _, a := range m {
+				n += a.Count
+			}
+			t.Logf("killed run %d after %s: %d of %d events applied (%v)", i, d.Round(time.Millisecond), n, ref.appended(), err)
+		}
+	}
+	if err := <-writerDone; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d kills in %s", kills, time.Since(start).Round(time.Millisecond))
+
+	final, err := testservice.StartProcess(t.TempDir(), bin, append(args, "-until-synced"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-final.Exited():
+	case <-ctx.Done():
+		final.Kill()
+		t.Fatalf("the last run did not catch up:\n%s", final.LogTail(4000))
+	}
+	if !strings.Contains(final.LogTail(4000), "synced") {
+		t.Fatalf("the last run failed:\n%s", final.LogTail(4000))
+	}
+	t.Logf("last run caught up in %s", time.Since(start).Round(time.Millisecond))
+
+	got, err := crashproj.Read(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(ref.ref) {
+		t.Errorf("read model has %d accounts, want %d", len(got), len(ref.ref))
+	}
+	var events int64
+	for id, want := range ref.ref {
+		events += want.Count
+		if g := got[id]; g != want {
+			t.Errorf("account %s = %+v, want %+v", id, g, want)
+		}
+	}
+	if events != int64(history+live) {
+		t.Fatalf("reference holds %d events, want %d", events, history+live)
+	}
+}
