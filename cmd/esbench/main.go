@@ -58,6 +58,9 @@ var runs = []run{
 	{pkg: "./sierradb", bench: `^BenchmarkSubscribeCatchUp$`, benchtime: "2x", quick: "1x"},
 	{pkg: "./cqrs", bench: `^BenchmarkCommands$`, benchtime: "2000x", quick: "200x"},
 	{pkg: "./aggregate", bench: `^BenchmarkRehydrate$`, benchtime: "5x", quick: "2x"},
+	{pkg: "./sierradb/pubsub", bench: `^BenchmarkPublish$/(embedded|sierradb)/(adapter|raw)/(serial|batch10|goroutines16)$`, benchtime: "2s", quick: "300ms"},
+	{pkg: "./sierradb/pubsub", bench: `^BenchmarkSubscribe$`, benchtime: "3x", quick: "1x"},
+	{pkg: "./test/readmodel", bench: `^BenchmarkCatchUp$`, benchtime: "3x", quick: "1x"},
 }
 
 func rows() []row {
@@ -84,6 +87,23 @@ func rows() []row {
 		}
 		rs = append(rs, row{"Rehydration (" + srv + ")", "10,000-event entity: snapshot vs events (time per load)",
 			fmt.Sprintf("BenchmarkRehydrate/%s/snapshot", srv), fmt.Sprintf("BenchmarkRehydrate/%s/events", srv), "ns/op", true})
+	}
+	for _, srv := range []string{"embedded", "sierradb"} {
+		for _, shape := range []string{"serial", "batch10", "goroutines16"} {
+			rs = append(rs, row{"Watermill Pub/Sub adapter (" + srv + ")", "publish, " + shape + ": adapter vs raw client",
+				fmt.Sprintf("BenchmarkPublish/%s/adapter/%s", srv, shape), fmt.Sprintf("BenchmarkPublish/%s/raw/%s", srv, shape), "msgs/s", false})
+		}
+		rs = append(rs,
+			row{"Watermill Pub/Sub adapter (" + srv + ")", "subscribe: adapter vs raw subscription",
+				fmt.Sprintf("BenchmarkSubscribe/%s/adapter", srv), fmt.Sprintf("BenchmarkSubscribe/%s/raw", srv), "msgs/s", false},
+			row{"Watermill Pub/Sub adapter (" + srv + ")", "subscribe with a consumer group: adapter vs raw subscription",
+				fmt.Sprintf("BenchmarkSubscribe/%s/adapter/group", srv), fmt.Sprintf("BenchmarkSubscribe/%s/raw", srv), "msgs/s", false})
+	}
+	for _, store := range []string{"memory", "file", "sqlite", "postgres", "mongodb-ferretdb"} {
+		for _, batch := range []int{10, 100, 1000} {
+			rs = append(rs, row{"Projection catch-up (embedded SierraDB)", fmt.Sprintf("%s, batch %d: store vs raw subscription read", store, batch),
+				fmt.Sprintf("BenchmarkCatchUp/%s/batch=%d", store, batch), "BenchmarkCatchUp/subscription", "events/s", false})
+		}
 	}
 	return rs
 }
