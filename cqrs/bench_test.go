@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	"github.com/google/uuid"
 
 	"github.com/esmill/esmill/aggregate"
+	"github.com/esmill/esmill/codec"
 	"github.com/esmill/esmill/cqrs"
 	"github.com/esmill/esmill/internal/testservice"
 	"github.com/esmill/esmill/sierradb"
@@ -62,11 +64,17 @@ func BenchmarkCommands(b *testing.B) {
 				b.Run(fmt.Sprintf("raw-emappend/callers=%d", n), func(b *testing.B) {
 					c, _ := sierradb.New(sierradb.Config{Addr: addr, PoolSize: 128})
 					defer c.Close()
+					// The same request the executor sends: the payload, an
+					// event id, the timestamp and the metadata envelope
+					// (command name and id), with the expected version.
 					runCallers(b, n, func(ctx context.Context, _ int, entity string, i int) error {
 						stream := "account-" + entity
+						key := sierradb.StreamPartitionKey(stream)
 						_, p, _ := Accounts.EncodeEvent(Deposited{Amount: 1})
-						_, err := c.AppendMulti(ctx, sierradb.StreamPartitionKey(stream), []sierradb.NewEvent{{
-							StreamID: stream, Name: "MoneyDeposited", ExpectedVersion: sierradb.ExpectAfter(int64(i) - 1), Payload: p,
+						md, _ := codec.EncodeMetadata(codec.Metadata{Command: "Deposit", CommandID: uuid.NewString()})
+						_, err := c.AppendMulti(ctx, key, []sierradb.NewEvent{{
+							StreamID: stream, Name: "MoneyDeposited", ID: sierradb.NewEventID(key), Timestamp: time.Now(),
+							ExpectedVersion: sierradb.ExpectAfter(int64(i) - 1), Payload: p, Metadata: md,
 						}})
 						return err
 					})

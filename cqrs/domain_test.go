@@ -1,15 +1,27 @@
 package cqrs_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/internal/testservice"
 )
 
-func TestMain(m *testing.M) { os.Exit(testservice.Main(m)) }
+func TestMain(m *testing.M) {
+	// go-redis logs connection churn on shutdown to stderr, which would
+	// split benchmark result lines; nothing in it is a test failure.
+	redis.SetLogger(quiet{})
+	os.Exit(testservice.Main(m))
+}
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
 
 type Account struct {
 	Balance int64
