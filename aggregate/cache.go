@@ -134,8 +134,7 @@ func (c *cache) sweep() {
 	}
 }
 
-// invalidate forgets an entity's loaded state (it stays locked by its
-// holder, who calls it).
+// len returns the number of cached entities.
 func (c *cache) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

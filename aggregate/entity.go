@@ -3,7 +3,6 @@ package aggregate
 import (
 	"container/list"
 	"context"
-	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -108,7 +107,7 @@ func (x *Executor) catchUp(ctx context.Context, k kind, e *entity) error {
 	}
 }
 
-// appendResult applies appended events to the entity.
+// applyAppended applies appended events to the entity and fills out.
 func (x *Executor) applyAppended(k kind, e *entity, evs []Event, meta codec.Metadata, res sierradb.MultiAppendResult, out *Result) error {
 	for i, ev := range evs {
 		a := res.Events[i]
@@ -128,5 +127,3 @@ func (x *Executor) applyAppended(k kind, e *entity, evs []Event, meta codec.Meta
 	out.Version = e.version
 	return nil
 }
-
-var errAmbiguous = errors.New("aggregate: append outcome unknown")

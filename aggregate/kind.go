@@ -31,11 +31,9 @@ type commandInfo struct {
 }
 
 func (t *Type[S, ID]) newState() any {
-	s := t.newState0()
+	s := t.newStateF()
 	return &s
 }
-
-func (t *Type[S, ID]) newState0() S { return t.newStateF() }
 
 func (t *Type[S, ID]) command(cmd Command) (*commandInfo, error) {
 	if cmd == nil {
@@ -84,7 +82,7 @@ func (t *Type[S, ID]) encodeState(state any) ([]byte, error) {
 }
 
 func (t *Type[S, ID]) decodeState(b []byte) (any, error) {
-	s := t.newState0()
+	s := t.newStateF()
 	if err := codec.Unmarshal(codec.CBOR, b, &s); err != nil {
 		return nil, err
 	}

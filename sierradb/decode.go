@@ -8,7 +8,7 @@ import (
 	"github.com/google/uuid"
 )
 
-// ErrProtocol-like failures: a reply of an unexpected shape.
+// replyTypeError reports a reply of an unexpected shape.
 func replyTypeError(cmd string, v any) error {
 	return fmt.Errorf("sierradb: unexpected %s reply of type %T", cmd, v)
 }

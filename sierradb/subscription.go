@@ -55,7 +55,7 @@ type PartitionSubscription struct {
 	Window int
 }
 
-// subscriber is the part of a subscription that differs between partition
+// subSpec is the part of a subscription that differs between partition
 // and stream subscriptions.
 type subSpec struct {
 	partitions []uint16
