@@ -14,6 +14,13 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 
 	"github.com/esmill/esmill"
+	"github.com/esmill/esmill/aggregate"
+	"github.com/esmill/esmill/cqrs"
+	"github.com/esmill/esmill/readmodel"
+	"github.com/esmill/esmill/readmodel/file"
+	"github.com/esmill/esmill/sierradb"
+	"github.com/esmill/esmill/sierradb/embedded"
+	"github.com/esmill/esmill/sierradb/pubsub"
 )
 
 type declares struct{ c esmill.Class }
@@ -64,6 +71,22 @@ func TestClosedError(t *testing.T) {
 	}
 	if errors.Is(errors.New("x: executor closed"), esmill.ErrClosed) {
 		t.Fatal("a plain error matches ErrClosed")
+	}
+}
+
+// Every package's ErrClosed matches esmill.ErrClosed and names what was
+// closed.
+func TestEveryErrClosed(t *testing.T) {
+	texts := map[string]bool{}
+	for _, err := range []error{aggregate.ErrClosed, cqrs.ErrClosed, sierradb.ErrClosed, pubsub.ErrClosed,
+		embedded.ErrClosed, readmodel.ErrClosed, file.ErrClosed} {
+		if !errors.Is(err, esmill.ErrClosed) {
+			t.Errorf("%q does not match esmill.ErrClosed", err)
+		}
+		if texts[err.Error()] {
+			t.Errorf("%q twice", err)
+		}
+		texts[err.Error()] = true
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/codec"
 	"github.com/esmill/esmill/sierradb"
 )
@@ -18,9 +19,9 @@ import (
 var (
 	// ErrLockTimeout: an entity stayed locked by a transaction for longer
 	// than the lock timeout.
-	ErrLockTimeout = errors.New("aggregate: entity lock timed out")
+	ErrLockTimeout = esmill.MarkTransient(errors.New("aggregate: entity lock timed out"))
 	// ErrTxContention: a transaction kept yielding to older ones.
-	ErrTxContention = errors.New("aggregate: transaction gave up after repeated lock contention")
+	ErrTxContention = esmill.MarkTransient(errors.New("aggregate: transaction gave up after repeated lock contention"))
 )
 
 // LockTimeoutError reports an entity that could not be locked in time.
@@ -34,6 +35,9 @@ func (e *LockTimeoutError) Error() string {
 }
 
 func (e *LockTimeoutError) Is(target error) bool { return target == ErrLockTimeout }
+
+// ErrorClass is [esmill.Transient].
+func (e *LockTimeoutError) ErrorClass() esmill.Class { return esmill.Transient }
 
 // PartitionKeyError reports an entity whose partition key is not the
 // transaction's.
@@ -50,6 +54,9 @@ func (e *PartitionKeyError) Error() string {
 }
 
 func (e *PartitionKeyError) Is(target error) bool { return target == ErrPartitionKeyMismatch }
+
+// ErrorClass is [esmill.Final].
+func (e *PartitionKeyError) ErrorClass() esmill.Class { return esmill.Final }
 
 // txState identifies a transaction across its attempts, for the wait-die
 // rule: started never changes between attempts, so a transaction that

@@ -178,7 +178,7 @@ func (b *CommandBus) Execute(ctx context.Context, t aggregate.AnyType, id string
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
-		return Reply{}, errors.New("cqrs: bus closed")
+		return Reply{}, ErrClosed
 	}
 	b.waiters[msg.UUID] = ch
 	b.mu.Unlock()
@@ -204,7 +204,7 @@ func (b *CommandBus) Execute(ctx context.Context, t aggregate.AnyType, id string
 	case <-ctx.Done():
 		return Reply{}, fmt.Errorf("%w: %s for %s: %w", ErrTimeout, cmd.CommandName(), id, ctx.Err())
 	case <-b.done:
-		return Reply{}, errors.New("cqrs: bus closed")
+		return Reply{}, ErrClosed
 	}
 }
 

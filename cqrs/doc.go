@@ -24,10 +24,14 @@
 //
 // # Outcomes
 //
-// A command the entity rejects (a business rule, a wrong expected version,
-// a rate limit) is a final outcome: the router acks it and replies with the
-// error. A message that cannot be decoded is acked and answered with an
-// error by default, or returned as an error for a poison-queue middleware
-// ([RouterConfig.FailBadCommands]). Transient failures are returned to
-// Watermill, which nacks the message for redelivery.
+// The router asks esmill.Classify what a failure means, as the Retry
+// middleware and the projection runner do. A final outcome (the entity
+// rejected the command: a business rule, a wrong expected version, its
+// rate limit) is acked and answered with the error. A poison outcome (a
+// message that does not decode, an unknown command, an invalid id, a panic
+// in user code) is answered too, and acked by default, or returned as the
+// handler's error for a poison-queue middleware
+// ([RouterConfig.FailBadCommands]). A transient failure is returned to
+// Watermill, which nacks the message for redelivery. [Reply] documents
+// what its Version means for each outcome.
 package cqrs

@@ -48,6 +48,11 @@ type Withdraw struct{ Amount int64 }
 
 func (Withdraw) CommandName() string { return "Withdraw" }
 
+// Explode panics in its handler.
+type Explode struct{}
+
+func (Explode) CommandName() string { return "Explode" }
+
 // codedError is a business error with a code that crosses processes.
 type codedError struct{ code string }
 
@@ -67,6 +72,9 @@ var Accounts = aggregate.MustDefine[Account, string]("account",
 			return nil, ErrInsufficientFunds
 		}
 		return aggregate.Events(Withdrawn{Amount: c.Amount}), nil
+	}),
+	aggregate.Handle(func(a Account, c Explode, _ *aggregate.Context) ([]aggregate.Event, error) {
+		panic("the handler exploded")
 	}),
 )
 

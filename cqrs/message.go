@@ -13,6 +13,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 	"github.com/google/uuid"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/codec"
 	"github.com/esmill/esmill/sierradb"
@@ -40,8 +41,8 @@ const (
 )
 
 // ErrBadCommand is matched by every error about a command message that
-// cannot be decoded or routed.
-var ErrBadCommand = errors.New("cqrs: bad command message")
+// cannot be decoded or routed. Such errors are poison (esmill.Classify).
+var ErrBadCommand = esmill.MarkPoison(errors.New("cqrs: bad command message"))
 
 // BadCommandError describes a command message that cannot be handled.
 type BadCommandError struct {
@@ -56,6 +57,9 @@ func (e *BadCommandError) Error() string {
 	}
 	return fmt.Sprintf("cqrs: command message %s: %s", e.MessageUUID, e.Reason)
 }
+
+// ErrorClass is [esmill.Poison].
+func (e *BadCommandError) ErrorClass() esmill.Class { return esmill.Poison }
 
 func (e *BadCommandError) Unwrap() []error {
 	if e.Err == nil {
@@ -262,6 +266,20 @@ func DefaultTopic(category string, partition int) string {
 }
 
 // Reply is the outcome of a command, as sent back to the caller.
+//
+// Version follows one rule whichever layer answers: it is the entity's
+// version after the command, as far as that layer knows it.
+//
+//   - Success: the version of the command's last event.
+//   - Idempotent (the executor recognised the command) or an error from the
+//     entity (a rejection, a wrong expected version, a rate limit): the
+//     entity's current version; nothing was written.
+//   - -1: the entity has no event yet, or the layer that answered does not
+//     know its version: the Dedup middleware's idempotent reply, a message
+//     that did not decode, a failure before the entity was loaded.
+//
+// Version is never 0 for "unknown": 0 is the version of an entity's first
+// event.
 type Reply struct {
 	StreamID   string       `json:"stream_id,omitempty"`
 	Version    int64        `json:"version"`
@@ -285,4 +303,15 @@ func replyFromResult(res aggregate.Result) Reply {
 		r.Events = append(r.Events, ReplyEvent{ID: a.ID, Name: a.Event.EventName(), Version: a.Version, PartitionID: a.PartitionID, PartitionSequence: a.PartitionSequence})
 	}
 	return r
+}
+
+func replyFromFailure(res aggregate.Result, err error) Reply {
+	return Reply{StreamID: res.StreamID, Version: res.Version, Error: remoteError(err)}
+}
+
+// IdempotentReply is the reply to a command recognised as a duplicate
+// before it reached the executor (see the Dedup middleware): the entity's
+// version is not known, so Version is -1.
+func IdempotentReply(streamID string) Reply {
+	return Reply{StreamID: streamID, Version: -1, Idempotent: true}
 }

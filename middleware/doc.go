@@ -28,9 +28,11 @@
 //
 // # Errors
 //
-// [Classify] is the one place that decides what a failure means: transient
-// (a dropped connection, SierraDB's retryable codes, write conflicts beyond
-// the executor's own retries, a lock or rate-limit wait), final (a business
-// rejection: never retried), or poison (a message that cannot be decoded or
-// routed: parked at once).
+// Retry asks esmill.Classify what a failure means, the same question the
+// command router and the projection runner ask: transient (a dropped
+// connection, SierraDB's retryable codes, write conflicts beyond the
+// executor's own retries, a lock or rate-limit wait; and any error that
+// declares no class) is retried with backoff, final (a business rejection)
+// is never retried, and poison (a message that cannot be decoded or
+// routed, a panic) is parked at once.
 package middleware

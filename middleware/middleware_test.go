@@ -18,10 +18,12 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/cqrs"
 	"github.com/esmill/esmill/internal/testservice"
 	"github.com/esmill/esmill/middleware"
+	"github.com/esmill/esmill/readmodel"
 	"github.com/esmill/esmill/sierradb"
 )
 
@@ -90,26 +92,42 @@ func (p *recordingPublisher) get(topic string) []*message.Message {
 	return append([]*message.Message(nil), p.msgs[topic]...)
 }
 
-func TestClassify(t *testing.T) {
+// Every package's errors declare their class, and esmill.Classify reads
+// it: the one classification the router, Retry and the runner share.
+func TestClassifyAcrossPackages(t *testing.T) {
 	tests := []struct {
 		err  error
-		want middleware.Class
+		want esmill.Class
 	}{
-		{&aggregate.RejectedError{Err: ErrNoFunds}, middleware.Final},
-		{&aggregate.ExpectedVersionError{}, middleware.Final},
-		{&aggregate.RateLimitError{}, middleware.Final},
-		{&cqrs.BadCommandError{Reason: "x"}, middleware.Poison},
-		{&aggregate.UnknownCommandError{}, middleware.Poison},
-		{&aggregate.PanicError{}, middleware.Poison},
-		{&aggregate.ConflictError{Last: sierradb.ErrWrongExpectedVersion}, middleware.Transient},
-		{sierradb.ParseServerError("TIMEOUT write operation timed out"), middleware.Transient},
-		{fmt.Errorf("send: %w", io.EOF), middleware.Transient},
-		{&middleware.RateLimitedError{}, middleware.Transient},
-		{&aggregate.LockTimeoutError{}, middleware.Transient},
+		{&aggregate.RejectedError{Err: ErrNoFunds}, esmill.Final},
+		{&aggregate.RejectedError{Err: esmill.MarkTransient(ErrNoFunds)}, esmill.Transient},
+		{&aggregate.ExpectedVersionError{}, esmill.Final},
+		{&aggregate.RateLimitError{}, esmill.Final},
+		{&aggregate.PartitionKeyError{}, esmill.Final},
+		{fmt.Errorf("x: %w", aggregate.ErrPartitionKeyMismatch), esmill.Final},
+		{&cqrs.BadCommandError{Reason: "x"}, esmill.Poison},
+		{&aggregate.UnknownCommandError{}, esmill.Poison},
+		{&aggregate.CommandDecodeError{}, esmill.Poison},
+		{&aggregate.EventDecodeError{Err: io.ErrUnexpectedEOF}, esmill.Poison},
+		{&aggregate.InvalidIDError{}, esmill.Poison},
+		{&aggregate.VersionGapError{}, esmill.Poison},
+		{&aggregate.PanicError{}, esmill.Poison},
+		{&readmodel.PanicError{}, esmill.Poison},
+		{&aggregate.ConflictError{Last: sierradb.ErrWrongExpectedVersion}, esmill.Transient},
+		{sierradb.ParseServerError("TIMEOUT write operation timed out"), esmill.Transient},
+		{fmt.Errorf("send: %w", io.EOF), esmill.Transient},
+		{fmt.Errorf("read: %w", context.DeadlineExceeded), esmill.Transient},
+		{&middleware.RateLimitedError{}, esmill.Transient},
+		{&aggregate.LockTimeoutError{}, esmill.Transient},
+		{fmt.Errorf("%w (3 attempts)", aggregate.ErrTxContention), esmill.Transient},
+		{&cqrs.RemoteError{Kind: cqrs.KindRejected}, esmill.Final},
+		{&cqrs.RemoteError{Kind: cqrs.KindPanic}, esmill.Poison},
+		{&cqrs.RemoteError{Kind: cqrs.KindInternal, Class: "poison"}, esmill.Poison},
+		{&cqrs.RemoteError{Kind: cqrs.KindInternal}, esmill.Transient},
 	}
 	for _, tt := range tests {
-		if got := middleware.Classify(tt.err); got != tt.want {
-			t.Errorf("Classify(%v) = %s, want %s", tt.err, got, tt.want)
+		if got := esmill.Classify(tt.err); got != tt.want {
+			t.Errorf("Classify(%T %v) = %s, want %s", tt.err, tt.err, got, tt.want)
 		}
 	}
 }

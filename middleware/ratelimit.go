@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/cqrs"
 )
 
@@ -29,6 +30,9 @@ func (e *RateLimitedError) Error() string {
 }
 
 func (e *RateLimitedError) Is(target error) bool { return target == ErrRateLimited }
+
+// ErrorClass is [esmill.Transient]: a token comes later.
+func (e *RateLimitedError) ErrorClass() esmill.Class { return esmill.Transient }
 
 // Limiter hands out tokens per key.
 type Limiter interface {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/esmill/esmill"
 )
 
 // Metadata keys of a parked (poison) message.
@@ -33,9 +35,8 @@ type Retry struct {
 	// Jitter is the random fraction added to or taken from each wait.
 	// Default: 0.2.
 	Jitter float64
-	// Classify decides what an error means. Default: the package's
-	// Classify.
-	Classify func(error) Class
+	// Classify decides what an error means. Default: esmill.Classify.
+	Classify func(error) esmill.Class
 	// PoisonPublisher and PoisonTopic receive the messages that cannot
 	// succeed: poison ones at once, final ones, and transient ones whose
 	// retries ran out. Without them, those errors are returned to
@@ -65,7 +66,7 @@ func (r Retry) withDefaults() Retry {
 		r.Jitter = 0.2
 	}
 	if r.Classify == nil {
-		r.Classify = Classify
+		r.Classify = esmill.Classify
 	}
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)
@@ -84,7 +85,7 @@ func (r Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 				return out, nil
 			}
 			class := r.Classify(err)
-			if class == Transient && attempt <= r.MaxRetries {
+			if class == esmill.Transient && attempt <= r.MaxRetries {
 				if r.OnRetry != nil {
 					r.OnRetry(msg, attempt, err)
 				}
@@ -104,7 +105,7 @@ func (r Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 
 // park publishes the message to the poison topic and acks it, or returns
 // err when there is no poison topic or the publish fails.
-func (r Retry) park(msg *message.Message, class Class, attempts int, err error) error {
+func (r Retry) park(msg *message.Message, class esmill.Class, attempts int, err error) error {
 	if r.PoisonPublisher == nil || r.PoisonTopic == "" {
 		return err
 	}

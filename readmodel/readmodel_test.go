@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/readmodel"
 	"github.com/esmill/esmill/readmodel/memory"
@@ -189,11 +190,11 @@ func TestHandlerErrors(t *testing.T) {
 		case "panics":
 			panic("boom")
 		case "permanent":
-			return readmodel.Permanent(errors.New("cannot ever work"))
+			return esmill.MarkPoison(errors.New("cannot ever work"))
 		case "transient":
 			// More failures than MaxAttempts: never parked.
 			if transient.Add(1) <= 6 {
-				return readmodel.Transient(errors.New("database away"))
+				return esmill.MarkTransient(errors.New("database away"))
 			}
 		}
 		return credit(ctx, tx, id, e, m)
@@ -206,7 +207,7 @@ func TestHandlerErrors(t *testing.T) {
 	for _, p := range parked {
 		got[p.StreamID] = p
 	}
-	if p := got["wallet-panics"]; p.Cause != readmodel.CauseHandler || p.Attempts != 3 || !strings.Contains(p.Reason, "panic: boom") {
+	if p := got["wallet-panics"]; p.Cause != readmodel.CauseHandler || p.Attempts != 1 || !strings.Contains(p.Reason, "panic: boom") {
 		t.Errorf("panicking event parked as %+v", p)
 	}
 	if p := got["wallet-permanent"]; p.Attempts != 1 || !strings.Contains(p.Reason, "cannot ever work") {

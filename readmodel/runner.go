@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/sierradb"
 )
 
@@ -454,12 +455,15 @@ func (r *Runner[T]) process(ctx context.Context, sub *sierradb.Subscription, ite
 				items = items[hf.index:]
 			}
 			it := items[0]
-			var te transientError
-			if !errors.As(hf.err, &te) {
+			// A failure marked transient never counts; one that
+			// declares another class (final, poison: a panic) is
+			// poison at once; one of unknown meaning is retried
+			// MaxAttempts times.
+			class, declared := esmill.Declared(hf.err)
+			if !declared || class != esmill.Transient {
 				failures[it.pos]++
 			}
-			var pe permanentError
-			if errors.As(hf.err, &pe) || failures[it.pos] >= cfg.MaxAttempts {
+			if (declared && class != esmill.Transient) || failures[it.pos] >= cfg.MaxAttempts {
 				it.poison = r.parked(it, CauseHandler, hf.err.Error(), failures[it.pos])
 				it.err, it.calls = hf.err, nil
 				cfg.Logger.Warn("readmodel: handler keeps failing; event is poison",

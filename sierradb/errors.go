@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/google/uuid"
+
+	"github.com/esmill/esmill"
 )
 
 // Sentinel errors. Test for them with errors.Is.
@@ -23,8 +25,9 @@ var (
 	// ErrInvalidArgument: the server (or the client, before sending)
 	// rejected an argument.
 	ErrInvalidArgument = errors.New("sierradb: invalid argument")
-	// ErrClosed: the client or subscription was closed.
-	ErrClosed = errors.New("sierradb: closed")
+	// ErrClosed: the client or subscription was closed. It matches
+	// esmill.ErrClosed.
+	ErrClosed error = &esmill.ClosedError{Text: "sierradb: client or subscription closed"}
 )
 
 // Server error codes, the first word of a coded SierraDB error.

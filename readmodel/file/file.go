@@ -17,12 +17,13 @@ import (
 	"github.com/fxamacker/cbor/v2"
 	"github.com/google/uuid"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/codec"
 	"github.com/esmill/esmill/readmodel"
 )
 
-// ErrClosed is returned after [Store.Close].
-var ErrClosed = errors.New("file: store closed")
+// ErrClosed is returned after [Store.Close]. It matches esmill.ErrClosed.
+var ErrClosed error = &esmill.ClosedError{Text: "file: store closed"}
 
 // Config configures a [Store].
 type Config[M any] struct {
