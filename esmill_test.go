@@ -7,6 +7,8 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"io/fs"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -144,5 +146,44 @@ func TestMetadataKeysAreDistinct(t *testing.T) {
 		if v != esmill.MetaCorrelationID && !strings.HasPrefix(v, "esmill_") {
 			t.Errorf("%s = %q lacks the esmill_ prefix", name, v)
 		}
+	}
+}
+
+// No other file of the module spells an esmill metadata key: they use the
+// constants. Tests may spell them, to pin the wire format.
+func TestNoSecondDefinitionOfAKey(t *testing.T) {
+	values := map[string]string{}
+	for name, v := range metaConstants(t) {
+		values[v] = name
+	}
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") && path != "." {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") || path == "metadata.go" {
+			return nil
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
+		if err != nil {
+			return err
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			lit, ok := n.(*ast.BasicLit)
+			if !ok || lit.Kind != token.STRING {
+				return true
+			}
+			v, _ := strconv.Unquote(lit.Value)
+			if name, ok := values[v]; ok {
+				t.Errorf("%s spells %q: use esmill.%s", path, v, name)
+			}
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -19,27 +19,6 @@ import (
 	"github.com/esmill/esmill/sierradb"
 )
 
-// Metadata keys of command and reply messages.
-const (
-	MetaCommand                = "esmill_command"
-	MetaCategory               = "esmill_category"
-	MetaEntityID               = "esmill_entity_id"
-	MetaFormat                 = "esmill_format"
-	MetaCausationEventID       = "esmill_causation_event_id"
-	MetaCausationStreamID      = "esmill_causation_stream_id"
-	MetaCausationStreamVersion = "esmill_causation_stream_version"
-	// MetaCorrelationID is Watermill's correlation key, so that its
-	// CorrelationID middleware carries it along.
-	MetaCorrelationID   = "correlation_id"
-	MetaExpectedVersion = "esmill_expected_version"
-	MetaPartitionKey    = "esmill_partition_key"
-	MetaTime            = "esmill_time"
-	MetaData            = "esmill_data"
-	MetaReplyTopic      = "esmill_reply_topic"
-	// MetaReplyTo on a reply names the command message it answers.
-	MetaReplyTo = "esmill_reply_to"
-)
-
 // ErrBadCommand is matched by every error about a command message that
 // cannot be decoded or routed. Such errors are poison (esmill.Classify).
 var ErrBadCommand = esmill.MarkPoison(errors.New("cqrs: bad command message"))
@@ -139,34 +118,34 @@ func NewCommandMessage(t aggregate.AnyType, id string, cmd aggregate.Command, op
 	for k, v := range o.metadata {
 		msg.Metadata.Set(k, v)
 	}
-	msg.Metadata.Set(MetaCommand, cmd.CommandName())
-	msg.Metadata.Set(MetaCategory, t.Category())
-	msg.Metadata.Set(MetaEntityID, id)
-	msg.Metadata.Set(MetaFormat, t.Format().String())
+	msg.Metadata.Set(esmill.MetaCommand, cmd.CommandName())
+	msg.Metadata.Set(esmill.MetaCategory, t.Category())
+	msg.Metadata.Set(esmill.MetaEntityID, id)
+	msg.Metadata.Set(esmill.MetaFormat, t.Format().String())
 	if c := o.causation; c != nil {
-		msg.Metadata.Set(MetaCausationEventID, c.EventID.String())
-		msg.Metadata.Set(MetaCausationStreamID, c.StreamID)
-		msg.Metadata.Set(MetaCausationStreamVersion, strconv.FormatUint(c.StreamVersion, 10))
+		msg.Metadata.Set(esmill.MetaCausationEventID, c.EventID.String())
+		msg.Metadata.Set(esmill.MetaCausationStreamID, c.StreamID)
+		msg.Metadata.Set(esmill.MetaCausationStreamVersion, strconv.FormatUint(c.StreamVersion, 10))
 	}
 	if o.correlationID == "" {
 		o.correlationID = watermill.NewUUID()
 	}
-	msg.Metadata.Set(MetaCorrelationID, o.correlationID)
+	msg.Metadata.Set(esmill.MetaCorrelationID, o.correlationID)
 	if o.expected != nil {
-		msg.Metadata.Set(MetaExpectedVersion, o.expected.String())
+		msg.Metadata.Set(esmill.MetaCommandExpectedVersion, o.expected.String())
 	}
 	if o.partitionKey != nil {
-		msg.Metadata.Set(MetaPartitionKey, o.partitionKey.String())
+		msg.Metadata.Set(esmill.MetaCommandPartitionKey, o.partitionKey.String())
 	}
 	if !o.at.IsZero() {
-		msg.Metadata.Set(MetaTime, o.at.UTC().Format(time.RFC3339Nano))
+		msg.Metadata.Set(esmill.MetaCommandTime, o.at.UTC().Format(time.RFC3339Nano))
 	}
 	if o.data != nil {
 		b, err := codec.EncodeData(o.data)
 		if err != nil {
 			return nil, err
 		}
-		msg.Metadata.Set(MetaData, base64.StdEncoding.EncodeToString(b))
+		msg.Metadata.Set(esmill.MetaCommandData, base64.StdEncoding.EncodeToString(b))
 	}
 	return msg, nil
 }
@@ -185,63 +164,63 @@ func decodeCommand(msg *message.Message, types map[string]aggregate.AnyType) (de
 		return decoded{}, &BadCommandError{MessageUUID: msg.UUID, Reason: reason, Err: err}
 	}
 	md := msg.Metadata
-	t, ok := types[md.Get(MetaCategory)]
+	t, ok := types[md.Get(esmill.MetaCategory)]
 	if !ok {
-		return bad(fmt.Sprintf("no entity type for category %q", md.Get(MetaCategory)), nil)
+		return bad(fmt.Sprintf("no entity type for category %q", md.Get(esmill.MetaCategory)), nil)
 	}
 	f := codec.CBOR
-	switch md.Get(MetaFormat) {
+	switch md.Get(esmill.MetaFormat) {
 	case "", "cbor":
 	case "json":
 		f = codec.JSON
 	default:
-		return bad(fmt.Sprintf("unknown format %q", md.Get(MetaFormat)), nil)
+		return bad(fmt.Sprintf("unknown format %q", md.Get(esmill.MetaFormat)), nil)
 	}
-	cmd, err := t.DecodeCommand(md.Get(MetaCommand), f, msg.Payload)
+	cmd, err := t.DecodeCommand(md.Get(esmill.MetaCommand), f, msg.Payload)
 	if err != nil {
 		return bad("command does not decode", err)
 	}
-	d := decoded{typ: t, id: md.Get(MetaEntityID), cmd: cmd}
+	d := decoded{typ: t, id: md.Get(esmill.MetaEntityID), cmd: cmd}
 	if d.id == "" {
 		return bad("no entity id", nil)
 	}
 	d.opts = append(d.opts, aggregate.WithCommandID(msg.UUID))
-	if v := md.Get(MetaCausationStreamID); v != "" {
-		eid, err := uuid.Parse(md.Get(MetaCausationEventID))
+	if v := md.Get(esmill.MetaCausationStreamID); v != "" {
+		eid, err := uuid.Parse(md.Get(esmill.MetaCausationEventID))
 		if err != nil {
 			return bad("causation event id", err)
 		}
-		ver, err := strconv.ParseUint(md.Get(MetaCausationStreamVersion), 10, 64)
+		ver, err := strconv.ParseUint(md.Get(esmill.MetaCausationStreamVersion), 10, 64)
 		if err != nil {
 			return bad("causation stream version", err)
 		}
 		d.opts = append(d.opts, aggregate.CausedBy(codec.Causation{EventID: eid, StreamID: v, StreamVersion: ver}))
 	}
-	if v := md.Get(MetaCorrelationID); v != "" {
+	if v := md.Get(esmill.MetaCorrelationID); v != "" {
 		d.opts = append(d.opts, aggregate.WithCorrelationID(v))
 	}
-	if v := md.Get(MetaExpectedVersion); v != "" {
+	if v := md.Get(esmill.MetaCommandExpectedVersion); v != "" {
 		ev, err := sierradb.ParseExpectedVersion(v)
 		if err != nil {
 			return bad("expected version", err)
 		}
 		d.opts = append(d.opts, aggregate.ExpectVersion(ev))
 	}
-	if v := md.Get(MetaPartitionKey); v != "" {
+	if v := md.Get(esmill.MetaCommandPartitionKey); v != "" {
 		k, err := uuid.Parse(v)
 		if err != nil {
 			return bad("partition key", err)
 		}
 		d.opts = append(d.opts, aggregate.OnPartitionKey(k))
 	}
-	if v := md.Get(MetaTime); v != "" {
+	if v := md.Get(esmill.MetaCommandTime); v != "" {
 		at, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
 			return bad("time", err)
 		}
 		d.opts = append(d.opts, aggregate.At(at))
 	}
-	if v := md.Get(MetaData); v != "" {
+	if v := md.Get(esmill.MetaCommandData); v != "" {
 		b, err := base64.StdEncoding.DecodeString(v)
 		if err != nil {
 			return bad("data", err)

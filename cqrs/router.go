@@ -154,7 +154,7 @@ func (r *CommandRouter) Handle(msg *message.Message) error {
 }
 
 func (r *CommandRouter) reply(ctx context.Context, cmd *message.Message, rep Reply) {
-	topic := cmd.Metadata.Get(MetaReplyTopic)
+	topic := cmd.Metadata.Get(esmill.MetaReplyTopic)
 	if topic == "" || r.cfg.ReplyPublisher == nil {
 		return
 	}
@@ -164,8 +164,8 @@ func (r *CommandRouter) reply(ctx context.Context, cmd *message.Message, rep Rep
 		return
 	}
 	msg := message.NewMessage(cmd.UUID+".reply", b)
-	msg.Metadata.Set(MetaReplyTo, cmd.UUID)
-	msg.Metadata.Set(MetaCorrelationID, cmd.Metadata.Get(MetaCorrelationID))
+	msg.Metadata.Set(esmill.MetaReplyTo, cmd.UUID)
+	msg.Metadata.Set(esmill.MetaCorrelationID, cmd.Metadata.Get(esmill.MetaCorrelationID))
 	msg.SetContext(context.WithoutCancel(ctx))
 	if err := r.cfg.ReplyPublisher.Publish(topic, msg); err != nil {
 		r.cfg.Logger.Warn("cqrs: reply not sent", "topic", topic, "error", err)

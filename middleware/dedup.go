@@ -10,6 +10,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/cqrs"
 )
 
@@ -55,9 +56,9 @@ type Dedup struct {
 // has one, else its UUID.
 func CommandKey(msg *message.Message) string {
 	md := msg.Metadata
-	if src := md.Get(cqrs.MetaCausationStreamID); src != "" {
-		return "cause:" + md.Get(cqrs.MetaCategory) + "-" + md.Get(cqrs.MetaEntityID) + ":" + src + "@" +
-			md.Get(cqrs.MetaCausationStreamVersion) + ":" + md.Get(cqrs.MetaCommand)
+	if src := md.Get(esmill.MetaCausationStreamID); src != "" {
+		return "cause:" + md.Get(esmill.MetaCategory) + "-" + md.Get(esmill.MetaEntityID) + ":" + src + "@" +
+			md.Get(esmill.MetaCausationStreamVersion) + ":" + md.Get(esmill.MetaCommand)
 	}
 	return "msg:" + msg.UUID
 }
@@ -105,13 +106,15 @@ func (d Dedup) Middleware(h message.HandlerFunc) message.HandlerFunc {
 }
 
 func (d Dedup) replyIdempotent(msg *message.Message) {
-	topic := msg.Metadata.Get(cqrs.MetaReplyTopic)
+	topic := msg.Metadata.Get(esmill.MetaReplyTopic)
 	if topic == "" || d.ReplyPublisher == nil {
 		return
 	}
-	b, _ := json.Marshal(cqrs.Reply{StreamID: msg.Metadata.Get(cqrs.MetaCategory) + "-" + msg.Metadata.Get(cqrs.MetaEntityID), Version: -1, Idempotent: true})
+	// The entity's version is not known here: see cqrs.Reply.
+	b, _ := json.Marshal(cqrs.IdempotentReply(msg.Metadata.Get(esmill.MetaCategory) + "-" + msg.Metadata.Get(esmill.MetaEntityID)))
 	rep := message.NewMessage(msg.UUID+".reply", b)
-	rep.Metadata.Set(cqrs.MetaReplyTo, msg.UUID)
+	rep.Metadata.Set(esmill.MetaReplyTo, msg.UUID)
+	rep.Metadata.Set(esmill.MetaCorrelationID, msg.Metadata.Get(esmill.MetaCorrelationID))
 	if err := d.ReplyPublisher.Publish(topic, rep); err != nil {
 		d.Logger.Warn("middleware: idempotent reply not sent", "error", err)
 	}

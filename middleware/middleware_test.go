@@ -171,8 +171,8 @@ func TestRetry(t *testing.T) {
 			t.Fatalf("%d calls, %v", calls, err)
 		}
 		parked := pub.get("poison")
-		if len(parked) != 1 || parked[0].UUID != m.UUID || parked[0].Metadata.Get(middleware.MetaPoisonClass) != "transient" ||
-			parked[0].Metadata.Get(middleware.MetaPoisonReason) != io.ErrUnexpectedEOF.Error() || parked[0].Metadata.Get(middleware.MetaPoisonAttempts) != "4" {
+		if len(parked) != 1 || parked[0].UUID != m.UUID || parked[0].Metadata.Get(esmill.MetaPoisonClass) != "transient" ||
+			parked[0].Metadata.Get(esmill.MetaPoisonReason) != io.ErrUnexpectedEOF.Error() || parked[0].Metadata.Get(esmill.MetaPoisonAttempts) != "4" {
 			t.Fatalf("parked %+v", parked)
 		}
 		// Poison goes at once.
@@ -401,8 +401,8 @@ func TestPoisonParkedWhileOthersGoOn(t *testing.T) {
 		}
 		select {
 		case m := <-parked:
-			if m.UUID != bad.UUID || m.Metadata.Get(middleware.MetaPoisonClass) != "poison" || m.Metadata.Get(middleware.MetaPoisonReason) == "" ||
-				m.Metadata.Get(middleware.MetaPoisonTopic) == "" {
+			if m.UUID != bad.UUID || m.Metadata.Get(esmill.MetaPoisonClass) != "poison" || m.Metadata.Get(esmill.MetaPoisonReason) == "" ||
+				m.Metadata.Get(esmill.MetaPoisonTopic) == "" {
 				t.Fatalf("parked %s %v", m.UUID, m.Metadata)
 			}
 			m.Ack()

@@ -13,7 +13,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/esmill/esmill"
-	"github.com/esmill/esmill/cqrs"
 )
 
 // ErrRateLimited is matched by [*RateLimitedError].
@@ -58,12 +57,12 @@ type RateLimit struct {
 
 // EntityKey keys a command message on its entity.
 func EntityKey(msg *message.Message) string {
-	return msg.Metadata.Get(cqrs.MetaCategory) + "-" + msg.Metadata.Get(cqrs.MetaEntityID)
+	return msg.Metadata.Get(esmill.MetaCategory) + "-" + msg.Metadata.Get(esmill.MetaEntityID)
 }
 
 // CommandNameKey keys a command message on its command name.
 func CommandNameKey(msg *message.Message) string {
-	return msg.Metadata.Get(cqrs.MetaCategory) + "." + msg.Metadata.Get(cqrs.MetaCommand)
+	return msg.Metadata.Get(esmill.MetaCategory) + "." + msg.Metadata.Get(esmill.MetaCommand)
 }
 
 // MetadataKey keys a message on a metadata field, such as a tenant.

@@ -12,15 +12,6 @@ import (
 	"github.com/esmill/esmill"
 )
 
-// Metadata keys of a parked (poison) message.
-const (
-	MetaPoisonReason   = "esmill_poison_reason"
-	MetaPoisonClass    = "esmill_poison_class"
-	MetaPoisonHandler  = "esmill_poison_handler"
-	MetaPoisonTopic    = "esmill_poison_topic"
-	MetaPoisonAttempts = "esmill_poison_attempts"
-)
-
 // Retry runs a handler again on transient errors, with exponential backoff
 // and jitter, and parks messages that cannot succeed on a poison topic with
 // the reason in their metadata, so that the next messages go on.
@@ -110,11 +101,11 @@ func (r Retry) park(msg *message.Message, class esmill.Class, attempts int, err 
 		return err
 	}
 	p := msg.Copy()
-	p.Metadata.Set(MetaPoisonReason, err.Error())
-	p.Metadata.Set(MetaPoisonClass, class.String())
-	p.Metadata.Set(MetaPoisonHandler, message.HandlerNameFromCtx(msg.Context()))
-	p.Metadata.Set(MetaPoisonTopic, message.SubscribeTopicFromCtx(msg.Context()))
-	p.Metadata.Set(MetaPoisonAttempts, strconv.Itoa(attempts))
+	p.Metadata.Set(esmill.MetaPoisonReason, err.Error())
+	p.Metadata.Set(esmill.MetaPoisonClass, class.String())
+	p.Metadata.Set(esmill.MetaPoisonHandler, message.HandlerNameFromCtx(msg.Context()))
+	p.Metadata.Set(esmill.MetaPoisonTopic, message.SubscribeTopicFromCtx(msg.Context()))
+	p.Metadata.Set(esmill.MetaPoisonAttempts, strconv.Itoa(attempts))
 	if perr := r.PoisonPublisher.Publish(r.PoisonTopic, p); perr != nil {
 		return fmt.Errorf("middleware: parking message %s failed (%v) after: %w", msg.UUID, perr, err)
 	}

@@ -38,19 +38,22 @@
 //
 //   - the payload is the event payload, unchanged;
 //   - the event name is [PublisherConfig.EventName] of the message, by
-//     default the metadata key [MetadataEventName], else [DefaultEventName];
+//     default the metadata key esmill.MetaEventName, else [DefaultEventName];
 //   - the event metadata is esmill's envelope ([codec.EncodeMetadata],
 //     kameo_es-compatible): the message's metadata, as a CBOR map of
 //     strings, goes under data, together with the message UUID (under a
 //     reserved key, so that subscribers get the same UUID back). The keys
-//     [MetadataCorrelationID], [MetadataCommandID],
-//     [MetadataCausationCommand] and the three causation keys
-//     ([MetadataCausationEventID], [MetadataCausationStreamID],
-//     [MetadataCausationStreamVersion]) become the envelope's cid, cmid,
+//     esmill.MetaCorrelationID, esmill.MetaCommandID,
+//     esmill.MetaCausationCommand and the three causation keys
+//     (esmill.MetaCausationEventID, esmill.MetaCausationStreamID,
+//     esmill.MetaCausationStreamVersion) become the envelope's cid, cmid,
 //     ccmd and ceid/csid/csv fields;
-//   - keys starting with [ReservedPrefix] ("esmill_") are never stored in
-//     data, so a consumed message published again does not carry its old
-//     positions into the new event.
+//   - the keys the subscriber sets from an event's position (event id,
+//     stream id and version, partition, timestamp, ...) are never stored,
+//     so a consumed message published again does not carry its old
+//     position into the new event. Every other key is stored as it is,
+//     esmill's own command keys included: a cqrs command message keeps its
+//     meaning through SierraDB.
 //
 // The server assigns event ids and timestamps.
 //
@@ -68,7 +71,7 @@
 // SierraDB rejects an append that does not state the version its stream
 // must be at (empty, or the exact latest version). A message may state it:
 // [PublisherConfig.ExpectedVersion], by default the metadata key
-// [MetadataExpectedVersion] holding "empty" or a number. The publisher then
+// esmill.MetaAppendExpectedVersion holding "empty" or a number. The publisher then
 // sends exactly that, and a conflict is returned as an error matching
 // [sierradb.ErrWrongExpectedVersion] (a [*sierradb.WrongExpectedVersionError]
 // telling the stream's real version). A call containing any such message is
@@ -123,7 +126,7 @@
 //   - Nack: the same message is delivered again, before anything after it,
 //     after [SubscriberConfig.NackDelay] (default 10ms), doubling with each
 //     further Nack up to [SubscriberConfig.MaxNackDelay] (default 1s). The
-//     redelivered message carries [MetadataRedeliveries]. Redelivery is
+//     redelivered message carries esmill.MetaRedeliveries. Redelivery is
 //     unlimited by default; with [SubscriberConfig.MaxRedeliveries] set, a
 //     message nacked once more is given to
 //     [SubscriberConfig.OnRedeliveriesExhausted] (for example to publish it
@@ -147,20 +150,20 @@
 // A message's payload is the event payload and its UUID is the message
 // UUID the publisher stored, or the event id for events written by other
 // writers. Its metadata is the stored Watermill metadata, then these keys
-// (which win over stored keys of the same name): [MetadataEventID],
-// [MetadataEventName], [MetadataStreamID], [MetadataStreamVersion],
-// [MetadataPartitionKey], [MetadataPartitionID],
-// [MetadataPartitionSequence], [MetadataTransactionID], [MetadataTimestamp]
+// (which win over stored keys of the same name): esmill.MetaEventID,
+// esmill.MetaEventName, esmill.MetaStreamID, esmill.MetaStreamVersion,
+// esmill.MetaPartitionKey, esmill.MetaPartitionID,
+// esmill.MetaPartitionSequence, esmill.MetaTransactionID, esmill.MetaTimestamp
 // (RFC 3339 UTC with milliseconds, [TimestampFormat]), and, when the
-// event's envelope has them, [MetadataCorrelationID], [MetadataCommandID],
-// [MetadataCausationCommand], [MetadataCausationEventID],
-// [MetadataCausationStreamID] and [MetadataCausationStreamVersion].
+// event's envelope has them, esmill.MetaCorrelationID, esmill.MetaCommandID,
+// esmill.MetaCausationCommand, esmill.MetaCausationEventID,
+// esmill.MetaCausationStreamID and esmill.MetaCausationStreamVersion.
 //
 // Events written by other writers (kameo_es, esmill entities, raw clients)
 // convert as well, and a conversion never fails or stalls the
 // subscription: envelope metadata whose data is not a map of strings gives
 // the string entries it has; undecodable metadata gives a message with the
-// payload and the keys above. Either way [MetadataDecodeError] says what
+// payload and the keys above. Either way esmill.MetaMetadataError says what
 // could not be read.
 //
 // # Consumer groups
@@ -199,7 +202,7 @@
 // delivered but not acked before a close or crash; acks not yet saved at a
 // crash (CheckpointEvery > 1); a Publish retried by its caller after a
 // network error; two processes running one group. Deduplicate on
-// [MetadataEventID] (an event) or the message UUID (a message published
+// esmill.MetaEventID (an event) or the message UUID (a message published
 // twice) where that matters.
 //
 // # Watermill's universal test suite

@@ -15,6 +15,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/sierradb"
 )
 
@@ -196,7 +197,7 @@ func (p *Publisher) newRequest(topic, stream string, msgs []*message.Message) (*
 		}
 		name := p.cfg.EventName(topic, msg)
 		if name == "" || len(name) > sierradb.MaxEventNameLen {
-			return nil, &MessageError{UUID: msg.UUID, Key: MetadataEventName,
+			return nil, &MessageError{UUID: msg.UUID, Key: esmill.MetaEventName,
 				Reason: fmt.Sprintf("event name of %d bytes, want 1 to %d", len(name), sierradb.MaxEventNameLen)}
 		}
 		v, ok, err := p.cfg.ExpectedVersion(topic, msg)
@@ -207,7 +208,7 @@ func (p *Publisher) newRequest(topic, stream string, msgs []*message.Message) (*
 			req.expect[i] = &v
 			req.explicit = true
 		} else if p.cfg.RequireExpectedVersion {
-			return nil, &MessageError{UUID: msg.UUID, Key: MetadataExpectedVersion,
+			return nil, &MessageError{UUID: msg.UUID, Key: esmill.MetaAppendExpectedVersion,
 				Reason: "no expected version, and the publisher requires one"}
 		}
 		md, err := encodeMetadata(msg)

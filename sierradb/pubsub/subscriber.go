@@ -11,6 +11,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/sierradb"
 )
 
@@ -492,7 +493,7 @@ func (r *run) deliver(ctx context.Context, ev *sierradb.Event, msg *message.Mess
 		// Built again from the event: the consumer may have changed the
 		// message it nacked.
 		msg = toMessage(ev)
-		msg.Metadata[MetadataRedeliveries] = strconv.Itoa(nacks)
+		msg.Metadata[esmill.MetaRedeliveries] = strconv.Itoa(nacks)
 	}
 }
 
@@ -516,9 +517,9 @@ func (r *run) acked(ctx context.Context, ev *sierradb.Event) {
 func (r *run) exhausted(ctx context.Context, ev *sierradb.Event, redeliveries int, log watermill.LoggerAdapter) bool {
 	msg := toMessage(ev)
 	if redeliveries > 0 {
-		msg.Metadata[MetadataRedeliveries] = strconv.Itoa(redeliveries)
+		msg.Metadata[esmill.MetaRedeliveries] = strconv.Itoa(redeliveries)
 	}
-	fields := watermill.LogFields{"message_uuid": msg.UUID, "event_id": msg.Metadata[MetadataEventID],
+	fields := watermill.LogFields{"message_uuid": msg.UUID, "event_id": msg.Metadata[esmill.MetaEventID],
 		"stream_id": ev.StreamID, "stream_version": ev.StreamVersion, "redeliveries": redeliveries}
 	hook := r.s.cfg.OnRedeliveriesExhausted
 	if hook == nil {
