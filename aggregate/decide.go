@@ -42,7 +42,7 @@ func (t *Type[S, ID]) Decide(given []GivenEvent, cmd Command, opts ...ExecOption
 		return d, err
 	}
 	meta := codec.Metadata{Command: info.name, Causation: o.causation, CorrelationID: o.correlationID, CommandID: o.commandID}
-	ctx := &Context{StreamID: stream, Version: d.Version, Time: o.at, Metadata: meta, tracking: tr, started: o.at, clock: time.Now}
+	ctx := &CommandContext{StreamID: stream, Version: d.Version, Time: o.at, Metadata: meta, tracking: tr, started: o.at, clock: time.Now}
 	evs, idem, err := decide(info, state, tr, ctx, o)
 	if err != nil || idem {
 		d.Idempotent = idem

@@ -210,9 +210,11 @@ type execOptions struct {
 	dryRun        bool
 }
 
-// ExpectVersion runs the command only if the entity is at this version;
-// otherwise it fails with an [*ExpectedVersionError].
-func ExpectVersion(v sierradb.ExpectedVersion) ExecOption {
+// WithExpectedVersion runs the command only if the entity is at this
+// version (sierradb.ExpectVersion(n), sierradb.ExpectEmpty,
+// sierradb.ExpectExists); otherwise it fails with an
+// [*ExpectedVersionError].
+func WithExpectedVersion(v sierradb.ExpectedVersion) ExecOption {
 	return func(o *execOptions) { o.expected = v }
 }
 
@@ -228,9 +230,9 @@ func CausedByEvent(ev sierradb.Event) ExecOption {
 	return CausedBy(codec.Causation{EventID: ev.ID, StreamID: ev.StreamID, StreamVersion: ev.StreamVersion})
 }
 
-// WithMetadata attaches the caller's metadata (kameo_es's data), encoded as
-// CBOR and stored with every event of the command.
-func WithMetadata(v any) ExecOption {
+// WithData attaches the caller's data (kameo_es's metadata data), encoded
+// as CBOR and stored with every event of the command.
+func WithData(v any) ExecOption {
 	return func(o *execOptions) { o.data, o.hasData = v, true }
 }
 
@@ -386,7 +388,7 @@ func (x *Executor) lockForCommand(ctx context.Context, e *entity) error {
 // reset to be reloaded.
 func (x *Executor) attempt(ctx context.Context, k kind, e *entity, info *commandInfo, meta codec.Metadata, metaBytes []byte, o execOptions, started time.Time) (Result, bool, error) {
 	res := Result{StreamID: e.streamID, PartitionKey: e.key, Version: e.version}
-	cctx := &Context{StreamID: e.streamID, Version: e.version, Time: o.at, Metadata: meta, tracking: e.tracking, started: started, clock: x.cfg.Now}
+	cctx := &CommandContext{StreamID: e.streamID, Version: e.version, Time: o.at, Metadata: meta, tracking: e.tracking, started: started, clock: x.cfg.Now}
 	evs, idem, err := decide(info, e.state, e.tracking, cctx, o)
 	if err != nil || idem || len(evs) == 0 {
 		res.Idempotent = idem
@@ -448,7 +450,7 @@ func (x *Executor) attempt(ctx context.Context, k kind, e *entity, info *command
 // defects fixed: the caller's expected version, then idempotency (command
 // id, causation, the state check), then the rate limit, then the handler.
 // A duplicate is therefore never rate limited or rejected.
-func decide(info *commandInfo, state any, tr *tracking, ctx *Context, o execOptions) ([]Event, bool, error) {
+func decide(info *commandInfo, state any, tr *tracking, ctx *CommandContext, o execOptions) ([]Event, bool, error) {
 	if !o.expected.IsAny() && !o.expected.Matches(ctx.Version) {
 		return nil, false, &ExpectedVersionError{StreamID: ctx.StreamID, Current: ctx.Version, Expected: o.expected}
 	}
@@ -479,12 +481,12 @@ func decide(info *commandInfo, state any, tr *tracking, ctx *Context, o execOpti
 	return evs, false, nil
 }
 
-func callHandle(streamID string, info *commandInfo, state any, ctx *Context) (evs []Event, err error) {
+func callHandle(streamID string, info *commandInfo, state any, ctx *CommandContext) (evs []Event, err error) {
 	defer recoverPanic(streamID, &err)
 	return info.handle(state, ctx)
 }
 
-func callIdempotent(streamID string, info *commandInfo, state any, ctx *Context) (idem bool, err error) {
+func callIdempotent(streamID string, info *commandInfo, state any, ctx *CommandContext) (idem bool, err error) {
 	defer recoverPanic(streamID, &err)
 	return info.idempotent(state, ctx), nil
 }

@@ -358,12 +358,12 @@ func TestStateIdempotencyDryRunAndExpectedVersion(t *testing.T) {
 		if _, v, _ := accounts.Load(ctx, id); v != 0 {
 			t.Fatalf("dry run wrote: version %d", v)
 		}
-		_, err = accounts.Execute(ctx, id, Deposit{Amount: 3}, aggregate.ExpectVersion(sierradb.ExpectEmpty))
+		_, err = accounts.Execute(ctx, id, Deposit{Amount: 3}, aggregate.WithExpectedVersion(sierradb.ExpectEmpty))
 		var ev *aggregate.ExpectedVersionError
 		if !errors.As(err, &ev) || !errors.Is(err, sierradb.ErrWrongExpectedVersion) || ev.Current != 0 {
 			t.Fatalf("expected empty: %v", err)
 		}
-		if _, err := accounts.Execute(ctx, id, Deposit{Amount: 3}, aggregate.ExpectVersion(sierradb.ExpectVersion(0))); err != nil {
+		if _, err := accounts.Execute(ctx, id, Deposit{Amount: 3}, aggregate.WithExpectedVersion(sierradb.ExpectVersion(0))); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -393,8 +393,8 @@ func TestDefineErrors(t *testing.T) {
 	_, err := aggregate.Define[Account, string]("bad-category",
 		aggregate.On(func(a *Account, e Deposited) {}),
 		aggregate.On(func(a *Account, e Deposited) {}),
-		aggregate.Handle(func(a Account, c Deposit, ctx *aggregate.Context) ([]aggregate.Event, error) { return nil, nil }),
-		aggregate.Handle(func(a Account, c Deposit, ctx *aggregate.Context) ([]aggregate.Event, error) { return nil, nil }),
+		aggregate.Handle(func(a Account, c Deposit, ctx *aggregate.CommandContext) ([]aggregate.Event, error) { return nil, nil }),
+		aggregate.Handle(func(a Account, c Deposit, ctx *aggregate.CommandContext) ([]aggregate.Event, error) { return nil, nil }),
 	)
 	for _, want := range []string{"category", "MoneyDeposited", "Deposit"} {
 		if err == nil || !strings.Contains(err.Error(), want) {

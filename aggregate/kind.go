@@ -26,8 +26,8 @@ type kind interface {
 type commandInfo struct {
 	name       string
 	limit      *RateLimit
-	handle     func(state any, ctx *Context) ([]Event, error)
-	idempotent func(state any, ctx *Context) bool
+	handle     func(state any, ctx *CommandContext) ([]Event, error)
+	idempotent func(state any, ctx *CommandContext) bool
 }
 
 func (t *Type[S, ID]) newState() any {
@@ -47,12 +47,12 @@ func (t *Type[S, ID]) command(cmd Command) (*commandInfo, error) {
 	info := &commandInfo{
 		name:  name,
 		limit: d.limit,
-		handle: func(state any, ctx *Context) ([]Event, error) {
+		handle: func(state any, ctx *CommandContext) ([]Event, error) {
 			return d.handle(*state.(*S), cmd, ctx)
 		},
 	}
 	if d.idempotent != nil {
-		info.idempotent = func(state any, ctx *Context) bool { return d.idempotent(*state.(*S), cmd, ctx) }
+		info.idempotent = func(state any, ctx *CommandContext) bool { return d.idempotent(*state.(*S), cmd, ctx) }
 	}
 	return info, nil
 }

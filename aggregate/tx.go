@@ -349,7 +349,7 @@ func (tx *Tx) execute(ctx context.Context, k kind, streamID string, key uuid.UUI
 	if err != nil {
 		return Result{}, err
 	}
-	cctx := &Context{StreamID: streamID, Version: e.version, Time: o.at, Metadata: meta, tracking: e.tracking, started: o.at, clock: tx.x.cfg.Now}
+	cctx := &CommandContext{StreamID: streamID, Version: e.version, Time: o.at, Metadata: meta, tracking: e.tracking, started: o.at, clock: tx.x.cfg.Now}
 	evs, idem, err := decide(info, e.state, e.tracking, cctx, o)
 	res := &Result{StreamID: streamID, PartitionKey: key, Version: e.version, Idempotent: idem, DryRun: tx.opts.dryRun}
 	if err != nil || idem || len(evs) == 0 {

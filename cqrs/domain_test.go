@@ -64,16 +64,16 @@ var ErrInsufficientFunds = codedError{"insufficient_funds"}
 var Accounts = aggregate.MustDefine[Account, string]("account",
 	aggregate.On(func(a *Account, e Deposited) { a.Balance += e.Amount; a.Log = append(a.Log, e.Amount) }),
 	aggregate.On(func(a *Account, e Withdrawn) { a.Balance -= e.Amount; a.Log = append(a.Log, -e.Amount) }),
-	aggregate.Handle(func(a Account, c Deposit, _ *aggregate.Context) ([]aggregate.Event, error) {
+	aggregate.Handle(func(a Account, c Deposit, _ *aggregate.CommandContext) ([]aggregate.Event, error) {
 		return aggregate.Events(Deposited{Amount: c.Amount}), nil
 	}),
-	aggregate.Handle(func(a Account, c Withdraw, _ *aggregate.Context) ([]aggregate.Event, error) {
+	aggregate.Handle(func(a Account, c Withdraw, _ *aggregate.CommandContext) ([]aggregate.Event, error) {
 		if c.Amount > a.Balance {
 			return nil, ErrInsufficientFunds
 		}
 		return aggregate.Events(Withdrawn{Amount: c.Amount}), nil
 	}),
-	aggregate.Handle(func(a Account, c Explode, _ *aggregate.Context) ([]aggregate.Event, error) {
+	aggregate.Handle(func(a Account, c Explode, _ *aggregate.CommandContext) ([]aggregate.Event, error) {
 		panic("the handler exploded")
 	}),
 )

@@ -72,8 +72,11 @@ func CausedByEvent(ev sierradb.Event) SendOption {
 // WithCorrelationID sets the correlation id. Default: a new one.
 func WithCorrelationID(id string) SendOption { return func(o *sendOptions) { o.correlationID = id } }
 
-// ExpectVersion runs the command only if the entity is at this version.
-func ExpectVersion(v sierradb.ExpectedVersion) SendOption {
+// WithExpectedVersion runs the command only if the entity is at this
+// version (see aggregate.WithExpectedVersion). It travels as
+// esmill.MetaCommandExpectedVersion, a check on the entity, never on the
+// stream or topic the message goes through.
+func WithExpectedVersion(v sierradb.ExpectedVersion) SendOption {
 	return func(o *sendOptions) { o.expected = &v }
 }
 
@@ -83,15 +86,18 @@ func OnPartitionKey(k uuid.UUID) SendOption { return func(o *sendOptions) { o.pa
 // At sets the command's logical time.
 func At(t time.Time) SendOption { return func(o *sendOptions) { o.at = t } }
 
-// WithData attaches the caller's metadata value (stored with the events).
+// WithData attaches the caller's data, stored with the command's events
+// (see aggregate.WithData).
 func WithData(v any) SendOption { return func(o *sendOptions) { o.data = v } }
 
 // WithMessageUUID sets the message UUID, which is the command's id:
 // sending the same UUID twice runs the command once. Default: a new UUID.
 func WithMessageUUID(id string) SendOption { return func(o *sendOptions) { o.messageUUID = id } }
 
-// WithMetadata adds Watermill metadata to the message.
-func WithMetadata(key, value string) SendOption {
+// WithMessageMetadata sets a Watermill metadata key of the message (a
+// tenant for a rate limit, say). esmill's own keys are set after it and
+// win.
+func WithMessageMetadata(key, value string) SendOption {
 	return func(o *sendOptions) {
 		if o.metadata == nil {
 			o.metadata = map[string]string{}
@@ -204,7 +210,7 @@ func decodeCommand(msg *message.Message, types map[string]aggregate.AnyType) (de
 		if err != nil {
 			return bad("expected version", err)
 		}
-		d.opts = append(d.opts, aggregate.ExpectVersion(ev))
+		d.opts = append(d.opts, aggregate.WithExpectedVersion(ev))
 	}
 	if v := md.Get(esmill.MetaCommandPartitionKey); v != "" {
 		k, err := uuid.Parse(v)
@@ -225,7 +231,7 @@ func decodeCommand(msg *message.Message, types map[string]aggregate.AnyType) (de
 		if err != nil {
 			return bad("data", err)
 		}
-		d.opts = append(d.opts, aggregate.WithMetadata(cbor.RawMessage(b)))
+		d.opts = append(d.opts, aggregate.WithData(cbor.RawMessage(b)))
 	}
 	return d, nil
 }

@@ -79,12 +79,12 @@ func TestCommandThroughSierraDBPubSub(t *testing.T) {
 		// The entity is at 0: the command runs. Were the expectation
 		// taken for the command topic's stream (which holds one command
 		// already), the publish would fail.
-		rep, err := accounts.Execute(ctx, id, Deposit{Amount: 5}, cqrs.ExpectVersion(sierradb.ExpectVersion(0)), cqrs.OnPartitionKey(key))
+		rep, err := accounts.Execute(ctx, id, Deposit{Amount: 5}, cqrs.WithExpectedVersion(sierradb.ExpectVersion(0)), cqrs.OnPartitionKey(key))
 		if err != nil || rep.Version != 1 {
 			t.Fatalf("expecting version 0: %+v %v", rep, err)
 		}
 		// The entity is not at 7: the entity says so, as a final answer.
-		rep, err = accounts.Execute(ctx, id, Deposit{Amount: 5}, cqrs.ExpectVersion(sierradb.ExpectVersion(7)))
+		rep, err = accounts.Execute(ctx, id, Deposit{Amount: 5}, cqrs.WithExpectedVersion(sierradb.ExpectVersion(7)))
 		var re *cqrs.RemoteError
 		if !errors.As(err, &re) || re.Kind != cqrs.KindExpectedVersion || rep.Version != 1 || esmill.Classify(err) != esmill.Final {
 			t.Fatalf("expecting version 7: %+v %v", rep, err)

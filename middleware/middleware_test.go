@@ -49,10 +49,10 @@ var ErrNoFunds = errors.New("no funds")
 
 var Accounts = aggregate.MustDefine[Account, string]("account",
 	aggregate.On(func(a *Account, e Deposited) { a.Balance += e.Amount }),
-	aggregate.Handle(func(a Account, c Deposit, _ *aggregate.Context) ([]aggregate.Event, error) {
+	aggregate.Handle(func(a Account, c Deposit, _ *aggregate.CommandContext) ([]aggregate.Event, error) {
 		return aggregate.Events(Deposited{Amount: c.Amount}), nil
 	}),
-	aggregate.Handle(func(a Account, c Withdraw, _ *aggregate.Context) ([]aggregate.Event, error) {
+	aggregate.Handle(func(a Account, c Withdraw, _ *aggregate.CommandContext) ([]aggregate.Event, error) {
 		return nil, ErrNoFunds
 	}),
 )
