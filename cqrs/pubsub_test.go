@@ -41,7 +41,7 @@ func TestCommandThroughSierraDBPubSub(t *testing.T) {
 		}
 		t.Cleanup(func() { pub.Close() })
 		newSub := func() message.Subscriber {
-			sub, err := pubsub.NewSubscriber(pubsub.SubscriberConfig{Client: client, Start: pubsub.FromLatest})
+			sub, err := pubsub.NewSubscriber(pubsub.SubscriberConfig{Client: client, Start: sierradb.StartLatest})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -142,8 +142,8 @@
 //     that happened before the close is kept.
 //
 // Where a subscription starts: at the consumer group's checkpoint (below);
-// otherwise at [SubscriberConfig.Start], [FromBeginning] (the default,
-// every stored event) or [FromLatest].
+// otherwise at [SubscriberConfig.Start]: sierradb.StartBeginning (the
+// default, every stored event), sierradb.StartLatest or sierradb.StartAt.
 //
 // # Consumed messages
 //

@@ -32,17 +32,6 @@ const (
 	skipFlushInterval = time.Second
 )
 
-// Start says where a subscription without a checkpoint begins.
-type Start uint8
-
-const (
-	// FromBeginning delivers every stored event, then live ones. It is
-	// the zero value.
-	FromBeginning Start = iota
-	// FromLatest delivers only events stored after Subscribe.
-	FromLatest
-)
-
 // SubscriberConfig configures a [Subscriber].
 type SubscriberConfig struct {
 	// Client is the SierraDB client to subscribe with. Required. The
@@ -74,9 +63,13 @@ type SubscriberConfig struct {
 	CheckpointTimeout time.Duration
 
 	// Start is where a subscription begins when there is no checkpoint:
-	// always without a group, and for a group's first subscription.
-	// Default: FromBeginning.
-	Start Start
+	// always without a group, and for a group's first subscription:
+	// sierradb.StartBeginning (the zero value: every stored event, then
+	// live ones), sierradb.StartLatest (only events stored after
+	// Subscribe), or sierradb.StartAt(n) (a stream topic from version n; a
+	// category or the all-events topic from sequence n of every
+	// partition). Default: sierradb.StartBeginning.
+	Start sierradb.Start
 
 	// NackDelay is the wait before a nacked message is delivered again. It
 	// doubles with each further Nack of the same message, up to
@@ -143,9 +136,6 @@ func (c SubscriberConfig) Validate() error {
 	}
 	if c.CheckpointTimeout < 0 {
 		errs = append(errs, errors.New("sierradb/pubsub: SubscriberConfig.CheckpointTimeout must not be negative"))
-	}
-	if c.Start != FromBeginning && c.Start != FromLatest {
-		errs = append(errs, fmt.Errorf("sierradb/pubsub: SubscriberConfig.Start %d is unknown", c.Start))
 	}
 	if c.NackDelay < 0 || c.MaxNackDelay < 0 {
 		errs = append(errs, errors.New("sierradb/pubsub: SubscriberConfig.NackDelay and MaxNackDelay must not be negative"))
@@ -274,10 +264,7 @@ func (r *run) open(ctx context.Context) (*sierradb.Subscription, error) {
 			from[p] = seq + 1
 		}
 	}
-	start, def := sierradb.StartBeginning, sierradb.StartBeginning
-	if r.s.cfg.Start == FromLatest {
-		start, def = sierradb.StartLatest, sierradb.StartLatest
-	}
+	start := r.s.cfg.Start
 	if r.target.kind == topicStream {
 		p, err := c.PartitionOf(ctx, r.target.key)
 		if err != nil {
@@ -293,7 +280,7 @@ func (r *run) open(ctx context.Context) (*sierradb.Subscription, error) {
 		})
 	}
 	r.filter = r.target.kind == topicCategory
-	return c.SubscribePartitions(ctx, sierradb.PartitionSubscription{From: from, Default: def, Window: r.s.cfg.Window})
+	return c.SubscribePartitions(ctx, sierradb.PartitionSubscription{From: from, Default: start, Window: r.s.cfg.Window})
 }
 
 // readAhead is how many converted messages wait for the consumer: the next

@@ -329,8 +329,8 @@ func TestNackDelayGrows(t *testing.T) {
 }
 
 func TestSubscribeLifecycle(t *testing.T) {
-	if _, err := pubsub.NewSubscriber(pubsub.SubscriberConfig{NackDelay: time.Second, MaxNackDelay: time.Millisecond, Start: 7}); err == nil ||
-		!strings.Contains(err.Error(), "Client") || !strings.Contains(err.Error(), "NackDelay") || !strings.Contains(err.Error(), "Start") {
+	if _, err := pubsub.NewSubscriber(pubsub.SubscriberConfig{NackDelay: time.Second, MaxNackDelay: time.Millisecond, Window: -1}); err == nil ||
+		!strings.Contains(err.Error(), "Client") || !strings.Contains(err.Error(), "NackDelay") || !strings.Contains(err.Error(), "Window") {
 		t.Errorf("invalid config: %v", err)
 	}
 	eachServer(t, func(t *testing.T, _ server, c *sierradb.Client) {
@@ -431,7 +431,7 @@ func TestConsumerGroupResumes(t *testing.T) {
 		}
 
 		// A fan-out subscriber can start at the latest event.
-		latest := newSubscriber(t, pubsub.SubscriberConfig{Client: c, Start: pubsub.FromLatest})
+		latest := newSubscriber(t, pubsub.SubscriberConfig{Client: c, Start: sierradb.StartLatest})
 		ch, _ = latest.Subscribe(ctxT(t), stream)
 		noMessage(t, ch, 100*time.Millisecond)
 		publish(t, pub, stream, "m6")
