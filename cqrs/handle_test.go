@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 
 	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/aggregate"
@@ -103,5 +107,37 @@ func TestHandleOutcomes(t *testing.T) {
 		if rep.Error == nil || rep.Error.Kind != cqrs.KindBadCommand || rep.Version != -1 || failBad != (err != nil) {
 			t.Fatalf("bad command: %+v %v", rep, err)
 		}
+	}
+}
+
+// Handlers are named after their topics, without a doubled prefix.
+func TestHandlerNames(t *testing.T) {
+	srv := embedded.RunT(t)
+	client, err := sierradb.New(sierradb.Config{Addr: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	exec, err := aggregate.NewExecutor(client, aggregate.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { exec.Close() })
+	cr, err := cqrs.NewCommandRouter(cqrs.RouterConfig{Executor: exec, Types: []aggregate.AnyType{Accounts}, Partitions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	router, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr.AddHandlers(router, gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{}))
+	var names []string
+	for name := range router.Handlers() {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	if strings.Join(names, " ") != "esmill.commands.account.0 esmill.commands.account.1" {
+		t.Fatalf("handler names %q", names)
 	}
 }

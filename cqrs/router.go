@@ -106,14 +106,14 @@ func (r *CommandRouter) Topics() []string {
 }
 
 // AddHandlers registers one consumer handler per command topic on a
-// Watermill router, each subscribing with sub. Handler names are
-// "esmill.<topic>". Watermill runs the handlers concurrently, so entities
-// in different partitions run in parallel while each entity's commands
-// stay in order.
+// Watermill router, each subscribing with sub. Each handler is named after
+// its topic ("esmill.commands.<category>.<n>" by default). Watermill runs
+// the handlers concurrently, so entities in different partitions run in
+// parallel while each entity's commands stay in order.
 func (r *CommandRouter) AddHandlers(router *message.Router, sub message.Subscriber) []*message.Handler {
 	var hs []*message.Handler
 	for _, topic := range r.Topics() {
-		hs = append(hs, router.AddConsumerHandler("esmill."+topic, topic, sub, r.Handle))
+		hs = append(hs, router.AddConsumerHandler(topic, topic, sub, r.Handle))
 	}
 	return hs
 }
