@@ -18,7 +18,7 @@ import (
 // Store is what the executor needs of SierraDB; *sierradb.Client has it.
 type Store interface {
 	AppendMulti(ctx context.Context, partitionKey uuid.UUID, events []sierradb.NewEvent) (sierradb.MultiAppendResult, error)
-	Scan(ctx context.Context, streamID string, from, to uint64, opts ...sierradb.Option) (sierradb.ScanPage, error)
+	Scan(ctx context.Context, streamID string, from, to uint64, opts ...sierradb.ScanOption) (sierradb.ScanPage, error)
 }
 
 // Config configures an [Executor]. The zero value is usable.

@@ -101,7 +101,7 @@ func TestExecuteAndReload(t *testing.T) {
 
 // waitVersion waits until SierraDB serves version v of a stream (the real
 // server confirms appends asynchronously).
-func waitVersion(t *testing.T, c *sierradb.Client, stream string, v int64, opts ...sierradb.Option) {
+func waitVersion(t *testing.T, c *sierradb.Client, stream string, v int64, opts ...sierradb.StreamVersionOption) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -214,37 +214,6 @@ func convertErr(err error) error {
 	return err
 }
 
-// Option adjusts one call.
-type Option func(*callOptions)
-
-type callOptions struct {
-	partitionKey *uuid.UUID
-	count        int
-}
-
-func applyOptions(opts []Option) callOptions {
-	var o callOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
-	return o
-}
-
-// WithPartitionKey sets the partition key of an append, read or stream
-// subscription. A stream is bound to the key it was first written with, so a
-// stream written with a custom key must be read with it too.
-// Default: [StreamPartitionKey] of the stream id.
-func WithPartitionKey(key uuid.UUID) Option {
-	return func(o *callOptions) { o.partitionKey = &key }
-}
-
-// WithCount sets the page size of a scan. Default: 100 for [Client.Scan]
-// and [Client.PartitionScan] (the server's default), 1000 for
-// [Client.ScanAll].
-func WithCount(n int) Option {
-	return func(o *callOptions) { o.count = n }
-}
-
 func checkNewEvent(ev NewEvent) error {
 	if err := ValidateStreamID(ev.StreamID); err != nil {
 		return err
@@ -276,11 +245,11 @@ func appendEventArgs(args []any, ev NewEvent) []any {
 
 // Append stores one event (EAPPEND). The partition key defaults to
 // [StreamPartitionKey] of the stream; see [WithPartitionKey].
-func (c *Client) Append(ctx context.Context, ev NewEvent, opts ...Option) (AppendResult, error) {
+func (c *Client) Append(ctx context.Context, ev NewEvent, opts ...AppendOption) (AppendResult, error) {
 	if err := checkNewEvent(ev); err != nil {
 		return AppendResult{}, err
 	}
-	o := applyOptions(opts)
+	o := appendOptions(opts)
 	args := make([]any, 0, 16)
 	args = append(args, "EAPPEND", ev.StreamID, ev.Name)
 	if o.partitionKey != nil {
@@ -391,11 +360,11 @@ func rangeArgs(from, to uint64) (string, string) {
 // Scan reads events of a stream with versions from..to, both inclusive
 // (ESCAN). Pass [End] as to for no upper bound. At most one page is
 // returned; see [Client.ScanAll] to read to the end.
-func (c *Client) Scan(ctx context.Context, streamID string, from, to uint64, opts ...Option) (ScanPage, error) {
+func (c *Client) Scan(ctx context.Context, streamID string, from, to uint64, opts ...ScanOption) (ScanPage, error) {
 	if err := ValidateStreamID(streamID); err != nil {
 		return ScanPage{}, err
 	}
-	o := applyOptions(opts)
+	o := scanOptions(opts)
 	start, end := rangeArgs(from, to)
 	args := []any{"ESCAN", streamID, start, end}
 	if o.partitionKey != nil {
@@ -413,8 +382,8 @@ func (c *Client) Scan(ctx context.Context, streamID string, from, to uint64, opt
 
 // ScanAll iterates over a stream from version from to its end, one page at
 // a time. The iteration stops at the first error, which it yields.
-func (c *Client) ScanAll(ctx context.Context, streamID string, from uint64, opts ...Option) iter.Seq2[Event, error] {
-	o := applyOptions(opts)
+func (c *Client) ScanAll(ctx context.Context, streamID string, from uint64, opts ...ScanOption) iter.Seq2[Event, error] {
+	o := scanOptions(opts)
 	if o.count <= 0 {
 		opts = append(opts, WithCount(1000))
 	}
@@ -445,8 +414,8 @@ func (c *Client) ScanAll(ctx context.Context, streamID string, from uint64, opts
 // SierraDB 0.3.1 treats an explicit upper bound at or below the partition's
 // head as exclusive; the embedded server treats it as inclusive. Use [End]
 // and stop on the sequence to get the same result from both.
-func (c *Client) PartitionScan(ctx context.Context, partition uint16, from, to uint64, opts ...Option) (ScanPage, error) {
-	o := applyOptions(opts)
+func (c *Client) PartitionScan(ctx context.Context, partition uint16, from, to uint64, opts ...PartitionScanOption) (ScanPage, error) {
+	o := partitionScanOptions(opts)
 	start, end := rangeArgs(from, to)
 	args := []any{"EPSCAN", strconv.Itoa(int(partition)), start, end}
 	if o.count > 0 {
@@ -461,11 +430,11 @@ func (c *Client) PartitionScan(ctx context.Context, partition uint16, from, to u
 
 // StreamVersion returns the latest version of a stream (ESVER), or -1 when
 // the stream has no event.
-func (c *Client) StreamVersion(ctx context.Context, streamID string, opts ...Option) (int64, error) {
+func (c *Client) StreamVersion(ctx context.Context, streamID string, opts ...StreamVersionOption) (int64, error) {
 	if err := ValidateStreamID(streamID); err != nil {
 		return 0, err
 	}
-	o := applyOptions(opts)
+	o := streamVersionOptions(opts)
 	args := []any{"ESVER", streamID}
 	if o.partitionKey != nil {
 		args = append(args, "PARTITION_KEY", o.partitionKey.String())

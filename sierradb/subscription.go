@@ -127,11 +127,11 @@ func (c *Client) SubscribePartitions(ctx context.Context, req PartitionSubscript
 // SierraDB 0.3.1's ESUB ignores FROM (see the conformance suite). The
 // partition key defaults to [StreamPartitionKey] of the stream; see
 // [WithPartitionKey].
-func (c *Client) SubscribeStream(ctx context.Context, streamID string, from Start, opts ...Option) (*Subscription, error) {
+func (c *Client) SubscribeStream(ctx context.Context, streamID string, from Start, opts ...SubscribeOption) (*Subscription, error) {
 	if err := ValidateStreamID(streamID); err != nil {
 		return nil, err
 	}
-	o := applyOptions(opts)
+	o := subscribeOptions(opts)
 	key := StreamPartitionKey(streamID)
 	if o.partitionKey != nil {
 		key = *o.partitionKey
