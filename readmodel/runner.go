@@ -51,10 +51,10 @@ type Runner[T any] struct {
 
 // New returns a runner for cfg. It does not start it.
 func New[T any](cfg Config[T]) (*Runner[T], error) {
-	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg.setDefaults()
 	disp, err := newDispatch(cfg.Handlers)
 	if err != nil {
 		return nil, err

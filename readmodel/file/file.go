@@ -83,10 +83,10 @@ type projection[M any] struct {
 
 // Open returns a store over cfg.Dir.
 func Open[M any](cfg Config[M]) (*Store[M], error) {
-	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg.setDefaults()
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("file: %w", err)
 	}
