@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -132,11 +133,43 @@ func TestClassifyAcrossPackages(t *testing.T) {
 	}
 }
 
+// must builds a middleware from a configuration the test knows is valid.
+func must(m message.HandlerMiddleware, err error) message.HandlerMiddleware {
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// A bad configuration is an error while wiring, never a panic.
+func TestConfigsValidate(t *testing.T) {
+	if _, err := middleware.NewRateLimit(middleware.RateLimitConfig{}); err == nil || !strings.Contains(err.Error(), "Limiter is required") {
+		t.Errorf("rate limit without a limiter: %v", err)
+	}
+	_, err := middleware.NewRetry(middleware.RetryConfig{MaxRetries: -1, Jitter: 2, Multiplier: 0.5, PoisonTopic: "p"})
+	for _, want := range []string{"MaxRetries", "Jitter", "Multiplier", "PoisonPublisher"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("retry: %v, want a word on %s", err, want)
+		}
+	}
+	if _, err := middleware.NewDedup(middleware.DedupConfig{TTL: -time.Second}); err == nil {
+		t.Error("negative TTL accepted")
+	}
+	for _, f := range []func() (message.HandlerMiddleware, error){
+		func() (message.HandlerMiddleware, error) { return middleware.NewRetry(middleware.RetryConfig{}) },
+		func() (message.HandlerMiddleware, error) { return middleware.NewDedup(middleware.DedupConfig{}) },
+	} {
+		if m, err := f(); err != nil || m == nil {
+			t.Errorf("zero config: %v", err)
+		}
+	}
+}
+
 func TestRetry(t *testing.T) {
-	fast := middleware.Retry{MaxRetries: 3, InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond}
+	fast := middleware.RetryConfig{MaxRetries: 3, InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond}
 	t.Run("final errors are not retried", func(t *testing.T) {
 		calls := 0
-		h := fast.Middleware(func(*message.Message) ([]*message.Message, error) {
+		h := must(middleware.NewRetry(fast))(func(*message.Message) ([]*message.Message, error) {
 			calls++
 			return nil, &aggregate.RejectedError{StreamID: "s", Command: "Withdraw", Err: ErrNoFunds}
 		})
@@ -146,7 +179,7 @@ func TestRetry(t *testing.T) {
 	})
 	t.Run("transient errors are retried", func(t *testing.T) {
 		calls := 0
-		h := fast.Middleware(func(*message.Message) ([]*message.Message, error) {
+		h := must(middleware.NewRetry(fast))(func(*message.Message) ([]*message.Message, error) {
 			calls++
 			if calls < 3 {
 				return nil, io.ErrUnexpectedEOF
@@ -162,7 +195,7 @@ func TestRetry(t *testing.T) {
 		r := fast
 		r.PoisonPublisher, r.PoisonTopic = pub, "poison"
 		calls := 0
-		h := r.Middleware(func(*message.Message) ([]*message.Message, error) {
+		h := must(middleware.NewRetry(r))(func(*message.Message) ([]*message.Message, error) {
 			calls++
 			return nil, io.ErrUnexpectedEOF
 		})
@@ -177,7 +210,7 @@ func TestRetry(t *testing.T) {
 		}
 		// Poison goes at once.
 		calls = 0
-		h = r.Middleware(func(*message.Message) ([]*message.Message, error) {
+		h = must(middleware.NewRetry(r))(func(*message.Message) ([]*message.Message, error) {
 			calls++
 			return nil, &cqrs.BadCommandError{Reason: "garbage"}
 		})
@@ -190,7 +223,7 @@ func TestRetry(t *testing.T) {
 func TestLocalRateLimit(t *testing.T) {
 	lim := middleware.NewLocalLimiter(rate.Every(time.Hour), 3)
 	var runs atomic.Int64
-	h := middleware.RateLimit{Limiter: lim, Key: func(*message.Message) string { return "k" }}.Middleware(
+	h := must(middleware.NewRateLimit(middleware.RateLimitConfig{Limiter: lim, Key: func(*message.Message) string { return "k" }}))(
 		func(*message.Message) ([]*message.Message, error) { runs.Add(1); return nil, nil })
 	var limited int
 	for range 10 {
@@ -205,7 +238,7 @@ func TestLocalRateLimit(t *testing.T) {
 	}
 	// Wait mode waits for the token.
 	lim2 := middleware.NewLocalLimiter(rate.Every(50*time.Millisecond), 1)
-	hw := middleware.RateLimit{Limiter: lim2, Key: func(*message.Message) string { return "k" }, Wait: true}.Middleware(
+	hw := must(middleware.NewRateLimit(middleware.RateLimitConfig{Limiter: lim2, Key: func(*message.Message) string { return "k" }, Wait: true}))(
 		func(*message.Message) ([]*message.Message, error) { return nil, nil })
 	start := time.Now()
 	for range 5 {
@@ -229,10 +262,10 @@ func TestSharedRateLimit(t *testing.T) {
 		// Each "process" has its own limiter object and connection.
 		own := redis.NewClient(&redis.Options{Addr: rdb.Options().Addr})
 		t.Cleanup(func() { own.Close() })
-		procs = append(procs, middleware.RateLimit{
+		procs = append(procs, must(middleware.NewRateLimit(middleware.RateLimitConfig{
 			Limiter: middleware.NewRedisLimiter(own, prefix, redis_rate.Limit{Rate: 20, Burst: 20, Period: time.Second}),
 			Key:     middleware.MetadataKey("tenant"),
-		}.Middleware(func(*message.Message) ([]*message.Message, error) { allowed.Add(1); return nil, nil }))
+		}))(func(*message.Message) ([]*message.Message, error) { allowed.Add(1); return nil, nil }))
 	}
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -293,8 +326,8 @@ func startProcess(t *testing.T, sierraAddr string, rdb *redis.Client, topic func
 		t.Fatal(err)
 	}
 	router.AddMiddleware(
-		middleware.Retry{InitialInterval: time.Millisecond, PoisonPublisher: pub, PoisonTopic: poisonTopic}.Middleware,
-		middleware.Dedup{Store: middleware.NewRedisDedupStore(rdb, dedupPrefix), ReplyPublisher: pub, OnDuplicate: func(*message.Message) { r.dups.Add(1) }}.Middleware,
+		must(middleware.NewRetry(middleware.RetryConfig{InitialInterval: time.Millisecond, PoisonPublisher: pub, PoisonTopic: poisonTopic})),
+		must(middleware.NewDedup(middleware.DedupConfig{Store: middleware.NewRedisDedupStore(rdb, dedupPrefix), ReplyPublisher: pub, OnDuplicate: func(*message.Message) { r.dups.Add(1) }})),
 		func(h message.HandlerFunc) message.HandlerFunc {
 			return func(m *message.Message) ([]*message.Message, error) {
 				r.runs.Add(1)

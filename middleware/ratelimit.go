@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/esmill/esmill"
+	"github.com/esmill/esmill/internal/backoff"
 )
 
 // ErrRateLimited is matched by [*RateLimitedError].
@@ -40,11 +41,8 @@ type Limiter interface {
 	Allow(ctx context.Context, key string) (retryAfter time.Duration, err error)
 }
 
-// RateLimit limits messages per key with a token bucket. In reject mode a
-// message without a token fails with a [*RateLimitedError] (transient: a
-// Retry middleware retries it after a backoff); in wait mode the handler
-// waits for a token, as long as the message's context allows.
-type RateLimit struct {
+// RateLimitConfig configures the middleware made by [NewRateLimit].
+type RateLimitConfig struct {
 	// Limiter hands out the tokens. Required: NewLocalLimiter for one
 	// process, NewRedisLimiter for a limit shared by processes.
 	Limiter Limiter
@@ -54,6 +52,36 @@ type RateLimit struct {
 	// Wait waits for a token instead of rejecting.
 	Wait bool
 }
+
+// Validate reports every problem with the configuration.
+func (c RateLimitConfig) Validate() error {
+	if c.Limiter == nil {
+		return errors.New("middleware: RateLimitConfig.Limiter is required: NewLocalLimiter for one process, NewRedisLimiter for a limit shared through Redis")
+	}
+	return nil
+}
+
+func (c *RateLimitConfig) setDefaults() {
+	if c.Key == nil {
+		c.Key = EntityKey
+	}
+}
+
+// NewRateLimit returns a middleware that limits messages per key with a
+// token bucket. In reject mode a message without a token fails with a
+// [*RateLimitedError] (transient: a Retry middleware retries it after a
+// backoff); in wait mode the handler waits for a token, as long as the
+// message's context allows.
+func NewRateLimit(cfg RateLimitConfig) (message.HandlerMiddleware, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	r := &rateLimit{cfg: cfg}
+	return r.middleware, nil
+}
+
+type rateLimit struct{ cfg RateLimitConfig }
 
 // EntityKey keys a command message on its entity.
 func EntityKey(msg *message.Message) string {
@@ -70,35 +98,26 @@ func MetadataKey(field string) func(*message.Message) string {
 	return func(msg *message.Message) string { return msg.Metadata.Get(field) }
 }
 
-// Middleware wraps a handler.
-func (r RateLimit) Middleware(h message.HandlerFunc) message.HandlerFunc {
-	if r.Limiter == nil {
-		panic("middleware: RateLimit needs a Limiter")
-	}
-	if r.Key == nil {
-		r.Key = EntityKey
-	}
+func (r *rateLimit) middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
-		key := r.Key(msg)
+		key := r.cfg.Key(msg)
 		if key == "" {
 			return h(msg)
 		}
 		ctx := msg.Context()
 		for {
-			wait, err := r.Limiter.Allow(ctx, key)
+			wait, err := r.cfg.Limiter.Allow(ctx, key)
 			if err != nil {
 				return nil, fmt.Errorf("middleware: rate limiter: %w", err)
 			}
 			if wait == 0 {
 				return h(msg)
 			}
-			if !r.Wait {
+			if !r.cfg.Wait {
 				return nil, &RateLimitedError{Key: key, RetryAfter: wait}
 			}
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(wait):
+			if err := backoff.Sleep(ctx, wait); err != nil {
+				return nil, err
 			}
 		}
 	}

@@ -93,10 +93,15 @@ func run(ctx context.Context, sierraAddr, redisAddr, pgDSN string, partitions in
 	if err != nil {
 		return err
 	}
-	router.AddMiddleware(
-		middleware.Retry{PoisonPublisher: pub, PoisonTopic: "bank.poison", Logger: logger}.Middleware,
-		middleware.Dedup{Store: middleware.NewRedisDedupStore(rdb, "bank:dedup:"), ReplyPublisher: pub, Logger: logger}.Middleware,
-	)
+	retry, err := middleware.NewRetry(middleware.RetryConfig{PoisonPublisher: pub, PoisonTopic: "bank.poison", Logger: logger})
+	if err != nil {
+		return err
+	}
+	dedup, err := middleware.NewDedup(middleware.DedupConfig{Store: middleware.NewRedisDedupStore(rdb, "bank:dedup:"), ReplyPublisher: pub, Logger: logger})
+	if err != nil {
+		return err
+	}
+	router.AddMiddleware(retry, dedup)
 	commands.AddHandlers(router, sub)
 
 	// Read side: balances in PostgreSQL.
