@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -11,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 
@@ -65,8 +65,8 @@ type PublisherConfig struct {
 	// split, whatever its size. Default: [DefaultMaxBatchEvents].
 	MaxBatchEvents int
 
-	// Logger receives debug output. Default: watermill.NopLogger.
-	Logger watermill.LoggerAdapter
+	// Logger receives debug output. Default: discard.
+	Logger *slog.Logger
 }
 
 func (c *PublisherConfig) setDefaults() {
@@ -83,7 +83,7 @@ func (c *PublisherConfig) setDefaults() {
 		c.MaxBatchEvents = DefaultMaxBatchEvents
 	}
 	if c.Logger == nil {
-		c.Logger = watermill.NopLogger{}
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 
@@ -440,9 +440,8 @@ func (p *Publisher) sendCtx(ctx context.Context, t target, batch []*pubRequest, 
 			}
 			return known, version, err
 		}
-		p.cfg.Logger.Debug("sierradb/pubsub: version conflict, appending again", watermill.LogFields{
-			"stream": t.stream, "current": wv.Current, "attempt": attempt + 1,
-		})
+		p.cfg.Logger.Debug("sierradb/pubsub: version conflict, appending again",
+			"stream", t.stream, "current", wv.Current, "attempt", attempt+1)
 		if attempt > 0 {
 			// Several writers are racing: spread them out a little.
 			time.Sleep(time.Duration(rand.N(attempt+1)) * time.Millisecond)

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/esmill/esmill"
@@ -97,8 +97,8 @@ type SubscriberConfig struct {
 	// Default: sierradb.DefaultWindow.
 	Window int
 
-	// Logger receives errors and debug output. Default: watermill.NopLogger.
-	Logger watermill.LoggerAdapter
+	// Logger receives errors and debug output. Default: discard.
+	Logger *slog.Logger
 }
 
 func (c *SubscriberConfig) setDefaults() {
@@ -121,7 +121,7 @@ func (c *SubscriberConfig) setDefaults() {
 		c.Window = sierradb.DefaultWindow
 	}
 	if c.Logger == nil {
-		c.Logger = watermill.NopLogger{}
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 
@@ -302,7 +302,7 @@ type item struct {
 func (r *run) loop(ctx context.Context) {
 	defer r.s.wg.Done()
 	defer close(r.out)
-	log := r.s.cfg.Logger.With(watermill.LogFields{"topic": r.topic, "consumer_group": r.s.cfg.ConsumerGroup})
+	log := r.s.cfg.Logger.With("topic", r.topic, "consumer_group", r.s.cfg.ConsumerGroup)
 	items := make(chan item, readAhead)
 	stop := make(chan struct{})
 	readDone := make(chan struct{})
@@ -323,7 +323,7 @@ func (r *run) loop(ctx context.Context) {
 		case it, ok := <-items:
 			if !ok {
 				if err := r.sub.Err(); err != nil {
-					log.Error("sierradb/pubsub: subscription ended", err, nil)
+					log.Error("sierradb/pubsub: subscription ended", "error", err)
 				}
 				return
 			}
@@ -422,7 +422,7 @@ func (r *run) read(ctx context.Context, items chan<- item, stop <-chan struct{})
 
 // deliver hands one event to the consumer until it is acked, and reports
 // whether the subscription goes on.
-func (r *run) deliver(ctx context.Context, ev *sierradb.Event, msg *message.Message, log watermill.LoggerAdapter) bool {
+func (r *run) deliver(ctx context.Context, ev *sierradb.Event, msg *message.Message, log *slog.Logger) bool {
 	nacks := 0
 	for {
 		mctx, cancel := context.WithCancel(ctx)
@@ -501,20 +501,20 @@ func (r *run) acked(ctx context.Context, ev *sierradb.Event) {
 
 // exhausted hands a message that reached MaxRedeliveries to the hook and
 // reports whether to acknowledge it.
-func (r *run) exhausted(ctx context.Context, ev *sierradb.Event, redeliveries int, log watermill.LoggerAdapter) bool {
+func (r *run) exhausted(ctx context.Context, ev *sierradb.Event, redeliveries int, log *slog.Logger) bool {
 	msg := toMessage(ev)
 	if redeliveries > 0 {
 		msg.Metadata[esmill.MetaRedeliveries] = strconv.Itoa(redeliveries)
 	}
-	fields := watermill.LogFields{"message_uuid": msg.UUID, "event_id": msg.Metadata[esmill.MetaEventID],
-		"stream_id": ev.StreamID, "stream_version": ev.StreamVersion, "redeliveries": redeliveries}
+	fields := []any{"message_uuid", msg.UUID, "event_id", msg.Metadata[esmill.MetaEventID],
+		"stream_id", ev.StreamID, "stream_version", ev.StreamVersion, "redeliveries", redeliveries}
 	hook := r.s.cfg.OnRedeliveriesExhausted
 	if hook == nil {
-		log.Error("sierradb/pubsub: message nacked after its last redelivery; dropping it", nil, fields)
+		log.Error("sierradb/pubsub: message nacked after its last redelivery; dropping it", fields...)
 		return true
 	}
 	if err := hook(ctx, r.topic, msg); err != nil {
-		log.Error("sierradb/pubsub: OnRedeliveriesExhausted failed; delivering the message again", err, fields)
+		log.Error("sierradb/pubsub: OnRedeliveriesExhausted failed; delivering the message again", append(fields, "error", err)...)
 		return false
 	}
 	return true
@@ -573,9 +573,8 @@ func (c *checkpointer) save(ctx context.Context) {
 	group := c.s.cfg.ConsumerGroup
 	for p, seq := range c.dirty {
 		if err := c.s.cfg.Checkpoints.Save(ctx, group, c.topic, p, seq); err != nil {
-			c.s.cfg.Logger.Error("sierradb/pubsub: saving checkpoint failed; will retry", err, watermill.LogFields{
-				"topic": c.topic, "consumer_group": group, "partition": p, "sequence": seq,
-			})
+			c.s.cfg.Logger.Error("sierradb/pubsub: saving checkpoint failed; will retry",
+				"topic", c.topic, "consumer_group", group, "partition", p, "sequence", seq, "error", err)
 			return
 		}
 		delete(c.dirty, p)

@@ -69,13 +69,13 @@ func run(ctx context.Context, sierraAddr, redisAddr, pgDSN string, partitions in
 
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
 	defer rdb.Close()
-	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb}, watermill.NopLogger{})
+	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb}, watermill.NewSlogLogger(logger))
 	if err != nil {
 		return err
 	}
 	sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
 		Client: rdb, ConsumerGroup: "bank-workers", OldestId: "0", BlockTime: 50 * time.Millisecond,
-	}, watermill.NopLogger{})
+	}, watermill.NewSlogLogger(logger))
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func run(ctx context.Context, sierraAddr, redisAddr, pgDSN string, partitions in
 	if err != nil {
 		return err
 	}
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NewSlogLogger(logger))
 	if err != nil {
 		return err
 	}
