@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/esmill/esmill/codec"
+	"github.com/esmill/esmill/internal/backoff"
 	"github.com/esmill/esmill/sierradb"
 )
 
@@ -71,11 +72,9 @@ func (x *Executor) load(ctx context.Context, k kind, e *entity, key uuid.UUID) e
 			e.reset()
 			return fmt.Errorf("aggregate: %s: version %d not visible after %s (at %d)", e.streamID, e.minVersion, x.cfg.VisibilityTimeout, e.version)
 		}
-		select {
-		case <-ctx.Done():
+		if err := backoff.Sleep(ctx, 2*time.Millisecond); err != nil {
 			e.reset()
-			return ctx.Err()
-		case <-time.After(2 * time.Millisecond):
+			return err
 		}
 	}
 }

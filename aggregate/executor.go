@@ -12,8 +12,15 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/esmill/esmill/codec"
+	"github.com/esmill/esmill/internal/backoff"
 	"github.com/esmill/esmill/sierradb"
 )
+
+// transientBackoff spaces the executor's retries after a transient store
+// failure (a conflict is retried at once: the entity reloads first).
+func transientBackoff() *backoff.Backoff {
+	return backoff.Policy{Initial: 20 * time.Millisecond, Max: time.Second, Jitter: 0.2}.Start()
+}
 
 // Store is what the executor needs of SierraDB; *sierradb.Client has it.
 type Store interface {
@@ -334,6 +341,7 @@ func (x *Executor) execute(ctx context.Context, k kind, streamID string, key uui
 	defer e.lock.Unlock()
 
 	started := x.cfg.Now()
+	wait := transientBackoff()
 	for attempt := 1; ; attempt++ {
 		if e.loaded && e.key != key {
 			return Result{}, fmt.Errorf("%w: %s uses %s, the command names %s", ErrPartitionKeyMismatch, streamID, e.key, key)
@@ -352,10 +360,8 @@ func (x *Executor) execute(ctx context.Context, k kind, streamID string, key uui
 		}
 		if !errors.Is(err, sierradb.ErrWrongExpectedVersion) {
 			// A transient failure: back off a little before the retry.
-			select {
-			case <-ctx.Done():
-				return Result{}, ctx.Err()
-			case <-time.After(time.Duration(attempt) * 20 * time.Millisecond):
+			if err := wait.Wait(ctx); err != nil {
+				return Result{}, err
 			}
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 
 	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/codec"
+	"github.com/esmill/esmill/internal/backoff"
 	"github.com/esmill/esmill/sierradb"
 )
 
@@ -73,6 +73,12 @@ func (a *txState) older(b *txState) bool {
 		return a.started.Before(b.started)
 	}
 	return a.seq < b.seq
+}
+
+// txBackoff spaces a transaction's attempts after a conflict or after
+// yielding: short and widely jittered, so that contenders spread out.
+func txBackoff() *backoff.Backoff {
+	return backoff.Policy{Initial: 5 * time.Millisecond, Max: 200 * time.Millisecond, Jitter: 1}.Start()
 }
 
 // errDie is a transaction yielding to an older one.
@@ -184,6 +190,7 @@ func (x *Executor) Transaction(ctx context.Context, key uuid.UUID, fn func(ctx c
 		opt(&o)
 	}
 	state := &txState{id: uuid.NewString(), started: x.cfg.Now(), seq: x.txSeq.Add(1)}
+	wait := txBackoff()
 	var res TxResult
 	for attempt := 1; ; attempt++ {
 		if x.closed() {
@@ -226,10 +233,8 @@ func (x *Executor) Transaction(ctx context.Context, key uuid.UUID, fn func(ctx c
 			}
 			return res, &ConflictError{StreamID: "transaction " + state.id, Attempts: attempt, Last: err}
 		}
-		select {
-		case <-ctx.Done():
-			return res, ctx.Err()
-		case <-time.After(time.Duration(1+rand.IntN(10*attempt)) * time.Millisecond):
+		if err := wait.Wait(ctx); err != nil {
+			return res, err
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/esmill/esmill"
+	"github.com/esmill/esmill/internal/backoff"
 	"github.com/esmill/esmill/sierradb"
 )
 
@@ -411,18 +412,7 @@ func (r *Runner[T]) process(ctx context.Context, sub *sierradb.Subscription, ite
 	cfg := &r.cfg
 	failures := make(map[Position]int)
 	storeFails := 0
-	backoff := cfg.RetryBackoff
-	wait := func() error {
-		t := time.NewTimer(backoff)
-		defer t.Stop()
-		backoff = min(backoff*2, cfg.MaxRetryBackoff)
-		select {
-		case <-t.C:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	retry := backoff.Policy{Initial: cfg.RetryBackoff, Max: cfg.MaxRetryBackoff}.Start()
 	for len(items) > 0 {
 		cut := len(items)
 		if cfg.OnPoison == Stop {
@@ -443,7 +433,8 @@ func (r *Runner[T]) process(ctx context.Context, sub *sierradb.Subscription, ite
 		case err == nil:
 			r.committed(sub, batch)
 			items = items[cut:]
-			storeFails, backoff = 0, cfg.RetryBackoff
+			storeFails = 0
+			retry.Reset()
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.As(err, &hf):
@@ -474,7 +465,7 @@ func (r *Runner[T]) process(ctx context.Context, sub *sierradb.Subscription, ite
 			cfg.Logger.Warn("readmodel: handler failed; retrying the batch", "projection", cfg.Name,
 				"position", it.pos.String(), "stream", it.ev.StreamID, "event", it.ev.Name,
 				"attempt", failures[it.pos], "error", hf.err)
-			if err := wait(); err != nil {
+			if err := retry.Wait(ctx); err != nil {
 				return err
 			}
 		case errors.Is(err, ErrCheckpointConflict):
@@ -485,7 +476,8 @@ func (r *Runner[T]) process(ctx context.Context, sub *sierradb.Subscription, ite
 			if ok, cerr := r.wasCommitted(ctx, batch); cerr == nil && ok {
 				r.committed(sub, batch)
 				items = items[cut:]
-				storeFails, backoff = 0, cfg.RetryBackoff
+				storeFails = 0
+				retry.Reset()
 				continue
 			} else if errors.Is(cerr, ErrCheckpointConflict) {
 				return cerr
@@ -496,7 +488,7 @@ func (r *Runner[T]) process(ctx context.Context, sub *sierradb.Subscription, ite
 			}
 			cfg.Logger.Warn("readmodel: store failed; retrying the batch", "projection", cfg.Name,
 				"attempt", storeFails, "error", err)
-			if err := wait(); err != nil {
+			if err := retry.Wait(ctx); err != nil {
 				return err
 			}
 		}

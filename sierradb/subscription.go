@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"slices"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/esmill/esmill/internal/backoff"
 	"github.com/esmill/esmill/sierradb/internal/resp3"
 )
 
@@ -188,6 +188,9 @@ type Subscription struct {
 
 	closeOnce sync.Once
 	closing   chan struct{}
+	// ctx is cancelled by Close: it ends a reconnection's wait and dial.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu     sync.Mutex
 	conn   net.Conn
@@ -222,6 +225,7 @@ func (c *Client) subscribe(ctx context.Context, spec subSpec) (*Subscription, er
 		closing: make(chan struct{}),
 		notify:  make(chan struct{}, 1),
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -232,6 +236,7 @@ func (c *Client) subscribe(ctx context.Context, spec subSpec) (*Subscription, er
 
 	conn, r, subID, err := s.connect(ctx, 1)
 	if err != nil {
+		s.cancel()
 		c.forget(s)
 		return nil, err
 	}
@@ -266,6 +271,7 @@ func (s *Subscription) Err() error {
 func (s *Subscription) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
+		s.cancel()
 		s.mu.Lock()
 		if s.conn != nil {
 			s.conn.Close()
@@ -395,13 +401,16 @@ func (s *Subscription) connect(ctx context.Context, gen uint32) (net.Conn, *resp
 	return conn, r, subID, nil
 }
 
-// run owns the subscription's connection generations until Close.
+// run owns the subscription's connection generations until Close. It
+// reconnects after a lost connection, waiting between attempts with the
+// client's reconnection backoff.
 func (s *Subscription) run(conn net.Conn, r *resp3.Reader, subID string) {
 	defer close(s.done)
 	defer close(s.events)
 	defer s.c.forget(s)
+	defer s.cancel()
 	gen := uint32(1)
-	backoff := s.c.cfg.ReconnectMinBackoff
+	b := backoff.Policy{Initial: s.c.cfg.ReconnectMinBackoff, Max: s.c.cfg.ReconnectMaxBackoff, Jitter: 0.5}.Start()
 	for {
 		err := s.serve(conn, r, subID, gen)
 		conn.Close()
@@ -416,20 +425,18 @@ func (s *Subscription) run(conn net.Conn, r *resp3.Reader, subID string) {
 		s.c.cfg.Logger.Warn("sierradb: subscription connection lost; reconnecting",
 			"subscription", s.spec.what, "error", err)
 		for {
-			delay := backoff/2 + rand.N(backoff/2+1)
-			backoff = min(backoff*2, s.c.cfg.ReconnectMaxBackoff)
-			select {
-			case <-s.closing:
+			if b.Wait(s.ctx) != nil {
+				select {
+				case <-s.c.closing:
+					s.setErr(ErrClosed)
+				default:
+				}
 				return
-			case <-s.c.closing:
-				s.setErr(ErrClosed)
-				return
-			case <-time.After(delay):
 			}
 			gen++
-			conn, r, subID, err = s.connect(context.Background(), gen)
+			conn, r, subID, err = s.connect(s.ctx, gen)
 			if err == nil {
-				backoff = s.c.cfg.ReconnectMinBackoff
+				b.Reset()
 				break
 			}
 			if s.isClosing() {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"slices"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/esmill/esmill"
+	"github.com/esmill/esmill/internal/backoff"
 	"github.com/esmill/esmill/sierradb"
 )
 
@@ -391,6 +391,8 @@ func (p *Publisher) sendCtx(ctx context.Context, t target, batch []*pubRequest, 
 		expect = append(expect, r.expect...)
 	}
 	retry := !batch[0].explicit && p.cfg.MaxConflictRetries >= 0
+	// Several writers racing on one stream spread out a little.
+	spread := backoff.Policy{Initial: time.Millisecond, Max: 50 * time.Millisecond, Jitter: 1}.Start()
 	for attempt := 0; ; attempt++ {
 		if !known {
 			v, err := p.cfg.Client.StreamVersion(ctx, t.stream)
@@ -443,8 +445,9 @@ func (p *Publisher) sendCtx(ctx context.Context, t target, batch []*pubRequest, 
 		p.cfg.Logger.Debug("sierradb/pubsub: version conflict, appending again",
 			"stream", t.stream, "current", wv.Current, "attempt", attempt+1)
 		if attempt > 0 {
-			// Several writers are racing: spread them out a little.
-			time.Sleep(time.Duration(rand.N(attempt+1)) * time.Millisecond)
+			if err := spread.Wait(ctx); err != nil {
+				return known, version, err
+			}
 		}
 	}
 }

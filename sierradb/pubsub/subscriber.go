@@ -12,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/esmill/esmill"
+	"github.com/esmill/esmill/internal/backoff"
 	"github.com/esmill/esmill/sierradb"
 )
 
@@ -424,6 +425,7 @@ func (r *run) read(ctx context.Context, items chan<- item, stop <-chan struct{})
 // whether the subscription goes on.
 func (r *run) deliver(ctx context.Context, ev *sierradb.Event, msg *message.Message, log *slog.Logger) bool {
 	nacks := 0
+	redelivery := backoff.Policy{Initial: r.s.cfg.NackDelay, Max: r.s.cfg.MaxNackDelay}.Start()
 	for {
 		mctx, cancel := context.WithCancel(ctx)
 		msg.SetContext(mctx)
@@ -460,28 +462,24 @@ func (r *run) deliver(ctx context.Context, ev *sierradb.Event, msg *message.Mess
 				return true
 			}
 		}
-		delay := r.s.cfg.NackDelay
-		for i := 1; i < nacks && delay < r.s.cfg.MaxNackDelay; i++ {
-			delay *= 2
-		}
-		delay = min(delay, r.s.cfg.MaxNackDelay)
-		if delay > 0 {
-			timer := time.NewTimer(delay)
-			select {
-			case <-timer.C:
-			case <-r.s.closing:
-				timer.Stop()
-				return false
-			case <-ctx.Done():
-				timer.Stop()
-				return false
-			}
+		if !r.wait(ctx, redelivery) {
+			return false
 		}
 		// Built again from the event: the consumer may have changed the
 		// message it nacked.
 		msg = toMessage(ev)
 		msg.Metadata[esmill.MetaRedeliveries] = strconv.Itoa(nacks)
 	}
+}
+
+// wait sleeps for the next redelivery delay and reports whether the
+// subscription goes on (neither ctx done nor the subscriber closed).
+func (r *run) wait(ctx context.Context, b *backoff.Backoff) bool {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(r.s.closeCtx, cancel)
+	defer stop()
+	return b.Wait(ctx) == nil
 }
 
 // ackedLate records an Ack that raced with the end of the subscription, so
