@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/esmill/esmill/codec"
 	"github.com/esmill/esmill/internal/backoff"
@@ -18,7 +19,13 @@ import (
 // (refs, lastUsed, elem; guarded by the cache's mutex) is guarded by lock.
 type entity struct {
 	streamID string
-	lock     fifoLock
+	// lock serialises the entity's commands: a weighted semaphore of one
+	// is a mutex that serves waiters in arrival order (FIFO) and whose
+	// wait a context can abandon.
+	lock *semaphore.Weighted
+	// arrivals counts the commands that reached lock, for tests that
+	// submit in a known order.
+	arrivals atomic.Uint64
 	// holder is the transaction holding lock, if any.
 	holder atomic.Pointer[txState]
 

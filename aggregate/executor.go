@@ -338,7 +338,7 @@ func (x *Executor) execute(ctx context.Context, k kind, streamID string, key uui
 	if err := x.lockForCommand(ctx, e); err != nil {
 		return Result{}, err
 	}
-	defer e.lock.Unlock()
+	defer e.lock.Release(1)
 
 	started := x.cfg.Now()
 	wait := transientBackoff()
@@ -372,15 +372,16 @@ func (x *Executor) execute(ctx context.Context, k kind, streamID string, key uui
 // command issued from inside a transaction's closure for an entity that
 // transaction locked fails instead of waiting forever.
 func (x *Executor) lockForCommand(ctx context.Context, e *entity) error {
-	if e.lock.TryLock() {
+	e.arrivals.Add(1)
+	if e.lock.TryAcquire(1) {
 		return nil
 	}
 	if e.holder.Load() == nil {
-		return e.lock.Lock(ctx)
+		return e.lock.Acquire(ctx, 1)
 	}
 	lctx, cancel := context.WithTimeout(ctx, x.cfg.LockTimeout)
 	defer cancel()
-	if err := e.lock.Lock(lctx); err != nil {
+	if err := e.lock.Acquire(lctx, 1); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

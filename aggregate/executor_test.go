@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -120,7 +121,8 @@ func TestPerEntityOrderAndParallelism(t *testing.T) {
 	testservice.EachSierra(t, func(t *testing.T, tg testservice.Target, addr string) {
 		ctx := ctxT(t)
 		c := newClient(t, addr)
-		accounts := aggregate.Bind(newExec(t, c, aggregate.Config{}), accountType())
+		exec := newExec(t, c, aggregate.Config{})
+		accounts := aggregate.Bind(exec, accountType())
 		const entities, perEntity = 8, 12
 		inHandler.Store(0)
 		maxInHandler.Store(0)
@@ -150,11 +152,17 @@ func TestPerEntityOrderAndParallelism(t *testing.T) {
 							time.Sleep(time.Millisecond)
 						}
 						done := make(chan error, 1)
+						stream := accounts.Type().StreamID(idsList[e])
+						before := aggregate.Arrivals(exec, stream)
 						go func() {
 							_, err := accounts.Execute(ctx, idsList[e], Slow{Amount: uint32(i + 1), Delay: 2 * time.Millisecond})
 							done <- err
 						}()
-						time.Sleep(3 * time.Millisecond) // let it queue
+						// Let it queue: wait until it reached the
+						// entity's lock (or failed before).
+						for aggregate.Arrivals(exec, stream) == before && len(done) == 0 {
+							runtime.Gosched()
+						}
 						next++
 						ticket.Unlock()
 						if err := <-done; err != nil {

@@ -269,7 +269,7 @@ func (tx *Tx) enter(ctx context.Context, k kind, streamID string, key uuid.UUID)
 // lock applies the wait-die rule: wait for a younger holder (bounded by
 // the lock timeout), yield to an older one.
 func (tx *Tx) lock(ctx context.Context, e *entity) error {
-	if e.lock.TryLock() {
+	if e.lock.TryAcquire(1) {
 		e.holder.Store(tx.state)
 		return nil
 	}
@@ -279,7 +279,7 @@ func (tx *Tx) lock(ctx context.Context, e *entity) error {
 	}
 	lctx, cancel := context.WithTimeout(ctx, tx.opts.lockTimeout)
 	defer cancel()
-	if err := e.lock.Lock(lctx); err != nil {
+	if err := e.lock.Acquire(lctx, 1); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -297,7 +297,7 @@ func (tx *Tx) release(committed bool) {
 			te.e.reset()
 		}
 		te.e.holder.Store(nil)
-		te.e.lock.Unlock()
+		te.e.lock.Release(1)
 		tx.x.cache.release(te.e)
 	}
 	tx.order, tx.entities, tx.ended = nil, nil, true
