@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -71,7 +72,7 @@ type Store[M any] struct {
 }
 
 type projection[M any] struct {
-	lock   *os.File
+	lock   io.Closer
 	raw    []byte // the committed model, encoded
 	model  M      // the committed model, decoded
 	cps    map[uint16]uint64
