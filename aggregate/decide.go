@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"errors"
 	"time"
 
 	"github.com/esmill/esmill/codec"
@@ -62,4 +63,49 @@ func (t *Type[S, ID]) Decide(given []GivenEvent, cmd Command, opts ...ExecOption
 type GivenEvent struct {
 	Event    Event
 	Metadata codec.Metadata
+}
+
+// decide runs the checks and the handler, in kameo_es's order with its
+// defects fixed: the caller's expected version, then idempotency (command
+// id, causation, the state check), then the rate limit, then the handler.
+// A duplicate is therefore never rate limited or rejected.
+func decide(info *commandInfo, state any, tr *tracking, ctx *CommandContext, o execOptions) ([]Event, bool, error) {
+	if !o.expected.IsAny() && !o.expected.Matches(ctx.Version) {
+		return nil, false, &ExpectedVersionError{StreamID: ctx.StreamID, Current: ctx.Version, Expected: o.expected}
+	}
+	m := ctx.Metadata
+	if m.CommandID != "" && tr.seenCommand(m.CommandID) {
+		return nil, true, nil
+	}
+	if c := tr.check(m); c == AlreadyProcessed || c == OutOfOrder {
+		return nil, true, nil
+	}
+	if info.idempotent != nil {
+		idem, err := callIdempotent(ctx.StreamID, info, state, ctx)
+		if err != nil || idem {
+			return nil, idem, err
+		}
+	}
+	if l := info.limit; l != nil && tr.countSince(info.name, o.at.Add(-l.Window)) >= l.Max {
+		return nil, false, &RateLimitError{StreamID: ctx.StreamID, Command: info.name, Limit: *l}
+	}
+	evs, err := callHandle(ctx.StreamID, info, state, ctx)
+	if err != nil {
+		var pe *PanicError
+		if errors.As(err, &pe) {
+			return nil, false, err
+		}
+		return nil, false, &RejectedError{StreamID: ctx.StreamID, Command: info.name, Err: err}
+	}
+	return evs, false, nil
+}
+
+func callHandle(streamID string, info *commandInfo, state any, ctx *CommandContext) (evs []Event, err error) {
+	defer recoverPanic(streamID, &err)
+	return info.handle(state, ctx)
+}
+
+func callIdempotent(streamID string, info *commandInfo, state any, ctx *CommandContext) (idem bool, err error) {
+	defer recoverPanic(streamID, &err)
+	return info.idempotent(state, ctx), nil
 }

@@ -319,48 +319,27 @@ func (tx *Tx) execute(ctx context.Context, k kind, streamID string, key uuid.UUI
 	case tx.dead:
 		return Result{}, errDie
 	}
-	if err := sierradb.ValidateStreamID(streamID); err != nil {
-		return Result{}, fmt.Errorf("%w: %w", ErrInvalidID, err)
-	}
-	o := execOptions{at: tx.x.cfg.Now()}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if o.partitionKey != nil {
-		key = *o.partitionKey
-	}
-	info, err := k.command(cmd)
-	if err != nil {
-		return Result{}, err
-	}
+	// Command ids are stable across attempts, so that a commit whose
+	// outcome was unknown is recognised when the closure runs again.
 	tx.commands++
-	if o.commandID == "" {
-		// Stable across attempts, so that a commit whose outcome was
-		// unknown is recognised when the closure runs again.
-		o.commandID = tx.state.id + "/" + strconv.Itoa(tx.commands)
+	n := tx.commands
+	p, err := prepare(tx.x.cfg.Now(), k, streamID, key, cmd, opts, func() string { return tx.state.id + "/" + strconv.Itoa(n) })
+	if err != nil {
+		return Result{StreamID: streamID, PartitionKey: key, Version: -1}, err
 	}
+	key, info, meta, metaBytes, o := p.key, p.info, p.meta, p.metaBytes, p.opts
 	te, err := tx.enter(ctx, k, streamID, key)
 	if err != nil {
-		return Result{}, err
+		return Result{StreamID: streamID, PartitionKey: key, Version: -1}, err
 	}
 	e := te.e
-	meta := codec.Metadata{Command: info.name, Causation: o.causation, CorrelationID: o.correlationID, CommandID: o.commandID}
-	if o.hasData {
-		if meta.Data, err = codec.EncodeData(o.data); err != nil {
-			return Result{}, err
-		}
-	}
-	metaBytes, err := codec.EncodeMetadata(meta)
-	if err != nil {
-		return Result{}, err
-	}
 	cctx := &CommandContext{StreamID: streamID, Version: e.version, Time: o.at, Metadata: meta, tracking: e.tracking, started: o.at, clock: tx.x.cfg.Now}
 	evs, idem, err := decide(info, e.state, e.tracking, cctx, o)
 	res := &Result{StreamID: streamID, PartitionKey: key, Version: e.version, Idempotent: idem, DryRun: tx.opts.dryRun}
 	if err != nil || idem || len(evs) == 0 {
 		return *res, err
 	}
-	p := &pendingResult{res: res, first: len(tx.pending), events: evs, meta: meta, ent: te}
+	pr := &pendingResult{res: res, first: len(tx.pending), events: evs, meta: meta, ent: te}
 	for i, ev := range evs {
 		name, payload, err := k.EncodeEvent(ev)
 		if err != nil {
@@ -384,7 +363,7 @@ func (tx *Tx) execute(ctx context.Context, k kind, streamID string, key uuid.UUI
 	}
 	e.version += int64(len(evs))
 	res.Version = e.version
-	tx.results = append(tx.results, p)
+	tx.results = append(tx.results, pr)
 	return *res, nil
 }
 
