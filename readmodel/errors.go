@@ -23,9 +23,36 @@ var (
 	// ErrRunning: Run or Start was called on a runner that already runs
 	// or ran.
 	ErrRunning = errors.New("readmodel: runner already started")
-	// ErrSubscriptionEnded: the SierraDB subscription ended.
+	// ErrSubscriptionEnded: the SierraDB subscription ended. The error is
+	// a [*SubscriptionEndedError].
 	ErrSubscriptionEnded = errors.New("readmodel: subscription ended")
 )
+
+// SubscriptionEndedError ends a runner whose SierraDB subscription ended
+// (the subscription itself reconnects after lost connections; it ends for
+// good on a server error it cannot retry, or when its client is closed).
+// It matches [ErrSubscriptionEnded].
+type SubscriptionEndedError struct {
+	Projection string
+	// Err is why the subscription ended (sierradb.Subscription.Err); nil
+	// when it was closed.
+	Err error
+}
+
+func (e *SubscriptionEndedError) Error() string {
+	why := "it was closed (was the sierradb.Client closed before the runner?)"
+	if e.Err != nil {
+		why = e.Err.Error()
+	}
+	return fmt.Sprintf("readmodel: projection %q stopped: its SierraDB subscription ended: %s; "+
+		"run the projection again once the server is back: it resumes from its checkpoints", e.Projection, why)
+}
+
+// Is reports whether target is [ErrSubscriptionEnded].
+func (e *SubscriptionEndedError) Is(target error) bool { return target == ErrSubscriptionEnded }
+
+// Unwrap returns why the subscription ended.
+func (e *SubscriptionEndedError) Unwrap() error { return e.Err }
 
 // ConflictError details an [ErrCheckpointConflict].
 type ConflictError struct {

@@ -249,3 +249,25 @@ func TestOnOtherAndOnAll(t *testing.T) {
 		t.Errorf("OnOther saw %v", others)
 	}
 }
+
+// A runner whose subscription ends says so once, with the cause and what to
+// do, under one prefix.
+func TestSubscriptionEndedError(t *testing.T) {
+	client := fixture(t, credited(t, "wallet-a", 1))
+	st := newStore()
+	r := run(t, client, st, nil, readmodel.On(Wallets, credit))
+	client.Close()
+	select {
+	case <-r.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the runner did not stop when its client closed")
+	}
+	err := r.Err()
+	var se *readmodel.SubscriptionEndedError
+	if !errors.Is(err, readmodel.ErrSubscriptionEnded) || !errors.As(err, &se) || se.Projection != "p" {
+		t.Fatalf("%v", err)
+	}
+	if msg := err.Error(); strings.Count(msg, "readmodel:") != 1 || !strings.Contains(msg, "resumes from its checkpoints") {
+		t.Fatalf("message %q", msg)
+	}
+}
