@@ -2,7 +2,6 @@ package sierradb
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -20,15 +19,24 @@ func (c *Client) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Hello returns the server's name, version, peer id and partition count.
+// Hello returns the server's name, version, peer id and number of
+// partitions (ServerInfo.NumPartitions). A server that answers HELLO but
+// is not SierraDB (Redis, say, on the address by mistake) gives a
+// [*NotSierraDBError].
 func (c *Client) Hello(ctx context.Context) (ServerInfo, error) {
 	v, err := c.do(ctx, "HELLO", "3")
 	if err != nil {
-		return ServerInfo{}, fmt.Errorf("sierradb: hello: %w", err)
+		return ServerInfo{}, fmt.Errorf("sierradb: HELLO to %s: %w", c.cfg.Addr, err)
 	}
-	m, err := asMap(v)
-	if err != nil {
-		return ServerInfo{}, err
+	m, ok := v.(map[any]any)
+	if !ok {
+		return ServerInfo{}, &NotSierraDBError{Addr: c.cfg.Addr, Reply: fmt.Sprintf("a %T reply", v)}
+	}
+	if _, ok := m["num_partitions"]; !ok || m["peer_id"] == nil {
+		server, _ := m["server"].(string)
+		version, _ := m["version"].(string)
+		return ServerInfo{}, &NotSierraDBError{Addr: c.cfg.Addr,
+			Reply: fmt.Sprintf("server %q, version %q, without peer_id and num_partitions", server, version)}
 	}
 	d := decoder{m: m}
 	info := ServerInfo{
@@ -37,7 +45,10 @@ func (c *Client) Hello(ctx context.Context) (ServerInfo, error) {
 		PeerID:        d.str("peer_id"),
 		NumPartitions: uint16(d.uint("num_partitions")),
 	}
-	return info, d.err
+	if d.err != nil {
+		return ServerInfo{}, fmt.Errorf("sierradb: HELLO from %s: %w", c.cfg.Addr, d.err)
+	}
+	return info, nil
 }
 
 // PartitionCount returns the server's partition count, asked once with
@@ -53,7 +64,7 @@ func (c *Client) PartitionCount(ctx context.Context) (uint16, error) {
 		return 0, err
 	}
 	if info.NumPartitions == 0 {
-		return 0, errors.New("sierradb: server reports no partitions")
+		return 0, fmt.Errorf("sierradb: the server at %s reports 0 partitions in its HELLO reply; check its configuration", c.cfg.Addr)
 	}
 	c.partitions = info.NumPartitions
 	return c.partitions, nil
