@@ -21,13 +21,13 @@ type Decision struct {
 // with no store: the same checks and handler as [Entities.Execute], minus
 // the write. Given events carry the metadata of given commands, if any
 // (see [GivenEvent]). It is what aggregatetest builds on, and useful for
-// what-if questions.
+// what-if questions. The handler's CommandContext has no StreamID.
 func (t *Type[S, ID]) Decide(given []GivenEvent, cmd Command, opts ...ExecOption) (Decision, error) {
 	o := execOptions{at: time.Now()}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	const stream = "decide"
+	const stream = "" // Decide has no entity, so no stream
 	state := t.newState()
 	tr := newTracking(256)
 	for i, g := range given {
@@ -101,11 +101,11 @@ func decide(info *commandInfo, state any, tr *tracking, ctx *CommandContext, o e
 }
 
 func callHandle(streamID string, info *commandInfo, state any, ctx *CommandContext) (evs []Event, err error) {
-	defer recoverPanic(streamID, &err)
+	defer recoverPanic("the handler of command "+info.name, streamID, &err)
 	return info.handle(state, ctx)
 }
 
 func callIdempotent(streamID string, info *commandInfo, state any, ctx *CommandContext) (idem bool, err error) {
-	defer recoverPanic(streamID, &err)
+	defer recoverPanic("the idempotency check of command "+info.name, streamID, &err)
 	return info.idempotent(state, ctx), nil
 }

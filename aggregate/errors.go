@@ -167,15 +167,25 @@ func (e *ConflictError) Unwrap() []error { return []error{ErrTooManyConflicts, e
 // ErrorClass is [esmill.Transient].
 func (e *ConflictError) ErrorClass() esmill.Class { return esmill.Transient }
 
-// PanicError is a panic in a handler or applier, recovered.
+// PanicError is a panic in user code (a command handler, an idempotency
+// check or an event applier), recovered.
 type PanicError struct {
+	// Where names the code that panicked, such as "the handler of command
+	// Withdraw" or "the applier of event MoneyDeposited".
+	Where string
+	// StreamID is the entity's stream; empty in [Type.Decide], which has
+	// no stream.
 	StreamID string
 	Value    any
 	Stack    []byte
 }
 
 func (e *PanicError) Error() string {
-	return fmt.Sprintf("aggregate: panic in %s: %v", e.StreamID, e.Value)
+	s := "aggregate: " + e.Where + " panicked"
+	if e.StreamID != "" {
+		s += " on " + e.StreamID
+	}
+	return fmt.Sprintf("%s: %v", s, e.Value)
 }
 
 func (e *PanicError) Is(target error) bool { return target == ErrPanic }

@@ -335,8 +335,13 @@ func TestPanicIsContained(t *testing.T) {
 		}
 		_, err := accounts.Execute(ctx, id, Boom{})
 		var pe *aggregate.PanicError
-		if !errors.As(err, &pe) || !errors.Is(err, aggregate.ErrPanic) || len(pe.Stack) == 0 {
+		if !errors.As(err, &pe) || !errors.Is(err, aggregate.ErrPanic) || len(pe.Stack) == 0 ||
+			!strings.HasPrefix(err.Error(), "aggregate: the handler of command Boom panicked on "+accountType().StreamID(id)+": ") {
 			t.Fatalf("panic: %v", err)
+		}
+		// Decide, with no stream, says the same without one.
+		if _, err := accountType().Decide(nil, Boom{}); err == nil || !strings.HasPrefix(err.Error(), "aggregate: the handler of command Boom panicked: ") {
+			t.Fatalf("panic in Decide: %v", err)
 		}
 		// The same entity and others still work.
 		if _, err := accounts.Execute(ctx, id, Deposit{Amount: 1}); err != nil {

@@ -141,3 +141,62 @@ func TestHandlerNames(t *testing.T) {
 		t.Fatalf("handler names %q", names)
 	}
 }
+
+// A message the router cannot use says which metadata is wrong and what
+// to do.
+func TestBadCommandMessages(t *testing.T) {
+	types := []aggregate.AnyType{Accounts}
+	srv := embedded.RunT(t)
+	client, err := sierradb.New(sierradb.Config{Addr: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	exec, err := aggregate.NewExecutor(client, aggregate.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { exec.Close() })
+	r, err := cqrs.NewCommandRouter(cqrs.RouterConfig{Executor: exec, Types: types, FailBadCommands: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := func() *message.Message {
+		m, err := cqrs.NewCommandMessage(Accounts, "a", Deposit{Amount: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.SetContext(context.Background())
+		return m
+	}
+	tests := []struct {
+		name string
+		edit func(*message.Message)
+		want []string
+	}{
+		{"plain message", func(m *message.Message) { m.Metadata = message.Metadata{} },
+			[]string{esmill.MetaCategory, esmill.MetaEntityID, esmill.MetaCommand, "cqrs.NewCommandMessage"}},
+		{"other category", func(m *message.Message) { m.Metadata.Set(esmill.MetaCategory, "order") },
+			[]string{`"order"`, "handles account", "RouterConfig.Types"}},
+		{"JSON read as CBOR", func(m *message.Message) {
+			m.Payload = []byte(`{"Amount": 5}`)
+			delete(m.Metadata, esmill.MetaFormat)
+		}, []string{"looks like JSON", esmill.MetaFormat, `"json"`}},
+		{"bad expected version", func(m *message.Message) { m.Metadata.Set(esmill.MetaCommandExpectedVersion, "soon") },
+			[]string{esmill.MetaCommandExpectedVersion}},
+	}
+	for _, tt := range tests {
+		m := good()
+		tt.edit(m)
+		err := r.Handle(m)
+		if !errors.Is(err, cqrs.ErrBadCommand) {
+			t.Errorf("%s: %v", tt.name, err)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: %q does not say %s", tt.name, err, w)
+			}
+		}
+	}
+}

@@ -1,11 +1,16 @@
 package cqrs
 
 import (
+	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -170,9 +175,22 @@ func decodeCommand(msg *message.Message, types map[string]aggregate.AnyType) (de
 		return decoded{}, &BadCommandError{MessageUUID: msg.UUID, Reason: reason, Err: err}
 	}
 	md := msg.Metadata
-	t, ok := types[md.Get(esmill.MetaCategory)]
+	var missing []string
+	for _, k := range []string{esmill.MetaCategory, esmill.MetaEntityID, esmill.MetaCommand} {
+		if md.Get(k) == "" {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		return bad(fmt.Sprintf("metadata %s missing: is this a command message? Send commands with cqrs.CommandBus or build them with cqrs.NewCommandMessage",
+			strings.Join(missing, ", ")), nil)
+	}
+	category := md.Get(esmill.MetaCategory)
+	t, ok := types[category]
 	if !ok {
-		return bad(fmt.Sprintf("no entity type for category %q", md.Get(esmill.MetaCategory)), nil)
+		known := slices.Sorted(maps.Keys(types))
+		return bad(fmt.Sprintf("no entity type for category %q (metadata %s): this router handles %s; add the type to RouterConfig.Types",
+			category, esmill.MetaCategory, strings.Join(known, ", ")), nil)
 	}
 	f := codec.CBOR
 	switch md.Get(esmill.MetaFormat) {
@@ -180,25 +198,27 @@ func decodeCommand(msg *message.Message, types map[string]aggregate.AnyType) (de
 	case "json":
 		f = codec.JSON
 	default:
-		return bad(fmt.Sprintf("unknown format %q", md.Get(esmill.MetaFormat)), nil)
+		return bad(fmt.Sprintf("unknown payload format %q (metadata %s): use \"cbor\" or \"json\"", md.Get(esmill.MetaFormat), esmill.MetaFormat), nil)
 	}
 	cmd, err := t.DecodeCommand(md.Get(esmill.MetaCommand), f, msg.Payload)
 	if err != nil {
-		return bad("command does not decode", err)
+		reason := "command does not decode"
+		if md.Get(esmill.MetaFormat) == "" && looksLikeJSON(msg.Payload) {
+			reason = fmt.Sprintf("command does not decode as CBOR, the format of a message without %s metadata; "+
+				"its payload looks like JSON: set %s to \"json\"", esmill.MetaFormat, esmill.MetaFormat)
+		}
+		return bad(reason, err)
 	}
 	d := decoded{typ: t, id: md.Get(esmill.MetaEntityID), cmd: cmd}
-	if d.id == "" {
-		return bad("no entity id", nil)
-	}
 	d.opts = append(d.opts, aggregate.WithCommandID(msg.UUID))
 	if v := md.Get(esmill.MetaCausationStreamID); v != "" {
 		eid, err := uuid.Parse(md.Get(esmill.MetaCausationEventID))
 		if err != nil {
-			return bad("causation event id", err)
+			return bad("metadata "+esmill.MetaCausationEventID+" is not a UUID", err)
 		}
 		ver, err := strconv.ParseUint(md.Get(esmill.MetaCausationStreamVersion), 10, 64)
 		if err != nil {
-			return bad("causation stream version", err)
+			return bad("metadata "+esmill.MetaCausationStreamVersion+" is not a version number", err)
 		}
 		d.opts = append(d.opts, aggregate.CausedBy(codec.Causation{EventID: eid, StreamID: v, StreamVersion: ver}))
 	}
@@ -208,32 +228,39 @@ func decodeCommand(msg *message.Message, types map[string]aggregate.AnyType) (de
 	if v := md.Get(esmill.MetaCommandExpectedVersion); v != "" {
 		ev, err := sierradb.ParseExpectedVersion(v)
 		if err != nil {
-			return bad("expected version", err)
+			return bad("metadata "+esmill.MetaCommandExpectedVersion+" is not \"empty\", \"exists\" or a version number", err)
 		}
 		d.opts = append(d.opts, aggregate.WithExpectedVersion(ev))
 	}
 	if v := md.Get(esmill.MetaCommandPartitionKey); v != "" {
 		k, err := uuid.Parse(v)
 		if err != nil {
-			return bad("partition key", err)
+			return bad("metadata "+esmill.MetaCommandPartitionKey+" is not a UUID", err)
 		}
 		d.opts = append(d.opts, aggregate.OnPartitionKey(k))
 	}
 	if v := md.Get(esmill.MetaCommandTime); v != "" {
 		at, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
-			return bad("time", err)
+			return bad("metadata "+esmill.MetaCommandTime+" is not an RFC 3339 time", err)
 		}
 		d.opts = append(d.opts, aggregate.At(at))
 	}
 	if v := md.Get(esmill.MetaCommandData); v != "" {
 		b, err := base64.StdEncoding.DecodeString(v)
 		if err != nil {
-			return bad("data", err)
+			return bad("metadata "+esmill.MetaCommandData+" is not base64", err)
 		}
 		d.opts = append(d.opts, aggregate.WithData(cbor.RawMessage(b)))
 	}
 	return d, nil
+}
+
+// looksLikeJSON reports whether a payload starts like a JSON object or
+// array, for the hint on a payload read in the wrong format.
+func looksLikeJSON(b []byte) bool {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	return len(b) > 0 && (b[0] == '{' || b[0] == '[') && json.Valid(b)
 }
 
 // PartitionOf returns the topic partition of an entity stream: FNV-1a of
