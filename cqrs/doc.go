@@ -6,9 +6,10 @@
 // # Messages
 //
 // A command message's payload is the encoded command (CBOR by default);
-// its metadata names the entity and the command ([MetaCategory],
-// [MetaEntityID], [MetaCommand]) and carries causation, correlation, the
-// expected version and the reply topic. The message UUID is the command's
+// its metadata names the entity and the command (esmill.MetaCategory,
+// esmill.MetaEntityID, esmill.MetaCommand) and carries causation,
+// correlation, the entity's expected version and the reply topic, under
+// the keys package esmill defines once for every package. The message UUID is the command's
 // id: the executor remembers it in the entity's stream, so a message
 // delivered twice writes its events once.
 //
