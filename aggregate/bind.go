@@ -43,10 +43,10 @@ func (en *Entities[S, ID]) Load(ctx context.Context, id ID) (S, int64, error) {
 	}
 	e := en.x.cache.acquire(streamID)
 	defer en.x.cache.release(e)
-	if err := e.lock.Lock(ctx); err != nil {
+	if err := e.lock.Acquire(ctx, 1); err != nil {
 		return zero, 0, err
 	}
-	defer e.lock.Unlock()
+	defer e.lock.Release(1)
 	if !e.loaded || e.stale {
 		if err := en.x.load(ctx, en.t, e, en.t.partitionKey(id)); err != nil {
 			return zero, 0, err

@@ -2,60 +2,11 @@ package aggregate
 
 import (
 	"container/list"
-	"context"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 )
-
-// fifoLock is a mutex that hands itself to waiters in arrival order and
-// whose Lock can be abandoned through a context.
-type fifoLock struct {
-	mu      sync.Mutex
-	held    bool
-	waiters []chan struct{}
-}
-
-func (l *fifoLock) Lock(ctx context.Context) error {
-	l.mu.Lock()
-	if !l.held {
-		l.held = true
-		l.mu.Unlock()
-		return nil
-	}
-	ch := make(chan struct{})
-	l.waiters = append(l.waiters, ch)
-	l.mu.Unlock()
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		l.mu.Lock()
-		for i, w := range l.waiters {
-			if w == ch {
-				l.waiters = append(l.waiters[:i], l.waiters[i+1:]...)
-				l.mu.Unlock()
-				return ctx.Err()
-			}
-		}
-		l.mu.Unlock()
-		// The lock was handed over just as ctx ended: pass it on.
-		l.Unlock()
-		return ctx.Err()
-	}
-}
-
-func (l *fifoLock) Unlock() {
-	l.mu.Lock()
-	if len(l.waiters) > 0 {
-		ch := l.waiters[0]
-		l.waiters = l.waiters[1:]
-		l.mu.Unlock()
-		close(ch)
-		return
-	}
-	l.held = false
-	l.mu.Unlock()
-}
 
 // cache holds entities: a bounded LRU of loaded states with an idle
 // timeout. An entity in use (refs > 0) is never evicted, so its lock and
@@ -80,7 +31,7 @@ func (c *cache) acquire(streamID string) *entity {
 	defer c.mu.Unlock()
 	e := c.entries[streamID]
 	if e == nil {
-		e = &entity{streamID: streamID, minVersion: -1}
+		e = &entity{streamID: streamID, lock: semaphore.NewWeighted(1), minVersion: -1}
 		e.elem = c.lru.PushFront(e)
 		c.entries[streamID] = e
 	} else {
@@ -139,15 +90,4 @@ func (c *cache) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.lru.Len()
-}
-
-// TryLock takes the lock if it is free.
-func (l *fifoLock) TryLock() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.held {
-		return false
-	}
-	l.held = true
-	return true
 }

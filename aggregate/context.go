@@ -6,9 +6,9 @@ import (
 	"github.com/esmill/esmill/codec"
 )
 
-// Context is what a command handler knows besides the state and the
+// CommandContext is what a command handler knows besides the state and the
 // command.
-type Context struct {
+type CommandContext struct {
 	// StreamID is the entity's stream.
 	StreamID string
 	// Version is the entity's current version, -1 for a new entity.
@@ -27,7 +27,7 @@ type Context struct {
 
 // Now returns the logical time plus the real time elapsed since the command
 // started, like kameo_es's Context::now.
-func (c *Context) Now() time.Time { return c.Time.Add(c.clock().Sub(c.started)) }
+func (c *CommandContext) Now() time.Time { return c.Time.Add(c.clock().Sub(c.started)) }
 
 // CausationCheck is the outcome of checking a command's causation against
 // what the entity has already handled.
@@ -59,6 +59,6 @@ func (c CausationCheck) String() string {
 
 // CausationCheck compares the command's causation with the entity's
 // causation tracking.
-func (c *Context) CausationCheck() CausationCheck {
+func (c *CommandContext) CausationCheck() CausationCheck {
 	return c.tracking.check(c.Metadata)
 }

@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"errors"
 	"time"
 
 	"github.com/esmill/esmill/codec"
@@ -20,13 +21,13 @@ type Decision struct {
 // with no store: the same checks and handler as [Entities.Execute], minus
 // the write. Given events carry the metadata of given commands, if any
 // (see [GivenEvent]). It is what aggregatetest builds on, and useful for
-// what-if questions.
+// what-if questions. The handler's CommandContext has no StreamID.
 func (t *Type[S, ID]) Decide(given []GivenEvent, cmd Command, opts ...ExecOption) (Decision, error) {
 	o := execOptions{at: time.Now()}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	const stream = "decide"
+	const stream = "" // Decide has no entity, so no stream
 	state := t.newState()
 	tr := newTracking(256)
 	for i, g := range given {
@@ -42,7 +43,7 @@ func (t *Type[S, ID]) Decide(given []GivenEvent, cmd Command, opts ...ExecOption
 		return d, err
 	}
 	meta := codec.Metadata{Command: info.name, Causation: o.causation, CorrelationID: o.correlationID, CommandID: o.commandID}
-	ctx := &Context{StreamID: stream, Version: d.Version, Time: o.at, Metadata: meta, tracking: tr, started: o.at, clock: time.Now}
+	ctx := &CommandContext{StreamID: stream, Version: d.Version, Time: o.at, Metadata: meta, tracking: tr, started: o.at, clock: time.Now}
 	evs, idem, err := decide(info, state, tr, ctx, o)
 	if err != nil || idem {
 		d.Idempotent = idem
@@ -62,4 +63,49 @@ func (t *Type[S, ID]) Decide(given []GivenEvent, cmd Command, opts ...ExecOption
 type GivenEvent struct {
 	Event    Event
 	Metadata codec.Metadata
+}
+
+// decide runs the checks and the handler, in kameo_es's order with its
+// defects fixed: the caller's expected version, then idempotency (command
+// id, causation, the state check), then the rate limit, then the handler.
+// A duplicate is therefore never rate limited or rejected.
+func decide(info *commandInfo, state any, tr *tracking, ctx *CommandContext, o execOptions) ([]Event, bool, error) {
+	if !o.expected.IsAny() && !o.expected.Matches(ctx.Version) {
+		return nil, false, &ExpectedVersionError{StreamID: ctx.StreamID, Current: ctx.Version, Expected: o.expected}
+	}
+	m := ctx.Metadata
+	if m.CommandID != "" && tr.seenCommand(m.CommandID) {
+		return nil, true, nil
+	}
+	if c := tr.check(m); c == AlreadyProcessed || c == OutOfOrder {
+		return nil, true, nil
+	}
+	if info.idempotent != nil {
+		idem, err := callIdempotent(ctx.StreamID, info, state, ctx)
+		if err != nil || idem {
+			return nil, idem, err
+		}
+	}
+	if l := info.limit; l != nil && tr.countSince(info.name, o.at.Add(-l.Window)) >= l.Max {
+		return nil, false, &RateLimitError{StreamID: ctx.StreamID, Command: info.name, Limit: *l}
+	}
+	evs, err := callHandle(ctx.StreamID, info, state, ctx)
+	if err != nil {
+		var pe *PanicError
+		if errors.As(err, &pe) {
+			return nil, false, err
+		}
+		return nil, false, &RejectedError{StreamID: ctx.StreamID, Command: info.name, Err: err}
+	}
+	return evs, false, nil
+}
+
+func callHandle(streamID string, info *commandInfo, state any, ctx *CommandContext) (evs []Event, err error) {
+	defer recoverPanic("the handler of command "+info.name, streamID, &err)
+	return info.handle(state, ctx)
+}
+
+func callIdempotent(streamID string, info *commandInfo, state any, ctx *CommandContext) (idem bool, err error) {
+	defer recoverPanic("the idempotency check of command "+info.name, streamID, &err)
+	return info.idempotent(state, ctx), nil
 }

@@ -10,7 +10,7 @@
 //
 //	var Accounts = aggregate.MustDefine[Account, string]("bank_account",
 //		aggregate.On(func(a *Account, e Deposited) { a.Balance += e.Amount }),
-//		aggregate.Handle(func(a Account, c Deposit, ctx *aggregate.Context) ([]aggregate.Event, error) {
+//		aggregate.Handle(func(a Account, c Deposit, ctx *aggregate.CommandContext) ([]aggregate.Event, error) {
 //			return aggregate.Events(Deposited{Amount: c.Amount}), nil
 //		}),
 //	)

@@ -82,30 +82,30 @@ func accountType(opts ...aggregate.Option[Account]) *aggregate.Type[Account, str
 		aggregate.On(func(a *Account, e Deposited) { a.Balance += int64(e.Amount); a.Log = append(a.Log, int64(e.Amount)) }),
 		aggregate.On(func(a *Account, e Withdrawn) { a.Balance -= int64(e.Amount); a.Log = append(a.Log, -int64(e.Amount)) }),
 		aggregate.On(func(a *Account, e ClosedEv) { a.Closed = true }),
-		aggregate.Handle(func(a Account, c Open, ctx *aggregate.Context) ([]aggregate.Event, error) {
+		aggregate.Handle(func(a Account, c Open, ctx *aggregate.CommandContext) ([]aggregate.Event, error) {
 			if ctx.Version >= 0 {
 				return nil, errors.New("already open")
 			}
 			return aggregate.Events(Opened{Owner: c.Owner}), nil
 		}),
-		aggregate.Handle(func(a Account, c Deposit, ctx *aggregate.Context) ([]aggregate.Event, error) {
+		aggregate.Handle(func(a Account, c Deposit, ctx *aggregate.CommandContext) ([]aggregate.Event, error) {
 			return aggregate.Events(Deposited{Amount: c.Amount}), nil
 		}, aggregate.Limit[Account, Deposit](1000, time.Hour)),
-		aggregate.Handle(func(a Account, c Withdraw, ctx *aggregate.Context) ([]aggregate.Event, error) {
+		aggregate.Handle(func(a Account, c Withdraw, ctx *aggregate.CommandContext) ([]aggregate.Event, error) {
 			if int64(c.Amount) > a.Balance {
 				return nil, ErrInsufficientFunds
 			}
 			return aggregate.Events(Withdrawn{Amount: c.Amount}), nil
 		}),
-		aggregate.Handle(func(a Account, c Close, ctx *aggregate.Context) ([]aggregate.Event, error) {
+		aggregate.Handle(func(a Account, c Close, ctx *aggregate.CommandContext) ([]aggregate.Event, error) {
 			return aggregate.Events(ClosedEv{}), nil
-		}, aggregate.IdempotentIf(func(a Account, c Close, ctx *aggregate.Context) bool { return a.Closed })),
-		aggregate.Handle(func(a Account, c Boom, ctx *aggregate.Context) ([]aggregate.Event, error) {
+		}, aggregate.IdempotentIf(func(a Account, c Close, ctx *aggregate.CommandContext) bool { return a.Closed })),
+		aggregate.Handle(func(a Account, c Boom, ctx *aggregate.CommandContext) ([]aggregate.Event, error) {
 			var m map[string]int
 			m["boom"]++ // panics
 			return nil, nil
 		}),
-		aggregate.Handle(func(a Account, c Slow, ctx *aggregate.Context) ([]aggregate.Event, error) {
+		aggregate.Handle(func(a Account, c Slow, ctx *aggregate.CommandContext) ([]aggregate.Event, error) {
 			n := inHandler.Add(1)
 			for {
 				old := maxInHandler.Load()

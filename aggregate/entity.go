@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/esmill/esmill/codec"
+	"github.com/esmill/esmill/internal/backoff"
 	"github.com/esmill/esmill/sierradb"
 )
 
@@ -17,7 +19,13 @@ import (
 // (refs, lastUsed, elem; guarded by the cache's mutex) is guarded by lock.
 type entity struct {
 	streamID string
-	lock     fifoLock
+	// lock serialises the entity's commands: a weighted semaphore of one
+	// is a mutex that serves waiters in arrival order (FIFO) and whose
+	// wait a context can abandon.
+	lock *semaphore.Weighted
+	// arrivals counts the commands that reached lock, for tests that
+	// submit in a known order.
+	arrivals atomic.Uint64
 	// holder is the transaction holding lock, if any.
 	holder atomic.Pointer[txState]
 
@@ -71,11 +79,9 @@ func (x *Executor) load(ctx context.Context, k kind, e *entity, key uuid.UUID) e
 			e.reset()
 			return fmt.Errorf("aggregate: %s: version %d not visible after %s (at %d)", e.streamID, e.minVersion, x.cfg.VisibilityTimeout, e.version)
 		}
-		select {
-		case <-ctx.Done():
+		if err := backoff.Sleep(ctx, 2*time.Millisecond); err != nil {
 			e.reset()
-			return ctx.Err()
-		case <-time.After(2 * time.Millisecond):
+			return err
 		}
 	}
 }

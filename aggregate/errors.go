@@ -5,38 +5,42 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/sierradb"
 )
 
-// Sentinel errors; test with errors.Is.
+// Sentinel errors; test with errors.Is. Each declares the [esmill.Class] of
+// its errors (esmill.Classify): final for an answer that running the
+// command again cannot change, poison for a command that cannot be handled,
+// transient for a failure that may pass.
 var (
 	// ErrRejected: a command handler returned an error (a business
 	// rule). The error is a [*RejectedError] wrapping the handler's error.
 	// Retrying will not help.
-	ErrRejected = errors.New("aggregate: command rejected")
+	ErrRejected = esmill.MarkFinal(errors.New("aggregate: command rejected"))
 	// ErrUnknownCommand: no handler is registered for the command.
-	ErrUnknownCommand = errors.New("aggregate: unknown command")
+	ErrUnknownCommand = esmill.MarkPoison(errors.New("aggregate: unknown command"))
 	// ErrUnknownEvent: an event type or stored event name is not
 	// registered with On.
-	ErrUnknownEvent = errors.New("aggregate: unknown event")
+	ErrUnknownEvent = esmill.MarkPoison(errors.New("aggregate: unknown event"))
 	// ErrEventDecode: a stored event could not be decoded.
-	ErrEventDecode = errors.New("aggregate: event does not decode")
+	ErrEventDecode = esmill.MarkPoison(errors.New("aggregate: event does not decode"))
 	// ErrVersionGap: a stream's versions are not contiguous.
-	ErrVersionGap = errors.New("aggregate: gap in stream versions")
+	ErrVersionGap = esmill.MarkPoison(errors.New("aggregate: gap in stream versions"))
 	// ErrTooManyConflicts: the command kept meeting concurrent writes.
-	ErrTooManyConflicts = errors.New("aggregate: too many write conflicts")
+	ErrTooManyConflicts = esmill.MarkTransient(errors.New("aggregate: too many write conflicts"))
 	// ErrPanic: user code panicked.
-	ErrPanic = errors.New("aggregate: panic in user code")
+	ErrPanic = esmill.MarkPoison(errors.New("aggregate: panic in user code"))
 	// ErrPartitionKeyMismatch: a command named another partition key than
 	// the one the entity uses.
-	ErrPartitionKeyMismatch = errors.New("aggregate: partition key mismatch")
+	ErrPartitionKeyMismatch = esmill.MarkFinal(errors.New("aggregate: partition key mismatch"))
 	// ErrRateLimited: the entity's own rate limit for the command is used
 	// up.
-	ErrRateLimited = errors.New("aggregate: rate limit exceeded")
+	ErrRateLimited = esmill.MarkFinal(errors.New("aggregate: rate limit exceeded"))
 	// ErrInvalidID: the id does not make a valid stream id.
-	ErrInvalidID = errors.New("aggregate: invalid entity id")
-	// ErrClosed: the executor was closed.
-	ErrClosed = errors.New("aggregate: executor closed")
+	ErrInvalidID = esmill.MarkPoison(errors.New("aggregate: invalid entity id"))
+	// ErrClosed: the executor was closed. It matches esmill.ErrClosed.
+	ErrClosed error = &esmill.ClosedError{Text: "aggregate: executor closed"}
 )
 
 // RejectedError is a command handler's error. errors.Is and errors.As see
@@ -53,6 +57,16 @@ func (e *RejectedError) Error() string {
 
 func (e *RejectedError) Unwrap() []error { return []error{ErrRejected, e.Err} }
 
+// ErrorClass is [esmill.Final], unless the handler's error declares a class
+// of its own (esmill.MarkTransient, for one: the handler met a failure
+// that may pass).
+func (e *RejectedError) ErrorClass() esmill.Class {
+	if c, ok := esmill.Declared(e.Err); ok {
+		return c
+	}
+	return esmill.Final
+}
+
 // UnknownCommandError reports a command that the entity type does not
 // handle.
 type UnknownCommandError struct {
@@ -66,6 +80,9 @@ func (e *UnknownCommandError) Error() string {
 
 func (e *UnknownCommandError) Is(target error) bool { return target == ErrUnknownCommand }
 
+// ErrorClass is [esmill.Poison].
+func (e *UnknownCommandError) ErrorClass() esmill.Class { return esmill.Poison }
+
 // CommandDecodeError reports a command message that does not decode.
 type CommandDecodeError struct {
 	Category string
@@ -78,6 +95,9 @@ func (e *CommandDecodeError) Error() string {
 }
 
 func (e *CommandDecodeError) Unwrap() error { return e.Err }
+
+// ErrorClass is [esmill.Poison].
+func (e *CommandDecodeError) ErrorClass() esmill.Class { return esmill.Poison }
 
 // EventDecodeError reports a stored event that does not decode.
 type EventDecodeError struct {
@@ -93,6 +113,9 @@ func (e *EventDecodeError) Error() string {
 
 func (e *EventDecodeError) Unwrap() []error { return []error{ErrEventDecode, e.Err} }
 
+// ErrorClass is [esmill.Poison].
+func (e *EventDecodeError) ErrorClass() esmill.Class { return esmill.Poison }
+
 // VersionGapError reports a stream whose versions skip.
 type VersionGapError struct {
 	StreamID string
@@ -105,6 +128,9 @@ func (e *VersionGapError) Error() string {
 }
 
 func (e *VersionGapError) Is(target error) bool { return target == ErrVersionGap }
+
+// ErrorClass is [esmill.Poison].
+func (e *VersionGapError) ErrorClass() esmill.Class { return esmill.Poison }
 
 // ExpectedVersionError reports a command whose expected version the entity
 // does not have. It matches sierradb.ErrWrongExpectedVersion.
@@ -122,6 +148,9 @@ func (e *ExpectedVersionError) Is(target error) bool {
 	return target == sierradb.ErrWrongExpectedVersion
 }
 
+// ErrorClass is [esmill.Final]: the caller's expectation is answered.
+func (e *ExpectedVersionError) ErrorClass() esmill.Class { return esmill.Final }
+
 // ConflictError reports a command that kept meeting concurrent writes.
 type ConflictError struct {
 	StreamID string
@@ -135,18 +164,34 @@ func (e *ConflictError) Error() string {
 
 func (e *ConflictError) Unwrap() []error { return []error{ErrTooManyConflicts, e.Last} }
 
-// PanicError is a panic in a handler or applier, recovered.
+// ErrorClass is [esmill.Transient].
+func (e *ConflictError) ErrorClass() esmill.Class { return esmill.Transient }
+
+// PanicError is a panic in user code (a command handler, an idempotency
+// check or an event applier), recovered.
 type PanicError struct {
+	// Where names the code that panicked, such as "the handler of command
+	// Withdraw" or "the applier of event MoneyDeposited".
+	Where string
+	// StreamID is the entity's stream; empty in [Type.Decide], which has
+	// no stream.
 	StreamID string
 	Value    any
 	Stack    []byte
 }
 
 func (e *PanicError) Error() string {
-	return fmt.Sprintf("aggregate: panic in %s: %v", e.StreamID, e.Value)
+	s := "aggregate: " + e.Where + " panicked"
+	if e.StreamID != "" {
+		s += " on " + e.StreamID
+	}
+	return fmt.Sprintf("%s: %v", s, e.Value)
 }
 
 func (e *PanicError) Is(target error) bool { return target == ErrPanic }
+
+// ErrorClass is [esmill.Poison]: a panic is poison in every layer.
+func (e *PanicError) ErrorClass() esmill.Class { return esmill.Poison }
 
 // RateLimitError reports an entity's rate limit used up.
 type RateLimitError struct {
@@ -160,6 +205,9 @@ func (e *RateLimitError) Error() string {
 }
 
 func (e *RateLimitError) Is(target error) bool { return target == ErrRateLimited }
+
+// ErrorClass is [esmill.Final].
+func (e *RateLimitError) ErrorClass() esmill.Class { return esmill.Final }
 
 // RateLimit allows at most Max commands of one name per entity in any
 // sliding Window.
@@ -180,3 +228,6 @@ func (e *InvalidIDError) Error() string {
 }
 
 func (e *InvalidIDError) Unwrap() []error { return []error{ErrInvalidID, e.Err} }
+
+// ErrorClass is [esmill.Poison].
+func (e *InvalidIDError) ErrorClass() esmill.Class { return esmill.Poison }

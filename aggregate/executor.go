@@ -12,13 +12,20 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/esmill/esmill/codec"
+	"github.com/esmill/esmill/internal/backoff"
 	"github.com/esmill/esmill/sierradb"
 )
+
+// transientBackoff spaces the executor's retries after a transient store
+// failure (a conflict is retried at once: the entity reloads first).
+func transientBackoff() *backoff.Backoff {
+	return backoff.Policy{Initial: 20 * time.Millisecond, Max: time.Second, Jitter: 0.2}.Start()
+}
 
 // Store is what the executor needs of SierraDB; *sierradb.Client has it.
 type Store interface {
 	AppendMulti(ctx context.Context, partitionKey uuid.UUID, events []sierradb.NewEvent) (sierradb.MultiAppendResult, error)
-	Scan(ctx context.Context, streamID string, from, to uint64, opts ...sierradb.Option) (sierradb.ScanPage, error)
+	Scan(ctx context.Context, streamID string, from, to uint64, opts ...sierradb.ScanOption) (sierradb.ScanPage, error)
 }
 
 // Config configures an [Executor]. The zero value is usable.
@@ -195,75 +202,6 @@ func (x *Executor) closed() bool {
 // CachedEntities returns how many entities are in memory.
 func (x *Executor) CachedEntities() int { return x.cache.len() }
 
-// ExecOption adjusts one command.
-type ExecOption func(*execOptions)
-
-type execOptions struct {
-	expected      sierradb.ExpectedVersion
-	causation     *codec.Causation
-	data          any
-	hasData       bool
-	at            time.Time
-	partitionKey  *uuid.UUID
-	correlationID string
-	commandID     string
-	dryRun        bool
-}
-
-// ExpectVersion runs the command only if the entity is at this version;
-// otherwise it fails with an [*ExpectedVersionError].
-func ExpectVersion(v sierradb.ExpectedVersion) ExecOption {
-	return func(o *execOptions) { o.expected = v }
-}
-
-// CausedBy names the event that caused the command. The entity then runs
-// the command only once per causing event and command name, and skips
-// causing events older than one it has handled from the same stream.
-func CausedBy(c codec.Causation) ExecOption {
-	return func(o *execOptions) { o.causation = &c }
-}
-
-// CausedByEvent is [CausedBy] with a stored event.
-func CausedByEvent(ev sierradb.Event) ExecOption {
-	return CausedBy(codec.Causation{EventID: ev.ID, StreamID: ev.StreamID, StreamVersion: ev.StreamVersion})
-}
-
-// WithMetadata attaches the caller's metadata (kameo_es's data), encoded as
-// CBOR and stored with every event of the command.
-func WithMetadata(v any) ExecOption {
-	return func(o *execOptions) { o.data, o.hasData = v, true }
-}
-
-// At sets the command's logical time, which becomes the events' timestamp
-// (milliseconds). Default: now.
-func At(t time.Time) ExecOption {
-	return func(o *execOptions) { o.at = t }
-}
-
-// OnPartitionKey overrides the entity's partition key for this command. It
-// must be the key the entity's stream was started with.
-func OnPartitionKey(key uuid.UUID) ExecOption {
-	return func(o *execOptions) { o.partitionKey = &key }
-}
-
-// WithCorrelationID ties the events to a conversation across services.
-func WithCorrelationID(id string) ExecOption {
-	return func(o *execOptions) { o.correlationID = id }
-}
-
-// WithCommandID identifies this command (typically the id of the message
-// that carried it). A command whose id the entity has recently seen is not
-// run again: the result is idempotent. Default: a new random id, which
-// still protects the executor's own retries.
-func WithCommandID(id string) ExecOption {
-	return func(o *execOptions) { o.commandID = id }
-}
-
-// DryRun computes the events without writing or applying them.
-func DryRun() ExecOption {
-	return func(o *execOptions) { o.dryRun = true }
-}
-
 // Result is what a command did.
 type Result struct {
 	StreamID     string
@@ -271,7 +209,11 @@ type Result struct {
 	// Events are the appended events, in order; none when the command
 	// produced none or was idempotent.
 	Events []Appended
-	// Version is the entity's version after the command (-1: no event).
+	// Version is the entity's version after the command: the version of
+	// its last event, or, when it wrote nothing (idempotent, rejected),
+	// the entity's current version; -1 when the entity has no event or
+	// the command failed before the entity was loaded. (cqrs.Reply carries
+	// it across processes under the same rule.)
 	Version int64
 	// Idempotent: the command had already been handled (by causation,
 	// command id or the state check) and nothing was written.
@@ -293,52 +235,36 @@ type Appended struct {
 
 // execute runs one command. See Entities.Execute.
 func (x *Executor) execute(ctx context.Context, k kind, streamID string, key uuid.UUID, cmd Command, opts []ExecOption) (Result, error) {
+	failed := Result{StreamID: streamID, PartitionKey: key, Version: -1}
 	if x.closed() {
-		return Result{}, ErrClosed
+		return failed, ErrClosed
 	}
-	if err := sierradb.ValidateStreamID(streamID); err != nil {
-		return Result{}, fmt.Errorf("%w: %w", ErrInvalidID, err)
-	}
-	o := execOptions{at: x.cfg.Now()}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if o.partitionKey != nil {
-		key = *o.partitionKey
-	}
-	info, err := k.command(cmd)
+	p, err := prepare(x.cfg.Now(), k, streamID, key, cmd, opts, uuid.NewString)
 	if err != nil {
-		return Result{}, err
+		return failed, err
 	}
-	if o.commandID == "" {
-		o.commandID = uuid.NewString()
-	}
-	meta := codec.Metadata{Command: info.name, Causation: o.causation, CorrelationID: o.correlationID, CommandID: o.commandID}
-	if o.hasData {
-		if meta.Data, err = codec.EncodeData(o.data); err != nil {
-			return Result{}, err
-		}
-	}
-	metaBytes, err := codec.EncodeMetadata(meta)
-	if err != nil {
-		return Result{}, err
-	}
+	key, info, meta, metaBytes, o := p.key, p.info, p.meta, p.metaBytes, p.opts
+	failed.PartitionKey = key
 
 	e := x.cache.acquire(streamID)
 	defer x.cache.release(e)
 	if err := x.lockForCommand(ctx, e); err != nil {
-		return Result{}, err
+		return failed, err
 	}
-	defer e.lock.Unlock()
+	defer e.lock.Release(1)
 
 	started := x.cfg.Now()
+	wait := transientBackoff()
 	for attempt := 1; ; attempt++ {
 		if e.loaded && e.key != key {
-			return Result{}, fmt.Errorf("%w: %s uses %s, the command names %s", ErrPartitionKeyMismatch, streamID, e.key, key)
+			failed.Version = e.version
+			return failed, fmt.Errorf("%w: %s was started with partition key %s, the command names %s: "+
+				"send its commands with the key it was started with, or with none to use the entity's own",
+				ErrPartitionKeyMismatch, streamID, e.key, key)
 		}
 		if !e.loaded || e.stale {
 			if err := x.load(ctx, k, e, key); err != nil {
-				return Result{}, err
+				return failed, err
 			}
 		}
 		res, retry, err := x.attempt(ctx, k, e, info, meta, metaBytes, o, started)
@@ -346,14 +272,12 @@ func (x *Executor) execute(ctx context.Context, k kind, streamID string, key uui
 			return res, err
 		}
 		if attempt > x.cfg.MaxConflictRetries {
-			return Result{}, &ConflictError{StreamID: streamID, Attempts: attempt, Last: err}
+			return failed, &ConflictError{StreamID: streamID, Attempts: attempt, Last: err}
 		}
 		if !errors.Is(err, sierradb.ErrWrongExpectedVersion) {
 			// A transient failure: back off a little before the retry.
-			select {
-			case <-ctx.Done():
-				return Result{}, ctx.Err()
-			case <-time.After(time.Duration(attempt) * 20 * time.Millisecond):
+			if err := wait.Wait(ctx); err != nil {
+				return failed, err
 			}
 		}
 	}
@@ -364,15 +288,16 @@ func (x *Executor) execute(ctx context.Context, k kind, streamID string, key uui
 // command issued from inside a transaction's closure for an entity that
 // transaction locked fails instead of waiting forever.
 func (x *Executor) lockForCommand(ctx context.Context, e *entity) error {
-	if e.lock.TryLock() {
+	e.arrivals.Add(1)
+	if e.lock.TryAcquire(1) {
 		return nil
 	}
 	if e.holder.Load() == nil {
-		return e.lock.Lock(ctx)
+		return e.lock.Acquire(ctx, 1)
 	}
 	lctx, cancel := context.WithTimeout(ctx, x.cfg.LockTimeout)
 	defer cancel()
-	if err := e.lock.Lock(lctx); err != nil {
+	if err := e.lock.Acquire(lctx, 1); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -386,7 +311,7 @@ func (x *Executor) lockForCommand(ctx context.Context, e *entity) error {
 // reset to be reloaded.
 func (x *Executor) attempt(ctx context.Context, k kind, e *entity, info *commandInfo, meta codec.Metadata, metaBytes []byte, o execOptions, started time.Time) (Result, bool, error) {
 	res := Result{StreamID: e.streamID, PartitionKey: e.key, Version: e.version}
-	cctx := &Context{StreamID: e.streamID, Version: e.version, Time: o.at, Metadata: meta, tracking: e.tracking, started: started, clock: x.cfg.Now}
+	cctx := &CommandContext{StreamID: e.streamID, Version: e.version, Time: o.at, Metadata: meta, tracking: e.tracking, started: started, clock: x.cfg.Now}
 	evs, idem, err := decide(info, e.state, e.tracking, cctx, o)
 	if err != nil || idem || len(evs) == 0 {
 		res.Idempotent = idem
@@ -442,49 +367,4 @@ func (x *Executor) attempt(ctx context.Context, k kind, e *entity, info *command
 	}
 	x.maybeSnapshot(ctx, k, e)
 	return res, false, nil
-}
-
-// decide runs the checks and the handler, in kameo_es's order with its
-// defects fixed: the caller's expected version, then idempotency (command
-// id, causation, the state check), then the rate limit, then the handler.
-// A duplicate is therefore never rate limited or rejected.
-func decide(info *commandInfo, state any, tr *tracking, ctx *Context, o execOptions) ([]Event, bool, error) {
-	if !o.expected.IsAny() && !o.expected.Matches(ctx.Version) {
-		return nil, false, &ExpectedVersionError{StreamID: ctx.StreamID, Current: ctx.Version, Expected: o.expected}
-	}
-	m := ctx.Metadata
-	if m.CommandID != "" && tr.seenCommand(m.CommandID) {
-		return nil, true, nil
-	}
-	if c := tr.check(m); c == AlreadyProcessed || c == OutOfOrder {
-		return nil, true, nil
-	}
-	if info.idempotent != nil {
-		idem, err := callIdempotent(ctx.StreamID, info, state, ctx)
-		if err != nil || idem {
-			return nil, idem, err
-		}
-	}
-	if l := info.limit; l != nil && tr.countSince(info.name, o.at.Add(-l.Window)) >= l.Max {
-		return nil, false, &RateLimitError{StreamID: ctx.StreamID, Command: info.name, Limit: *l}
-	}
-	evs, err := callHandle(ctx.StreamID, info, state, ctx)
-	if err != nil {
-		var pe *PanicError
-		if errors.As(err, &pe) {
-			return nil, false, err
-		}
-		return nil, false, &RejectedError{StreamID: ctx.StreamID, Command: info.name, Err: err}
-	}
-	return evs, false, nil
-}
-
-func callHandle(streamID string, info *commandInfo, state any, ctx *Context) (evs []Event, err error) {
-	defer recoverPanic(streamID, &err)
-	return info.handle(state, ctx)
-}
-
-func callIdempotent(streamID string, info *commandInfo, state any, ctx *Context) (idem bool, err error) {
-	defer recoverPanic(streamID, &err)
-	return info.idempotent(state, ctx), nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -101,7 +102,7 @@ func TestExecuteAndReload(t *testing.T) {
 
 // waitVersion waits until SierraDB serves version v of a stream (the real
 // server confirms appends asynchronously).
-func waitVersion(t *testing.T, c *sierradb.Client, stream string, v int64, opts ...sierradb.Option) {
+func waitVersion(t *testing.T, c *sierradb.Client, stream string, v int64, opts ...sierradb.StreamVersionOption) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -120,7 +121,8 @@ func TestPerEntityOrderAndParallelism(t *testing.T) {
 	testservice.EachSierra(t, func(t *testing.T, tg testservice.Target, addr string) {
 		ctx := ctxT(t)
 		c := newClient(t, addr)
-		accounts := aggregate.Bind(newExec(t, c, aggregate.Config{}), accountType())
+		exec := newExec(t, c, aggregate.Config{})
+		accounts := aggregate.Bind(exec, accountType())
 		const entities, perEntity = 8, 12
 		inHandler.Store(0)
 		maxInHandler.Store(0)
@@ -150,11 +152,17 @@ func TestPerEntityOrderAndParallelism(t *testing.T) {
 							time.Sleep(time.Millisecond)
 						}
 						done := make(chan error, 1)
+						stream := accounts.Type().StreamID(idsList[e])
+						before := aggregate.Arrivals(exec, stream)
 						go func() {
 							_, err := accounts.Execute(ctx, idsList[e], Slow{Amount: uint32(i + 1), Delay: 2 * time.Millisecond})
 							done <- err
 						}()
-						time.Sleep(3 * time.Millisecond) // let it queue
+						// Let it queue: wait until it reached the
+						// entity's lock (or failed before).
+						for aggregate.Arrivals(exec, stream) == before && len(done) == 0 {
+							runtime.Gosched()
+						}
 						next++
 						ticket.Unlock()
 						if err := <-done; err != nil {
@@ -327,8 +335,13 @@ func TestPanicIsContained(t *testing.T) {
 		}
 		_, err := accounts.Execute(ctx, id, Boom{})
 		var pe *aggregate.PanicError
-		if !errors.As(err, &pe) || !errors.Is(err, aggregate.ErrPanic) || len(pe.Stack) == 0 {
+		if !errors.As(err, &pe) || !errors.Is(err, aggregate.ErrPanic) || len(pe.Stack) == 0 ||
+			!strings.HasPrefix(err.Error(), "aggregate: the handler of command Boom panicked on "+accountType().StreamID(id)+": ") {
 			t.Fatalf("panic: %v", err)
+		}
+		// Decide, with no stream, says the same without one.
+		if _, err := accountType().Decide(nil, Boom{}); err == nil || !strings.HasPrefix(err.Error(), "aggregate: the handler of command Boom panicked: ") {
+			t.Fatalf("panic in Decide: %v", err)
 		}
 		// The same entity and others still work.
 		if _, err := accounts.Execute(ctx, id, Deposit{Amount: 1}); err != nil {
@@ -358,12 +371,12 @@ func TestStateIdempotencyDryRunAndExpectedVersion(t *testing.T) {
 		if _, v, _ := accounts.Load(ctx, id); v != 0 {
 			t.Fatalf("dry run wrote: version %d", v)
 		}
-		_, err = accounts.Execute(ctx, id, Deposit{Amount: 3}, aggregate.ExpectVersion(sierradb.ExpectEmpty))
+		_, err = accounts.Execute(ctx, id, Deposit{Amount: 3}, aggregate.WithExpectedVersion(sierradb.ExpectEmpty))
 		var ev *aggregate.ExpectedVersionError
 		if !errors.As(err, &ev) || !errors.Is(err, sierradb.ErrWrongExpectedVersion) || ev.Current != 0 {
 			t.Fatalf("expected empty: %v", err)
 		}
-		if _, err := accounts.Execute(ctx, id, Deposit{Amount: 3}, aggregate.ExpectVersion(sierradb.ExpectVersion(0))); err != nil {
+		if _, err := accounts.Execute(ctx, id, Deposit{Amount: 3}, aggregate.WithExpectedVersion(sierradb.ExpectVersion(0))); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -393,8 +406,8 @@ func TestDefineErrors(t *testing.T) {
 	_, err := aggregate.Define[Account, string]("bad-category",
 		aggregate.On(func(a *Account, e Deposited) {}),
 		aggregate.On(func(a *Account, e Deposited) {}),
-		aggregate.Handle(func(a Account, c Deposit, ctx *aggregate.Context) ([]aggregate.Event, error) { return nil, nil }),
-		aggregate.Handle(func(a Account, c Deposit, ctx *aggregate.Context) ([]aggregate.Event, error) { return nil, nil }),
+		aggregate.Handle(func(a Account, c Deposit, ctx *aggregate.CommandContext) ([]aggregate.Event, error) { return nil, nil }),
+		aggregate.Handle(func(a Account, c Deposit, ctx *aggregate.CommandContext) ([]aggregate.Event, error) { return nil, nil }),
 	)
 	for _, want := range []string{"category", "MoneyDeposited", "Deposit"} {
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -99,7 +99,7 @@ func TestReadsKameoEvents(t *testing.T) {
 		{StreamID: stream, Name: "MoneyWithdrawn", ExpectedVersion: sierradb.ExpectVersion(1), Payload: g["payload_deposited"][:0:0], Metadata: g["metadata_caused_with_data"]},
 	}
 	raw[2].Payload, _ = codec.EncodePayload(codec.CBOR, "MoneyWithdrawn", Withdrawn{Amount: 30})
-	if _, err := srv.Append(key, raw...); err != nil {
+	if _, err := srv.AppendMulti(key, raw...); err != nil {
 		t.Fatal(err)
 	}
 	accounts := aggregate.Bind(newExec(t, newClient(t, srv.Addr()), aggregate.Config{}), accountType())
@@ -117,7 +117,7 @@ func TestReadsKameoEvents(t *testing.T) {
 	}
 	// An event that does not decode is a typed error, not a panic.
 	bad := "bank_account-carol"
-	srv.Append(sierradb.StreamPartitionKey(bad), sierradb.NewEvent{StreamID: bad, Name: "MoneyDeposited", ExpectedVersion: sierradb.ExpectEmpty, Payload: []byte{0xff, 0x00}})
+	srv.AppendMulti(sierradb.StreamPartitionKey(bad), sierradb.NewEvent{StreamID: bad, Name: "MoneyDeposited", ExpectedVersion: sierradb.ExpectEmpty, Payload: []byte{0xff, 0x00}})
 	_, _, err = accounts.Load(ctx, "carol")
 	var de *aggregate.EventDecodeError
 	if !errorsAs(err, &de) || de.Version != 0 {

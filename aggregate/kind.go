@@ -26,8 +26,8 @@ type kind interface {
 type commandInfo struct {
 	name       string
 	limit      *RateLimit
-	handle     func(state any, ctx *Context) ([]Event, error)
-	idempotent func(state any, ctx *Context) bool
+	handle     func(state any, ctx *CommandContext) ([]Event, error)
+	idempotent func(state any, ctx *CommandContext) bool
 }
 
 func (t *Type[S, ID]) newState() any {
@@ -47,12 +47,12 @@ func (t *Type[S, ID]) command(cmd Command) (*commandInfo, error) {
 	info := &commandInfo{
 		name:  name,
 		limit: d.limit,
-		handle: func(state any, ctx *Context) ([]Event, error) {
+		handle: func(state any, ctx *CommandContext) ([]Event, error) {
 			return d.handle(*state.(*S), cmd, ctx)
 		},
 	}
 	if d.idempotent != nil {
-		info.idempotent = func(state any, ctx *Context) bool { return d.idempotent(*state.(*S), cmd, ctx) }
+		info.idempotent = func(state any, ctx *CommandContext) bool { return d.idempotent(*state.(*S), cmd, ctx) }
 	}
 	return info, nil
 }
@@ -68,9 +68,9 @@ func (t *Type[S, ID]) applyStored(state any, ev sierradb.Event) (codec.Metadata,
 func (t *Type[S, ID]) applyNew(state any, ev Event, m EventMeta) (err error) {
 	name, ok := t.eventTypes[reflect.TypeOf(ev)]
 	if !ok {
-		return fmt.Errorf("aggregate: event type %T: %w", ev, ErrUnknownEvent)
+		return fmt.Errorf("aggregate: event type %T is not registered in %q: register it with aggregate.On: %w", ev, t.category, ErrUnknownEvent)
 	}
-	defer recoverPanic(m.StreamID, &err)
+	defer recoverPanic("the applier of event "+name, m.StreamID, &err)
 	t.events[name].apply(state.(*S), ev, m)
 	return nil
 }
@@ -89,9 +89,10 @@ func (t *Type[S, ID]) decodeState(b []byte) (any, error) {
 	return &s, nil
 }
 
-// recoverPanic turns a panic into a *PanicError in *err.
-func recoverPanic(streamID string, err *error) {
+// recoverPanic turns a panic of the code named by where into a *PanicError
+// in *err.
+func recoverPanic(where, streamID string, err *error) {
 	if v := recover(); v != nil {
-		*err = &PanicError{StreamID: streamID, Value: v, Stack: debug.Stack()}
+		*err = &PanicError{Where: where, StreamID: streamID, Value: v, Stack: debug.Stack()}
 	}
 }

@@ -17,7 +17,7 @@ func (Burst) CommandName() string { return "Burst" }
 // history, after the idempotency checks.
 func TestEntityRateLimit(t *testing.T) {
 	testservice.EachSierra(t, func(t *testing.T, tg testservice.Target, addr string) {
-		typ := accountType(aggregate.Handle(func(a Account, c Burst, _ *aggregate.Context) ([]aggregate.Event, error) {
+		typ := accountType(aggregate.Handle(func(a Account, c Burst, _ *aggregate.CommandContext) ([]aggregate.Event, error) {
 			var evs []aggregate.Event
 			for range c.N {
 				evs = append(evs, Deposited{Amount: 1})

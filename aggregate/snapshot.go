@@ -114,8 +114,8 @@ func (x *Executor) maybeSnapshot(ctx context.Context, k kind, e *entity) {
 // snapshotClient is what the SierraDB snapshot store needs of a client.
 type snapshotClient interface {
 	AppendMulti(ctx context.Context, key uuid.UUID, events []sierradb.NewEvent) (sierradb.MultiAppendResult, error)
-	Scan(ctx context.Context, streamID string, from, to uint64, opts ...sierradb.Option) (sierradb.ScanPage, error)
-	StreamVersion(ctx context.Context, streamID string, opts ...sierradb.Option) (int64, error)
+	Scan(ctx context.Context, streamID string, from, to uint64, opts ...sierradb.ScanOption) (sierradb.ScanPage, error)
+	StreamVersion(ctx context.Context, streamID string, opts ...sierradb.StreamVersionOption) (int64, error)
 }
 
 // SierraSnapshots keeps snapshots in SierraDB, in a stream per entity named

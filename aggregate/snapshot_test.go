@@ -22,7 +22,7 @@ type countingStore struct {
 	scanned atomic.Int64
 }
 
-func (s *countingStore) Scan(ctx context.Context, stream string, from, to uint64, opts ...sierradb.Option) (sierradb.ScanPage, error) {
+func (s *countingStore) Scan(ctx context.Context, stream string, from, to uint64, opts ...sierradb.ScanOption) (sierradb.ScanPage, error) {
 	p, err := s.Client.Scan(ctx, stream, from, to, opts...)
 	if !strings.Contains(stream, ":snapshot-") {
 		s.scanned.Add(int64(len(p.Events)))
@@ -82,7 +82,7 @@ func TestSnapshots(t *testing.T) {
 // gapStore serves a stream with a hole in its versions.
 type gapStore struct{ aggregate.Store }
 
-func (gapStore) Scan(ctx context.Context, stream string, from, to uint64, opts ...sierradb.Option) (sierradb.ScanPage, error) {
+func (gapStore) Scan(ctx context.Context, stream string, from, to uint64, opts ...sierradb.ScanOption) (sierradb.ScanPage, error) {
 	if from > 0 {
 		return sierradb.ScanPage{}, nil
 	}

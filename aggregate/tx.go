@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/codec"
+	"github.com/esmill/esmill/internal/backoff"
 	"github.com/esmill/esmill/sierradb"
 )
 
@@ -18,9 +19,9 @@ import (
 var (
 	// ErrLockTimeout: an entity stayed locked by a transaction for longer
 	// than the lock timeout.
-	ErrLockTimeout = errors.New("aggregate: entity lock timed out")
+	ErrLockTimeout = esmill.MarkTransient(errors.New("aggregate: entity lock timed out"))
 	// ErrTxContention: a transaction kept yielding to older ones.
-	ErrTxContention = errors.New("aggregate: transaction gave up after repeated lock contention")
+	ErrTxContention = esmill.MarkTransient(errors.New("aggregate: transaction gave up after repeated lock contention"))
 )
 
 // LockTimeoutError reports an entity that could not be locked in time.
@@ -34,6 +35,9 @@ func (e *LockTimeoutError) Error() string {
 }
 
 func (e *LockTimeoutError) Is(target error) bool { return target == ErrLockTimeout }
+
+// ErrorClass is [esmill.Transient].
+func (e *LockTimeoutError) ErrorClass() esmill.Class { return esmill.Transient }
 
 // PartitionKeyError reports an entity whose partition key is not the
 // transaction's.
@@ -51,6 +55,9 @@ func (e *PartitionKeyError) Error() string {
 
 func (e *PartitionKeyError) Is(target error) bool { return target == ErrPartitionKeyMismatch }
 
+// ErrorClass is [esmill.Final].
+func (e *PartitionKeyError) ErrorClass() esmill.Class { return esmill.Final }
+
 // txState identifies a transaction across its attempts, for the wait-die
 // rule: started never changes between attempts, so a transaction that
 // yields grows older than the ones it yielded to and eventually wins.
@@ -66,6 +73,12 @@ func (a *txState) older(b *txState) bool {
 		return a.started.Before(b.started)
 	}
 	return a.seq < b.seq
+}
+
+// txBackoff spaces a transaction's attempts after a conflict or after
+// yielding: short and widely jittered, so that contenders spread out.
+func txBackoff() *backoff.Backoff {
+	return backoff.Policy{Initial: 5 * time.Millisecond, Max: 200 * time.Millisecond, Jitter: 1}.Start()
 }
 
 // errDie is a transaction yielding to an older one.
@@ -177,6 +190,7 @@ func (x *Executor) Transaction(ctx context.Context, key uuid.UUID, fn func(ctx c
 		opt(&o)
 	}
 	state := &txState{id: uuid.NewString(), started: x.cfg.Now(), seq: x.txSeq.Add(1)}
+	wait := txBackoff()
 	var res TxResult
 	for attempt := 1; ; attempt++ {
 		if x.closed() {
@@ -219,10 +233,8 @@ func (x *Executor) Transaction(ctx context.Context, key uuid.UUID, fn func(ctx c
 			}
 			return res, &ConflictError{StreamID: "transaction " + state.id, Attempts: attempt, Last: err}
 		}
-		select {
-		case <-ctx.Done():
-			return res, ctx.Err()
-		case <-time.After(time.Duration(1+rand.IntN(10*attempt)) * time.Millisecond):
+		if err := wait.Wait(ctx); err != nil {
+			return res, err
 		}
 	}
 }
@@ -257,7 +269,7 @@ func (tx *Tx) enter(ctx context.Context, k kind, streamID string, key uuid.UUID)
 // lock applies the wait-die rule: wait for a younger holder (bounded by
 // the lock timeout), yield to an older one.
 func (tx *Tx) lock(ctx context.Context, e *entity) error {
-	if e.lock.TryLock() {
+	if e.lock.TryAcquire(1) {
 		e.holder.Store(tx.state)
 		return nil
 	}
@@ -267,7 +279,7 @@ func (tx *Tx) lock(ctx context.Context, e *entity) error {
 	}
 	lctx, cancel := context.WithTimeout(ctx, tx.opts.lockTimeout)
 	defer cancel()
-	if err := e.lock.Lock(lctx); err != nil {
+	if err := e.lock.Acquire(lctx, 1); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -285,7 +297,7 @@ func (tx *Tx) release(committed bool) {
 			te.e.reset()
 		}
 		te.e.holder.Store(nil)
-		te.e.lock.Unlock()
+		te.e.lock.Release(1)
 		tx.x.cache.release(te.e)
 	}
 	tx.order, tx.entities, tx.ended = nil, nil, true
@@ -307,48 +319,27 @@ func (tx *Tx) execute(ctx context.Context, k kind, streamID string, key uuid.UUI
 	case tx.dead:
 		return Result{}, errDie
 	}
-	if err := sierradb.ValidateStreamID(streamID); err != nil {
-		return Result{}, fmt.Errorf("%w: %w", ErrInvalidID, err)
-	}
-	o := execOptions{at: tx.x.cfg.Now()}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if o.partitionKey != nil {
-		key = *o.partitionKey
-	}
-	info, err := k.command(cmd)
-	if err != nil {
-		return Result{}, err
-	}
+	// Command ids are stable across attempts, so that a commit whose
+	// outcome was unknown is recognised when the closure runs again.
 	tx.commands++
-	if o.commandID == "" {
-		// Stable across attempts, so that a commit whose outcome was
-		// unknown is recognised when the closure runs again.
-		o.commandID = tx.state.id + "/" + strconv.Itoa(tx.commands)
+	n := tx.commands
+	p, err := prepare(tx.x.cfg.Now(), k, streamID, key, cmd, opts, func() string { return tx.state.id + "/" + strconv.Itoa(n) })
+	if err != nil {
+		return Result{StreamID: streamID, PartitionKey: key, Version: -1}, err
 	}
+	key, info, meta, metaBytes, o := p.key, p.info, p.meta, p.metaBytes, p.opts
 	te, err := tx.enter(ctx, k, streamID, key)
 	if err != nil {
-		return Result{}, err
+		return Result{StreamID: streamID, PartitionKey: key, Version: -1}, err
 	}
 	e := te.e
-	meta := codec.Metadata{Command: info.name, Causation: o.causation, CorrelationID: o.correlationID, CommandID: o.commandID}
-	if o.hasData {
-		if meta.Data, err = codec.EncodeData(o.data); err != nil {
-			return Result{}, err
-		}
-	}
-	metaBytes, err := codec.EncodeMetadata(meta)
-	if err != nil {
-		return Result{}, err
-	}
-	cctx := &Context{StreamID: streamID, Version: e.version, Time: o.at, Metadata: meta, tracking: e.tracking, started: o.at, clock: tx.x.cfg.Now}
+	cctx := &CommandContext{StreamID: streamID, Version: e.version, Time: o.at, Metadata: meta, tracking: e.tracking, started: o.at, clock: tx.x.cfg.Now}
 	evs, idem, err := decide(info, e.state, e.tracking, cctx, o)
 	res := &Result{StreamID: streamID, PartitionKey: key, Version: e.version, Idempotent: idem, DryRun: tx.opts.dryRun}
 	if err != nil || idem || len(evs) == 0 {
 		return *res, err
 	}
-	p := &pendingResult{res: res, first: len(tx.pending), events: evs, meta: meta, ent: te}
+	pr := &pendingResult{res: res, first: len(tx.pending), events: evs, meta: meta, ent: te}
 	for i, ev := range evs {
 		name, payload, err := k.EncodeEvent(ev)
 		if err != nil {
@@ -372,7 +363,7 @@ func (tx *Tx) execute(ctx context.Context, k kind, streamID string, key uuid.UUI
 	}
 	e.version += int64(len(evs))
 	res.Version = e.version
-	tx.results = append(tx.results, p)
+	tx.results = append(tx.results, pr)
 	return *res, nil
 }
 

@@ -60,8 +60,8 @@ type commandDef[S any] struct {
 	name       string
 	typ        reflect.Type
 	decode     func(f codec.Format, payload []byte) (Command, error)
-	handle     func(s S, cmd Command, ctx *Context) ([]Event, error)
-	idempotent func(s S, cmd Command, ctx *Context) bool
+	handle     func(s S, cmd Command, ctx *CommandContext) ([]Event, error)
+	idempotent func(s S, cmd Command, ctx *CommandContext) bool
 	limit      *RateLimit
 }
 
@@ -129,9 +129,9 @@ type CommandOption[S any, C Command] func(*commandDef[S])
 // IdempotentIf adds a state-based idempotency check: when it returns true,
 // the command is not handled and the result is idempotent (kameo_es's
 // is_state_idempotent), e.g. "the account is already closed".
-func IdempotentIf[S any, C Command](check func(s S, c C, ctx *Context) bool) CommandOption[S, C] {
+func IdempotentIf[S any, C Command](check func(s S, c C, ctx *CommandContext) bool) CommandOption[S, C] {
 	return func(d *commandDef[S]) {
-		d.idempotent = func(s S, cmd Command, ctx *Context) bool { return check(s, cmd.(C), ctx) }
+		d.idempotent = func(s S, cmd Command, ctx *CommandContext) bool { return check(s, cmd.(C), ctx) }
 	}
 }
 
@@ -146,10 +146,10 @@ func Limit[S any, C Command](max int, window time.Duration) CommandOption[S, C] 
 
 // Handle registers command type C with its handler. The handler reads the
 // state (a copy: it must not change maps or slices inside it) and the
-// [Context], and returns the events to append, or an error that rejects the
+// [CommandContext], and returns the events to append, or an error that rejects the
 // command (nothing is written). Every returned event type must be
 // registered with [On].
-func Handle[S any, C Command](handle func(s S, c C, ctx *Context) ([]Event, error), opts ...CommandOption[S, C]) Option[S] {
+func Handle[S any, C Command](handle func(s S, c C, ctx *CommandContext) ([]Event, error), opts ...CommandOption[S, C]) Option[S] {
 	return optionFunc[S](func(b *typeBuilder[S]) error {
 		var zero C
 		typ := reflect.TypeOf(zero)
@@ -169,7 +169,7 @@ func Handle[S any, C Command](handle func(s S, c C, ctx *Context) ([]Event, erro
 				}
 				return c, nil
 			},
-			handle: func(s S, cmd Command, ctx *Context) ([]Event, error) { return handle(s, cmd.(C), ctx) },
+			handle: func(s S, cmd Command, ctx *CommandContext) ([]Event, error) { return handle(s, cmd.(C), ctx) },
 		}
 		for _, o := range opts {
 			o(d)

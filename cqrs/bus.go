@@ -12,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/aggregate"
 )
 
@@ -116,7 +117,7 @@ func (b *CommandBus) receive(replies <-chan *message.Message) {
 			continue
 		}
 		b.mu.Lock()
-		ch := b.waiters[msg.Metadata.Get(MetaReplyTo)]
+		ch := b.waiters[msg.Metadata.Get(esmill.MetaReplyTo)]
 		b.mu.Unlock()
 		if ch != nil {
 			select {
@@ -173,12 +174,12 @@ func (b *CommandBus) Execute(ctx context.Context, t aggregate.AnyType, id string
 	if err != nil {
 		return Reply{}, err
 	}
-	msg.Metadata.Set(MetaReplyTopic, b.cfg.ReplyTopic)
+	msg.Metadata.Set(esmill.MetaReplyTopic, b.cfg.ReplyTopic)
 	ch := make(chan Reply, 1)
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
-		return Reply{}, errors.New("cqrs: bus closed")
+		return Reply{}, ErrClosed
 	}
 	b.waiters[msg.UUID] = ch
 	b.mu.Unlock()
@@ -204,7 +205,7 @@ func (b *CommandBus) Execute(ctx context.Context, t aggregate.AnyType, id string
 	case <-ctx.Done():
 		return Reply{}, fmt.Errorf("%w: %s for %s: %w", ErrTimeout, cmd.CommandName(), id, ctx.Err())
 	case <-b.done:
-		return Reply{}, errors.New("cqrs: bus closed")
+		return Reply{}, ErrClosed
 	}
 }
 

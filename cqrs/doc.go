@@ -6,9 +6,10 @@
 // # Messages
 //
 // A command message's payload is the encoded command (CBOR by default);
-// its metadata names the entity and the command ([MetaCategory],
-// [MetaEntityID], [MetaCommand]) and carries causation, correlation, the
-// expected version and the reply topic. The message UUID is the command's
+// its metadata names the entity and the command (esmill.MetaCategory,
+// esmill.MetaEntityID, esmill.MetaCommand) and carries causation,
+// correlation, the entity's expected version and the reply topic, under
+// the keys package esmill defines once for every package. The message UUID is the command's
 // id: the executor remembers it in the entity's stream, so a message
 // delivered twice writes its events once.
 //
@@ -24,10 +25,14 @@
 //
 // # Outcomes
 //
-// A command the entity rejects (a business rule, a wrong expected version,
-// a rate limit) is a final outcome: the router acks it and replies with the
-// error. A message that cannot be decoded is acked and answered with an
-// error by default, or returned as an error for a poison-queue middleware
-// ([RouterConfig.FailBadCommands]). Transient failures are returned to
-// Watermill, which nacks the message for redelivery.
+// The router asks esmill.Classify what a failure means, as the Retry
+// middleware and the projection runner do. A final outcome (the entity
+// rejected the command: a business rule, a wrong expected version, its
+// rate limit) is acked and answered with the error. A poison outcome (a
+// message that does not decode, an unknown command, an invalid id, a panic
+// in user code) is answered too, and acked by default, or returned as the
+// handler's error for a poison-queue middleware
+// ([RouterConfig.FailBadCommands]). A transient failure is returned to
+// Watermill, which nacks the message for redelivery. [Reply] documents
+// what its Version means for each outcome.
 package cqrs

@@ -48,6 +48,11 @@ type Withdraw struct{ Amount int64 }
 
 func (Withdraw) CommandName() string { return "Withdraw" }
 
+// Explode panics in its handler.
+type Explode struct{}
+
+func (Explode) CommandName() string { return "Explode" }
+
 // codedError is a business error with a code that crosses processes.
 type codedError struct{ code string }
 
@@ -59,14 +64,17 @@ var ErrInsufficientFunds = codedError{"insufficient_funds"}
 var Accounts = aggregate.MustDefine[Account, string]("account",
 	aggregate.On(func(a *Account, e Deposited) { a.Balance += e.Amount; a.Log = append(a.Log, e.Amount) }),
 	aggregate.On(func(a *Account, e Withdrawn) { a.Balance -= e.Amount; a.Log = append(a.Log, -e.Amount) }),
-	aggregate.Handle(func(a Account, c Deposit, _ *aggregate.Context) ([]aggregate.Event, error) {
+	aggregate.Handle(func(a Account, c Deposit, _ *aggregate.CommandContext) ([]aggregate.Event, error) {
 		return aggregate.Events(Deposited{Amount: c.Amount}), nil
 	}),
-	aggregate.Handle(func(a Account, c Withdraw, _ *aggregate.Context) ([]aggregate.Event, error) {
+	aggregate.Handle(func(a Account, c Withdraw, _ *aggregate.CommandContext) ([]aggregate.Event, error) {
 		if c.Amount > a.Balance {
 			return nil, ErrInsufficientFunds
 		}
 		return aggregate.Events(Withdrawn{Amount: c.Amount}), nil
+	}),
+	aggregate.Handle(func(a Account, c Explode, _ *aggregate.CommandContext) ([]aggregate.Event, error) {
+		panic("the handler exploded")
 	}),
 )
 

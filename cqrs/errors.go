@@ -3,6 +3,7 @@ package cqrs
 import (
 	"errors"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/sierradb"
 )
@@ -19,8 +20,13 @@ const (
 	KindInternal        = "internal"
 )
 
-// ErrTimeout: no reply came before the context or the bus timeout ended.
-var ErrTimeout = errors.New("cqrs: no reply in time")
+var (
+	// ErrTimeout: no reply came before the context or the bus timeout
+	// ended. The command may still run.
+	ErrTimeout = errors.New("cqrs: no reply in time")
+	// ErrClosed: the bus was closed. It matches esmill.ErrClosed.
+	ErrClosed error = &esmill.ClosedError{Text: "cqrs: command bus closed"}
+)
 
 // RemoteError is a command's failure as reported by the router that ran
 // it. errors.Is matches it against the aggregate sentinels of its kind
@@ -33,6 +39,10 @@ type RemoteError struct {
 	// error.
 	Code    string `json:"code,omitempty"`
 	Message string `json:"message"`
+	// Class is the error's [esmill.Class] as the router classified it
+	// ("final", "poison" or "transient"), so that a caller in another
+	// process classifies the failure alike.
+	Class string `json:"class,omitempty"`
 }
 
 func (e *RemoteError) Error() string { return "cqrs: remote: " + e.Message }
@@ -40,6 +50,28 @@ func (e *RemoteError) Error() string { return "cqrs: remote: " + e.Message }
 // ErrorCode returns the handler error's code ("" if it had none), so that
 // code checking business errors by code treats local and remote ones alike.
 func (e *RemoteError) ErrorCode() string { return e.Code }
+
+// ErrorClass returns the class the router reported, or else the class of
+// the kind: final for a rejection, a wrong expected version or a rate
+// limit, poison for an unknown or bad command or a panic, transient
+// otherwise.
+func (e *RemoteError) ErrorClass() esmill.Class {
+	switch e.Class {
+	case esmill.Final.String():
+		return esmill.Final
+	case esmill.Poison.String():
+		return esmill.Poison
+	case esmill.Transient.String():
+		return esmill.Transient
+	}
+	switch e.Kind {
+	case KindRejected, KindExpectedVersion, KindRateLimited:
+		return esmill.Final
+	case KindUnknownCommand, KindBadCommand, KindPanic:
+		return esmill.Poison
+	}
+	return esmill.Transient
+}
 
 // Is maps the kind onto sentinels.
 func (e *RemoteError) Is(target error) bool {
@@ -64,7 +96,7 @@ func (e *RemoteError) Is(target error) bool {
 
 // remoteError classifies an error for a reply.
 func remoteError(err error) *RemoteError {
-	re := &RemoteError{Kind: KindInternal, Message: err.Error()}
+	re := &RemoteError{Kind: KindInternal, Message: err.Error(), Class: esmill.Classify(err).String()}
 	switch {
 	case errors.Is(err, aggregate.ErrUnknownCommand):
 		re.Kind = KindUnknownCommand
@@ -86,20 +118,4 @@ func remoteError(err error) *RemoteError {
 		re.Kind = KindPanic
 	}
 	return re
-}
-
-// IsFinal reports whether err is a final outcome of a command: running it
-// again cannot change the answer (a business rejection, a wrong expected
-// version, an entity rate limit, an unknown or undecodable command, a
-// panic in user code). Retry middleware should not retry it.
-func IsFinal(err error) bool {
-	if err == nil {
-		return false
-	}
-	var ev *aggregate.ExpectedVersionError
-	return errors.Is(err, aggregate.ErrRejected) || errors.As(err, &ev) ||
-		errors.Is(err, aggregate.ErrRateLimited) || errors.Is(err, aggregate.ErrUnknownCommand) ||
-		errors.Is(err, ErrBadCommand) || errors.Is(err, aggregate.ErrPanic) || errors.Is(err, aggregate.ErrInvalidID) ||
-		errors.Is(err, aggregate.ErrPartitionKeyMismatch) || errors.Is(err, aggregate.ErrEventDecode) ||
-		errors.Is(err, aggregate.ErrUnknownEvent)
 }

@@ -1,11 +1,16 @@
 package cqrs
 
 import (
+	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -13,35 +18,15 @@ import (
 	"github.com/fxamacker/cbor/v2"
 	"github.com/google/uuid"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/codec"
 	"github.com/esmill/esmill/sierradb"
 )
 
-// Metadata keys of command and reply messages.
-const (
-	MetaCommand                = "esmill_command"
-	MetaCategory               = "esmill_category"
-	MetaEntityID               = "esmill_entity_id"
-	MetaFormat                 = "esmill_format"
-	MetaCausationEventID       = "esmill_causation_event_id"
-	MetaCausationStreamID      = "esmill_causation_stream_id"
-	MetaCausationStreamVersion = "esmill_causation_stream_version"
-	// MetaCorrelationID is Watermill's correlation key, so that its
-	// CorrelationID middleware carries it along.
-	MetaCorrelationID   = "correlation_id"
-	MetaExpectedVersion = "esmill_expected_version"
-	MetaPartitionKey    = "esmill_partition_key"
-	MetaTime            = "esmill_time"
-	MetaData            = "esmill_data"
-	MetaReplyTopic      = "esmill_reply_topic"
-	// MetaReplyTo on a reply names the command message it answers.
-	MetaReplyTo = "esmill_reply_to"
-)
-
 // ErrBadCommand is matched by every error about a command message that
-// cannot be decoded or routed.
-var ErrBadCommand = errors.New("cqrs: bad command message")
+// cannot be decoded or routed. Such errors are poison (esmill.Classify).
+var ErrBadCommand = esmill.MarkPoison(errors.New("cqrs: bad command message"))
 
 // BadCommandError describes a command message that cannot be handled.
 type BadCommandError struct {
@@ -56,6 +41,9 @@ func (e *BadCommandError) Error() string {
 	}
 	return fmt.Sprintf("cqrs: command message %s: %s", e.MessageUUID, e.Reason)
 }
+
+// ErrorClass is [esmill.Poison].
+func (e *BadCommandError) ErrorClass() esmill.Class { return esmill.Poison }
 
 func (e *BadCommandError) Unwrap() []error {
 	if e.Err == nil {
@@ -89,8 +77,11 @@ func CausedByEvent(ev sierradb.Event) SendOption {
 // WithCorrelationID sets the correlation id. Default: a new one.
 func WithCorrelationID(id string) SendOption { return func(o *sendOptions) { o.correlationID = id } }
 
-// ExpectVersion runs the command only if the entity is at this version.
-func ExpectVersion(v sierradb.ExpectedVersion) SendOption {
+// WithExpectedVersion runs the command only if the entity is at this
+// version (see aggregate.WithExpectedVersion). It travels as
+// esmill.MetaCommandExpectedVersion, a check on the entity, never on the
+// stream or topic the message goes through.
+func WithExpectedVersion(v sierradb.ExpectedVersion) SendOption {
 	return func(o *sendOptions) { o.expected = &v }
 }
 
@@ -100,15 +91,18 @@ func OnPartitionKey(k uuid.UUID) SendOption { return func(o *sendOptions) { o.pa
 // At sets the command's logical time.
 func At(t time.Time) SendOption { return func(o *sendOptions) { o.at = t } }
 
-// WithData attaches the caller's metadata value (stored with the events).
+// WithData attaches the caller's data, stored with the command's events
+// (see aggregate.WithData).
 func WithData(v any) SendOption { return func(o *sendOptions) { o.data = v } }
 
 // WithMessageUUID sets the message UUID, which is the command's id:
 // sending the same UUID twice runs the command once. Default: a new UUID.
 func WithMessageUUID(id string) SendOption { return func(o *sendOptions) { o.messageUUID = id } }
 
-// WithMetadata adds Watermill metadata to the message.
-func WithMetadata(key, value string) SendOption {
+// WithMessageMetadata sets a Watermill metadata key of the message (a
+// tenant for a rate limit, say). esmill's own keys are set after it and
+// win.
+func WithMessageMetadata(key, value string) SendOption {
 	return func(o *sendOptions) {
 		if o.metadata == nil {
 			o.metadata = map[string]string{}
@@ -135,34 +129,34 @@ func NewCommandMessage(t aggregate.AnyType, id string, cmd aggregate.Command, op
 	for k, v := range o.metadata {
 		msg.Metadata.Set(k, v)
 	}
-	msg.Metadata.Set(MetaCommand, cmd.CommandName())
-	msg.Metadata.Set(MetaCategory, t.Category())
-	msg.Metadata.Set(MetaEntityID, id)
-	msg.Metadata.Set(MetaFormat, t.Format().String())
+	msg.Metadata.Set(esmill.MetaCommand, cmd.CommandName())
+	msg.Metadata.Set(esmill.MetaCategory, t.Category())
+	msg.Metadata.Set(esmill.MetaEntityID, id)
+	msg.Metadata.Set(esmill.MetaFormat, t.Format().String())
 	if c := o.causation; c != nil {
-		msg.Metadata.Set(MetaCausationEventID, c.EventID.String())
-		msg.Metadata.Set(MetaCausationStreamID, c.StreamID)
-		msg.Metadata.Set(MetaCausationStreamVersion, strconv.FormatUint(c.StreamVersion, 10))
+		msg.Metadata.Set(esmill.MetaCausationEventID, c.EventID.String())
+		msg.Metadata.Set(esmill.MetaCausationStreamID, c.StreamID)
+		msg.Metadata.Set(esmill.MetaCausationStreamVersion, strconv.FormatUint(c.StreamVersion, 10))
 	}
 	if o.correlationID == "" {
 		o.correlationID = watermill.NewUUID()
 	}
-	msg.Metadata.Set(MetaCorrelationID, o.correlationID)
+	msg.Metadata.Set(esmill.MetaCorrelationID, o.correlationID)
 	if o.expected != nil {
-		msg.Metadata.Set(MetaExpectedVersion, o.expected.String())
+		msg.Metadata.Set(esmill.MetaCommandExpectedVersion, o.expected.String())
 	}
 	if o.partitionKey != nil {
-		msg.Metadata.Set(MetaPartitionKey, o.partitionKey.String())
+		msg.Metadata.Set(esmill.MetaCommandPartitionKey, o.partitionKey.String())
 	}
 	if !o.at.IsZero() {
-		msg.Metadata.Set(MetaTime, o.at.UTC().Format(time.RFC3339Nano))
+		msg.Metadata.Set(esmill.MetaCommandTime, o.at.UTC().Format(time.RFC3339Nano))
 	}
 	if o.data != nil {
 		b, err := codec.EncodeData(o.data)
 		if err != nil {
 			return nil, err
 		}
-		msg.Metadata.Set(MetaData, base64.StdEncoding.EncodeToString(b))
+		msg.Metadata.Set(esmill.MetaCommandData, base64.StdEncoding.EncodeToString(b))
 	}
 	return msg, nil
 }
@@ -181,70 +175,92 @@ func decodeCommand(msg *message.Message, types map[string]aggregate.AnyType) (de
 		return decoded{}, &BadCommandError{MessageUUID: msg.UUID, Reason: reason, Err: err}
 	}
 	md := msg.Metadata
-	t, ok := types[md.Get(MetaCategory)]
+	var missing []string
+	for _, k := range []string{esmill.MetaCategory, esmill.MetaEntityID, esmill.MetaCommand} {
+		if md.Get(k) == "" {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		return bad(fmt.Sprintf("metadata %s missing: is this a command message? Send commands with cqrs.CommandBus or build them with cqrs.NewCommandMessage",
+			strings.Join(missing, ", ")), nil)
+	}
+	category := md.Get(esmill.MetaCategory)
+	t, ok := types[category]
 	if !ok {
-		return bad(fmt.Sprintf("no entity type for category %q", md.Get(MetaCategory)), nil)
+		known := slices.Sorted(maps.Keys(types))
+		return bad(fmt.Sprintf("no entity type for category %q (metadata %s): this router handles %s; add the type to RouterConfig.Types",
+			category, esmill.MetaCategory, strings.Join(known, ", ")), nil)
 	}
 	f := codec.CBOR
-	switch md.Get(MetaFormat) {
+	switch md.Get(esmill.MetaFormat) {
 	case "", "cbor":
 	case "json":
 		f = codec.JSON
 	default:
-		return bad(fmt.Sprintf("unknown format %q", md.Get(MetaFormat)), nil)
+		return bad(fmt.Sprintf("unknown payload format %q (metadata %s): use \"cbor\" or \"json\"", md.Get(esmill.MetaFormat), esmill.MetaFormat), nil)
 	}
-	cmd, err := t.DecodeCommand(md.Get(MetaCommand), f, msg.Payload)
+	cmd, err := t.DecodeCommand(md.Get(esmill.MetaCommand), f, msg.Payload)
 	if err != nil {
-		return bad("command does not decode", err)
-	}
-	d := decoded{typ: t, id: md.Get(MetaEntityID), cmd: cmd}
-	if d.id == "" {
-		return bad("no entity id", nil)
-	}
-	d.opts = append(d.opts, aggregate.WithCommandID(msg.UUID))
-	if v := md.Get(MetaCausationStreamID); v != "" {
-		eid, err := uuid.Parse(md.Get(MetaCausationEventID))
-		if err != nil {
-			return bad("causation event id", err)
+		reason := "command does not decode"
+		if md.Get(esmill.MetaFormat) == "" && looksLikeJSON(msg.Payload) {
+			reason = fmt.Sprintf("command does not decode as CBOR, the format of a message without %s metadata; "+
+				"its payload looks like JSON: set %s to \"json\"", esmill.MetaFormat, esmill.MetaFormat)
 		}
-		ver, err := strconv.ParseUint(md.Get(MetaCausationStreamVersion), 10, 64)
+		return bad(reason, err)
+	}
+	d := decoded{typ: t, id: md.Get(esmill.MetaEntityID), cmd: cmd}
+	d.opts = append(d.opts, aggregate.WithCommandID(msg.UUID))
+	if v := md.Get(esmill.MetaCausationStreamID); v != "" {
+		eid, err := uuid.Parse(md.Get(esmill.MetaCausationEventID))
 		if err != nil {
-			return bad("causation stream version", err)
+			return bad("metadata "+esmill.MetaCausationEventID+" is not a UUID", err)
+		}
+		ver, err := strconv.ParseUint(md.Get(esmill.MetaCausationStreamVersion), 10, 64)
+		if err != nil {
+			return bad("metadata "+esmill.MetaCausationStreamVersion+" is not a version number", err)
 		}
 		d.opts = append(d.opts, aggregate.CausedBy(codec.Causation{EventID: eid, StreamID: v, StreamVersion: ver}))
 	}
-	if v := md.Get(MetaCorrelationID); v != "" {
+	if v := md.Get(esmill.MetaCorrelationID); v != "" {
 		d.opts = append(d.opts, aggregate.WithCorrelationID(v))
 	}
-	if v := md.Get(MetaExpectedVersion); v != "" {
+	if v := md.Get(esmill.MetaCommandExpectedVersion); v != "" {
 		ev, err := sierradb.ParseExpectedVersion(v)
 		if err != nil {
-			return bad("expected version", err)
+			return bad("metadata "+esmill.MetaCommandExpectedVersion+" is not \"empty\", \"exists\" or a version number", err)
 		}
-		d.opts = append(d.opts, aggregate.ExpectVersion(ev))
+		d.opts = append(d.opts, aggregate.WithExpectedVersion(ev))
 	}
-	if v := md.Get(MetaPartitionKey); v != "" {
+	if v := md.Get(esmill.MetaCommandPartitionKey); v != "" {
 		k, err := uuid.Parse(v)
 		if err != nil {
-			return bad("partition key", err)
+			return bad("metadata "+esmill.MetaCommandPartitionKey+" is not a UUID", err)
 		}
 		d.opts = append(d.opts, aggregate.OnPartitionKey(k))
 	}
-	if v := md.Get(MetaTime); v != "" {
+	if v := md.Get(esmill.MetaCommandTime); v != "" {
 		at, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
-			return bad("time", err)
+			return bad("metadata "+esmill.MetaCommandTime+" is not an RFC 3339 time", err)
 		}
 		d.opts = append(d.opts, aggregate.At(at))
 	}
-	if v := md.Get(MetaData); v != "" {
+	if v := md.Get(esmill.MetaCommandData); v != "" {
 		b, err := base64.StdEncoding.DecodeString(v)
 		if err != nil {
-			return bad("data", err)
+			return bad("metadata "+esmill.MetaCommandData+" is not base64", err)
 		}
-		d.opts = append(d.opts, aggregate.WithMetadata(cbor.RawMessage(b)))
+		d.opts = append(d.opts, aggregate.WithData(cbor.RawMessage(b)))
 	}
 	return d, nil
+}
+
+// looksLikeJSON reports whether a payload starts like a JSON object or
+// array, for the hint on a payload read in the wrong format.
+func looksLikeJSON(b []byte) bool {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	return len(b) > 0 && (b[0] == '{' || b[0] == '[') && json.Valid(b)
 }
 
 // PartitionOf returns the topic partition of an entity stream: FNV-1a of
@@ -262,6 +278,20 @@ func DefaultTopic(category string, partition int) string {
 }
 
 // Reply is the outcome of a command, as sent back to the caller.
+//
+// Version follows one rule whichever layer answers: it is the entity's
+// version after the command, as far as that layer knows it.
+//
+//   - Success: the version of the command's last event.
+//   - Idempotent (the executor recognised the command) or an error from the
+//     entity (a rejection, a wrong expected version, a rate limit): the
+//     entity's current version; nothing was written.
+//   - -1: the entity has no event yet, or the layer that answered does not
+//     know its version: the Dedup middleware's idempotent reply, a message
+//     that did not decode, a failure before the entity was loaded.
+//
+// Version is never 0 for "unknown": 0 is the version of an entity's first
+// event.
 type Reply struct {
 	StreamID   string       `json:"stream_id,omitempty"`
 	Version    int64        `json:"version"`
@@ -285,4 +315,15 @@ func replyFromResult(res aggregate.Result) Reply {
 		r.Events = append(r.Events, ReplyEvent{ID: a.ID, Name: a.Event.EventName(), Version: a.Version, PartitionID: a.PartitionID, PartitionSequence: a.PartitionSequence})
 	}
 	return r
+}
+
+func replyFromFailure(res aggregate.Result, err error) Reply {
+	return Reply{StreamID: res.StreamID, Version: res.Version, Error: remoteError(err)}
+}
+
+// IdempotentReply is the reply to a command recognised as a duplicate
+// before it reached the executor (see the Dedup middleware): the entity's
+// version is not known, so Version is -1.
+func IdempotentReply(streamID string) Reply {
+	return Reply{StreamID: streamID, Version: -1, Idempotent: true}
 }

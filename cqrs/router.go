@@ -9,6 +9,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/aggregate"
 )
 
@@ -31,9 +32,10 @@ type RouterConfig struct {
 	// ReplyPublisher publishes replies to callers that wait for them.
 	// Optional: without it, replies are not sent.
 	ReplyPublisher message.Publisher
-	// FailBadCommands returns undecodable or unknown commands as errors
-	// (for a poison-queue middleware) instead of acking them with an error
-	// reply.
+	// FailBadCommands returns poison outcomes (an undecodable message, an
+	// unknown command, an invalid id, a panic in user code) as the
+	// handler's error, for a poison-queue middleware, after replying,
+	// instead of acking them.
 	FailBadCommands bool
 	// Logger receives warnings. Default: discard.
 	Logger *slog.Logger
@@ -104,40 +106,45 @@ func (r *CommandRouter) Topics() []string {
 }
 
 // AddHandlers registers one consumer handler per command topic on a
-// Watermill router, each subscribing with sub. Handler names are
-// "esmill.<topic>". Watermill runs the handlers concurrently, so entities
-// in different partitions run in parallel while each entity's commands
-// stay in order.
+// Watermill router, each subscribing with sub. Each handler is named after
+// its topic ("esmill.commands.<category>.<n>" by default). Watermill runs
+// the handlers concurrently, so entities in different partitions run in
+// parallel while each entity's commands stay in order.
 func (r *CommandRouter) AddHandlers(router *message.Router, sub message.Subscriber) []*message.Handler {
 	var hs []*message.Handler
 	for _, topic := range r.Topics() {
-		hs = append(hs, router.AddConsumerHandler("esmill."+topic, topic, sub, r.Handle))
+		hs = append(hs, router.AddConsumerHandler(topic, topic, sub, r.Handle))
 	}
 	return hs
 }
 
 // Handle runs one command message. It returns nil once the command's
-// events are stored (or the command was idempotent, or rejected: final
-// outcomes), and an error for failures worth another delivery.
+// events are stored, or when its outcome is final (the command was
+// idempotent, or rejected; see esmill.Classify): the caller gets the reply.
+// A poison outcome (a message that does not decode, an unknown command, an
+// invalid id, a panic) is answered too, and acked, or returned as the error
+// when FailBadCommands is set, for a poison-queue middleware. A transient
+// failure is returned, so that Watermill delivers the message again.
 func (r *CommandRouter) Handle(msg *message.Message) error {
 	ctx := msg.Context()
 	d, err := decodeCommand(msg, r.types)
 	if err != nil {
 		r.cfg.Logger.Warn("cqrs: bad command message", "uuid", msg.UUID, "error", err)
-		r.reply(ctx, msg, Reply{Error: remoteError(err)})
+		r.reply(ctx, msg, Reply{Version: -1, Error: remoteError(err)})
 		if r.cfg.FailBadCommands {
 			return err
 		}
 		return nil
 	}
 	res, err := r.cfg.Executor.ExecuteAny(ctx, d.typ, d.id, d.cmd, d.opts...)
-	switch {
-	case err == nil:
+	if err == nil {
 		r.reply(ctx, msg, replyFromResult(res))
 		return nil
-	case IsFinal(err):
-		r.reply(ctx, msg, Reply{StreamID: res.StreamID, Version: res.Version, Error: remoteError(err)})
-		if r.cfg.FailBadCommands && (errors.Is(err, ErrBadCommand) || errors.Is(err, aggregate.ErrUnknownCommand)) {
+	}
+	switch class := esmill.Classify(err); class {
+	case esmill.Final, esmill.Poison:
+		r.reply(ctx, msg, replyFromFailure(res, err))
+		if class == esmill.Poison && r.cfg.FailBadCommands {
 			return err
 		}
 		return nil
@@ -147,7 +154,7 @@ func (r *CommandRouter) Handle(msg *message.Message) error {
 }
 
 func (r *CommandRouter) reply(ctx context.Context, cmd *message.Message, rep Reply) {
-	topic := cmd.Metadata.Get(MetaReplyTopic)
+	topic := cmd.Metadata.Get(esmill.MetaReplyTopic)
 	if topic == "" || r.cfg.ReplyPublisher == nil {
 		return
 	}
@@ -157,8 +164,8 @@ func (r *CommandRouter) reply(ctx context.Context, cmd *message.Message, rep Rep
 		return
 	}
 	msg := message.NewMessage(cmd.UUID+".reply", b)
-	msg.Metadata.Set(MetaReplyTo, cmd.UUID)
-	msg.Metadata.Set(MetaCorrelationID, cmd.Metadata.Get(MetaCorrelationID))
+	msg.Metadata.Set(esmill.MetaReplyTo, cmd.UUID)
+	msg.Metadata.Set(esmill.MetaCorrelationID, cmd.Metadata.Get(esmill.MetaCorrelationID))
 	msg.SetContext(context.WithoutCancel(ctx))
 	if err := r.cfg.ReplyPublisher.Publish(topic, msg); err != nil {
 		r.cfg.Logger.Warn("cqrs: reply not sent", "topic", topic, "error", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/cqrs"
 	"github.com/esmill/esmill/internal/testservice"
@@ -175,7 +176,7 @@ func TestBadCommands(t *testing.T) {
 		// Garbage payload.
 		msg, _ := cqrs.NewCommandMessage(Accounts, "y", Deposit{Amount: 1})
 		msg.Payload = []byte{0xff, 0xfe}
-		msg.Metadata.Set(cqrs.MetaReplyTopic, r.bus.ReplyTopic())
+		msg.Metadata.Set(esmill.MetaReplyTopic, r.bus.ReplyTopic())
 		if err := r.pub.Publish(r.topic("account", cqrs.PartitionOf("account-y", 2)), msg); err != nil {
 			t.Fatal(err)
 		}

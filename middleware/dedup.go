@@ -3,6 +3,7 @@ package middleware
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/cqrs"
 )
 
@@ -21,17 +23,9 @@ type DedupStore interface {
 	Mark(ctx context.Context, key string, ttl time.Duration) error
 }
 
-// Dedup acks a message that was already handled without running the
-// handler again, and answers a waiting caller with the idempotent outcome.
-//
-// A command message that carries causation is keyed on what the entity's
-// own causation tracking keys on (entity, causing stream and version,
-// command name); any other message on its UUID. The key is marked only
-// after the handler succeeded, so a failed attempt is never taken for a
-// handled one. Two deliveries racing through two processes can both run:
-// the executor's stream-based tracking (command ids and causation) then
-// writes the events once; this middleware saves the work.
-type Dedup struct {
+// DedupConfig configures the middleware made by [NewDedup]. The zero value
+// deduplicates in this process's memory.
+type DedupConfig struct {
 	// Store keeps the keys. Default: an in-memory store for this process
 	// (NewMemoryDedupStore); use NewRedisDedupStore to share it between
 	// router processes.
@@ -42,7 +36,8 @@ type Dedup struct {
 	// Default: CommandKey.
 	Key func(*message.Message) string
 	// ReplyPublisher answers callers waiting on a duplicate (the message
-	// names a reply topic) with an idempotent reply. Optional.
+	// names a reply topic) with an idempotent reply (cqrs.IdempotentReply:
+	// the entity's version is not known here, so it is -1). Optional.
 	ReplyPublisher message.Publisher
 	// OnDuplicate is called for every duplicate. Optional.
 	OnDuplicate func(*message.Message)
@@ -51,44 +46,77 @@ type Dedup struct {
 	Logger *slog.Logger
 }
 
+// Validate reports every problem with the configuration. Zero values are
+// valid: they stand for the defaults.
+func (c DedupConfig) Validate() error {
+	if c.TTL < 0 {
+		return errors.New("middleware: DedupConfig.TTL must not be negative")
+	}
+	return nil
+}
+
+func (c *DedupConfig) setDefaults() {
+	if c.Store == nil {
+		c.Store = NewMemoryDedupStore()
+	}
+	if c.TTL == 0 {
+		c.TTL = 24 * time.Hour
+	}
+	if c.Key == nil {
+		c.Key = CommandKey
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// NewDedup returns a middleware that acks a message that was already
+// handled without running the handler again, and answers a waiting caller
+// with the idempotent outcome.
+//
+// A command message that carries causation is keyed on what the entity's
+// own causation tracking keys on (entity, causing stream and version,
+// command name); any other message on its UUID. The key is marked only
+// after the handler succeeded, so a failed attempt is never taken for a
+// handled one. Two deliveries racing through two processes can both run:
+// the executor's stream-based tracking (command ids and causation) then
+// writes the events once; this middleware saves the work.
+func NewDedup(cfg DedupConfig) (message.HandlerMiddleware, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	d := &dedup{cfg: cfg}
+	return d.middleware, nil
+}
+
+type dedup struct{ cfg DedupConfig }
+
 // CommandKey is the default key: the causation of a command message if it
 // has one, else its UUID.
 func CommandKey(msg *message.Message) string {
 	md := msg.Metadata
-	if src := md.Get(cqrs.MetaCausationStreamID); src != "" {
-		return "cause:" + md.Get(cqrs.MetaCategory) + "-" + md.Get(cqrs.MetaEntityID) + ":" + src + "@" +
-			md.Get(cqrs.MetaCausationStreamVersion) + ":" + md.Get(cqrs.MetaCommand)
+	if src := md.Get(esmill.MetaCausationStreamID); src != "" {
+		return "cause:" + md.Get(esmill.MetaCategory) + "-" + md.Get(esmill.MetaEntityID) + ":" + src + "@" +
+			md.Get(esmill.MetaCausationStreamVersion) + ":" + md.Get(esmill.MetaCommand)
 	}
 	return "msg:" + msg.UUID
 }
 
-// Middleware wraps a handler.
-func (d Dedup) Middleware(h message.HandlerFunc) message.HandlerFunc {
-	if d.Store == nil {
-		d.Store = NewMemoryDedupStore()
-	}
-	if d.TTL == 0 {
-		d.TTL = 24 * time.Hour
-	}
-	if d.Key == nil {
-		d.Key = CommandKey
-	}
-	if d.Logger == nil {
-		d.Logger = slog.New(slog.DiscardHandler)
-	}
+func (d *dedup) middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
-		key := d.Key(msg)
+		key := d.cfg.Key(msg)
 		if key == "" {
 			return h(msg)
 		}
 		ctx := msg.Context()
-		seen, err := d.Store.Seen(ctx, key)
+		seen, err := d.cfg.Store.Seen(ctx, key)
 		if err != nil {
-			d.Logger.Warn("middleware: dedup store unavailable; handling the message", "error", err)
+			d.cfg.Logger.Warn("middleware: dedup store unavailable; handling the message", "error", err)
 		}
 		if seen {
-			if d.OnDuplicate != nil {
-				d.OnDuplicate(msg)
+			if d.cfg.OnDuplicate != nil {
+				d.cfg.OnDuplicate(msg)
 			}
 			d.replyIdempotent(msg)
 			return nil, nil
@@ -97,23 +125,25 @@ func (d Dedup) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		if err != nil {
 			return out, err
 		}
-		if err := d.Store.Mark(context.WithoutCancel(ctx), key, d.TTL); err != nil {
-			d.Logger.Warn("middleware: dedup store unavailable; key not marked", "error", err)
+		if err := d.cfg.Store.Mark(context.WithoutCancel(ctx), key, d.cfg.TTL); err != nil {
+			d.cfg.Logger.Warn("middleware: dedup store unavailable; key not marked", "error", err)
 		}
 		return out, nil
 	}
 }
 
-func (d Dedup) replyIdempotent(msg *message.Message) {
-	topic := msg.Metadata.Get(cqrs.MetaReplyTopic)
-	if topic == "" || d.ReplyPublisher == nil {
+func (d *dedup) replyIdempotent(msg *message.Message) {
+	topic := msg.Metadata.Get(esmill.MetaReplyTopic)
+	if topic == "" || d.cfg.ReplyPublisher == nil {
 		return
 	}
-	b, _ := json.Marshal(cqrs.Reply{StreamID: msg.Metadata.Get(cqrs.MetaCategory) + "-" + msg.Metadata.Get(cqrs.MetaEntityID), Version: -1, Idempotent: true})
+	// The entity's version is not known here: see cqrs.Reply.
+	b, _ := json.Marshal(cqrs.IdempotentReply(msg.Metadata.Get(esmill.MetaCategory) + "-" + msg.Metadata.Get(esmill.MetaEntityID)))
 	rep := message.NewMessage(msg.UUID+".reply", b)
-	rep.Metadata.Set(cqrs.MetaReplyTo, msg.UUID)
-	if err := d.ReplyPublisher.Publish(topic, rep); err != nil {
-		d.Logger.Warn("middleware: idempotent reply not sent", "error", err)
+	rep.Metadata.Set(esmill.MetaReplyTo, msg.UUID)
+	rep.Metadata.Set(esmill.MetaCorrelationID, msg.Metadata.Get(esmill.MetaCorrelationID))
+	if err := d.cfg.ReplyPublisher.Publish(topic, rep); err != nil {
+		d.cfg.Logger.Warn("middleware: idempotent reply not sent", "error", err)
 	}
 }
 

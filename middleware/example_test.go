@@ -33,11 +33,19 @@ func Example() {
 	pubsub := gochannel.NewGoChannel(gochannel.Config{BlockPublishUntilSubscriberAck: true}, watermill.NopLogger{})
 	defer pubsub.Close()
 	router, _ := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
-	router.AddMiddleware(
-		middleware.Retry{PoisonPublisher: pubsub, PoisonTopic: "esmill.poison"}.Middleware,
-		middleware.Dedup{ReplyPublisher: pubsub}.Middleware,
-		middleware.RateLimit{Limiter: middleware.NewLocalLimiter(rate.Limit(100), 10), Wait: true}.Middleware,
-	)
+	retry, err := middleware.NewRetry(middleware.RetryConfig{PoisonPublisher: pubsub, PoisonTopic: "esmill.poison"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	dedup, err := middleware.NewDedup(middleware.DedupConfig{ReplyPublisher: pubsub})
+	if err != nil {
+		log.Fatal(err)
+	}
+	limit, err := middleware.NewRateLimit(middleware.RateLimitConfig{Limiter: middleware.NewLocalLimiter(rate.Limit(100), 10), Wait: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	router.AddMiddleware(retry, dedup, limit)
 	commands, err := cqrs.NewCommandRouter(cqrs.RouterConfig{
 		Executor: exec, Types: []aggregate.AnyType{Accounts}, ReplyPublisher: pubsub, FailBadCommands: true,
 	})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,10 +19,12 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/cqrs"
 	"github.com/esmill/esmill/internal/testservice"
 	"github.com/esmill/esmill/middleware"
+	"github.com/esmill/esmill/readmodel"
 	"github.com/esmill/esmill/sierradb"
 )
 
@@ -47,10 +50,10 @@ var ErrNoFunds = errors.New("no funds")
 
 var Accounts = aggregate.MustDefine[Account, string]("account",
 	aggregate.On(func(a *Account, e Deposited) { a.Balance += e.Amount }),
-	aggregate.Handle(func(a Account, c Deposit, _ *aggregate.Context) ([]aggregate.Event, error) {
+	aggregate.Handle(func(a Account, c Deposit, _ *aggregate.CommandContext) ([]aggregate.Event, error) {
 		return aggregate.Events(Deposited{Amount: c.Amount}), nil
 	}),
-	aggregate.Handle(func(a Account, c Withdraw, _ *aggregate.Context) ([]aggregate.Event, error) {
+	aggregate.Handle(func(a Account, c Withdraw, _ *aggregate.CommandContext) ([]aggregate.Event, error) {
 		return nil, ErrNoFunds
 	}),
 )
@@ -90,35 +93,83 @@ func (p *recordingPublisher) get(topic string) []*message.Message {
 	return append([]*message.Message(nil), p.msgs[topic]...)
 }
 
-func TestClassify(t *testing.T) {
+// Every package's errors declare their class, and esmill.Classify reads
+// it: the one classification the router, Retry and the runner share.
+func TestClassifyAcrossPackages(t *testing.T) {
 	tests := []struct {
 		err  error
-		want middleware.Class
+		want esmill.Class
 	}{
-		{&aggregate.RejectedError{Err: ErrNoFunds}, middleware.Final},
-		{&aggregate.ExpectedVersionError{}, middleware.Final},
-		{&aggregate.RateLimitError{}, middleware.Final},
-		{&cqrs.BadCommandError{Reason: "x"}, middleware.Poison},
-		{&aggregate.UnknownCommandError{}, middleware.Poison},
-		{&aggregate.PanicError{}, middleware.Poison},
-		{&aggregate.ConflictError{Last: sierradb.ErrWrongExpectedVersion}, middleware.Transient},
-		{sierradb.ParseServerError("TIMEOUT write operation timed out"), middleware.Transient},
-		{fmt.Errorf("send: %w", io.EOF), middleware.Transient},
-		{&middleware.RateLimitedError{}, middleware.Transient},
-		{&aggregate.LockTimeoutError{}, middleware.Transient},
+		{&aggregate.RejectedError{Err: ErrNoFunds}, esmill.Final},
+		{&aggregate.RejectedError{Err: esmill.MarkTransient(ErrNoFunds)}, esmill.Transient},
+		{&aggregate.ExpectedVersionError{}, esmill.Final},
+		{&aggregate.RateLimitError{}, esmill.Final},
+		{&aggregate.PartitionKeyError{}, esmill.Final},
+		{fmt.Errorf("x: %w", aggregate.ErrPartitionKeyMismatch), esmill.Final},
+		{&cqrs.BadCommandError{Reason: "x"}, esmill.Poison},
+		{&aggregate.UnknownCommandError{}, esmill.Poison},
+		{&aggregate.CommandDecodeError{}, esmill.Poison},
+		{&aggregate.EventDecodeError{Err: io.ErrUnexpectedEOF}, esmill.Poison},
+		{&aggregate.InvalidIDError{}, esmill.Poison},
+		{&aggregate.VersionGapError{}, esmill.Poison},
+		{&aggregate.PanicError{}, esmill.Poison},
+		{&readmodel.PanicError{}, esmill.Poison},
+		{&aggregate.ConflictError{Last: sierradb.ErrWrongExpectedVersion}, esmill.Transient},
+		{sierradb.ParseServerError("TIMEOUT write operation timed out"), esmill.Transient},
+		{fmt.Errorf("send: %w", io.EOF), esmill.Transient},
+		{fmt.Errorf("read: %w", context.DeadlineExceeded), esmill.Transient},
+		{&middleware.RateLimitedError{}, esmill.Transient},
+		{&aggregate.LockTimeoutError{}, esmill.Transient},
+		{fmt.Errorf("%w (3 attempts)", aggregate.ErrTxContention), esmill.Transient},
+		{&cqrs.RemoteError{Kind: cqrs.KindRejected}, esmill.Final},
+		{&cqrs.RemoteError{Kind: cqrs.KindPanic}, esmill.Poison},
+		{&cqrs.RemoteError{Kind: cqrs.KindInternal, Class: "poison"}, esmill.Poison},
+		{&cqrs.RemoteError{Kind: cqrs.KindInternal}, esmill.Transient},
 	}
 	for _, tt := range tests {
-		if got := middleware.Classify(tt.err); got != tt.want {
-			t.Errorf("Classify(%v) = %s, want %s", tt.err, got, tt.want)
+		if got := esmill.Classify(tt.err); got != tt.want {
+			t.Errorf("Classify(%T %v) = %s, want %s", tt.err, tt.err, got, tt.want)
+		}
+	}
+}
+
+// must builds a middleware from a configuration the test knows is valid.
+func must(m message.HandlerMiddleware, err error) message.HandlerMiddleware {
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// A bad configuration is an error while wiring, never a panic.
+func TestConfigsValidate(t *testing.T) {
+	if _, err := middleware.NewRateLimit(middleware.RateLimitConfig{}); err == nil || !strings.Contains(err.Error(), "Limiter is required") {
+		t.Errorf("rate limit without a limiter: %v", err)
+	}
+	_, err := middleware.NewRetry(middleware.RetryConfig{MaxRetries: -1, Jitter: 2, Multiplier: 0.5, PoisonTopic: "p"})
+	for _, want := range []string{"MaxRetries", "Jitter", "Multiplier", "PoisonPublisher"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("retry: %v, want a word on %s", err, want)
+		}
+	}
+	if _, err := middleware.NewDedup(middleware.DedupConfig{TTL: -time.Second}); err == nil {
+		t.Error("negative TTL accepted")
+	}
+	for _, f := range []func() (message.HandlerMiddleware, error){
+		func() (message.HandlerMiddleware, error) { return middleware.NewRetry(middleware.RetryConfig{}) },
+		func() (message.HandlerMiddleware, error) { return middleware.NewDedup(middleware.DedupConfig{}) },
+	} {
+		if m, err := f(); err != nil || m == nil {
+			t.Errorf("zero config: %v", err)
 		}
 	}
 }
 
 func TestRetry(t *testing.T) {
-	fast := middleware.Retry{MaxRetries: 3, InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond}
+	fast := middleware.RetryConfig{MaxRetries: 3, InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond}
 	t.Run("final errors are not retried", func(t *testing.T) {
 		calls := 0
-		h := fast.Middleware(func(*message.Message) ([]*message.Message, error) {
+		h := must(middleware.NewRetry(fast))(func(*message.Message) ([]*message.Message, error) {
 			calls++
 			return nil, &aggregate.RejectedError{StreamID: "s", Command: "Withdraw", Err: ErrNoFunds}
 		})
@@ -128,7 +179,7 @@ func TestRetry(t *testing.T) {
 	})
 	t.Run("transient errors are retried", func(t *testing.T) {
 		calls := 0
-		h := fast.Middleware(func(*message.Message) ([]*message.Message, error) {
+		h := must(middleware.NewRetry(fast))(func(*message.Message) ([]*message.Message, error) {
 			calls++
 			if calls < 3 {
 				return nil, io.ErrUnexpectedEOF
@@ -144,7 +195,7 @@ func TestRetry(t *testing.T) {
 		r := fast
 		r.PoisonPublisher, r.PoisonTopic = pub, "poison"
 		calls := 0
-		h := r.Middleware(func(*message.Message) ([]*message.Message, error) {
+		h := must(middleware.NewRetry(r))(func(*message.Message) ([]*message.Message, error) {
 			calls++
 			return nil, io.ErrUnexpectedEOF
 		})
@@ -153,13 +204,13 @@ func TestRetry(t *testing.T) {
 			t.Fatalf("%d calls, %v", calls, err)
 		}
 		parked := pub.get("poison")
-		if len(parked) != 1 || parked[0].UUID != m.UUID || parked[0].Metadata.Get(middleware.MetaPoisonClass) != "transient" ||
-			parked[0].Metadata.Get(middleware.MetaPoisonReason) != io.ErrUnexpectedEOF.Error() || parked[0].Metadata.Get(middleware.MetaPoisonAttempts) != "4" {
+		if len(parked) != 1 || parked[0].UUID != m.UUID || parked[0].Metadata.Get(esmill.MetaPoisonClass) != "transient" ||
+			parked[0].Metadata.Get(esmill.MetaPoisonReason) != io.ErrUnexpectedEOF.Error() || parked[0].Metadata.Get(esmill.MetaPoisonAttempts) != "4" {
 			t.Fatalf("parked %+v", parked)
 		}
 		// Poison goes at once.
 		calls = 0
-		h = r.Middleware(func(*message.Message) ([]*message.Message, error) {
+		h = must(middleware.NewRetry(r))(func(*message.Message) ([]*message.Message, error) {
 			calls++
 			return nil, &cqrs.BadCommandError{Reason: "garbage"}
 		})
@@ -172,7 +223,7 @@ func TestRetry(t *testing.T) {
 func TestLocalRateLimit(t *testing.T) {
 	lim := middleware.NewLocalLimiter(rate.Every(time.Hour), 3)
 	var runs atomic.Int64
-	h := middleware.RateLimit{Limiter: lim, Key: func(*message.Message) string { return "k" }}.Middleware(
+	h := must(middleware.NewRateLimit(middleware.RateLimitConfig{Limiter: lim, Key: func(*message.Message) string { return "k" }}))(
 		func(*message.Message) ([]*message.Message, error) { runs.Add(1); return nil, nil })
 	var limited int
 	for range 10 {
@@ -187,7 +238,7 @@ func TestLocalRateLimit(t *testing.T) {
 	}
 	// Wait mode waits for the token.
 	lim2 := middleware.NewLocalLimiter(rate.Every(50*time.Millisecond), 1)
-	hw := middleware.RateLimit{Limiter: lim2, Key: func(*message.Message) string { return "k" }, Wait: true}.Middleware(
+	hw := must(middleware.NewRateLimit(middleware.RateLimitConfig{Limiter: lim2, Key: func(*message.Message) string { return "k" }, Wait: true}))(
 		func(*message.Message) ([]*message.Message, error) { return nil, nil })
 	start := time.Now()
 	for range 5 {
@@ -211,10 +262,10 @@ func TestSharedRateLimit(t *testing.T) {
 		// Each "process" has its own limiter object and connection.
 		own := redis.NewClient(&redis.Options{Addr: rdb.Options().Addr})
 		t.Cleanup(func() { own.Close() })
-		procs = append(procs, middleware.RateLimit{
+		procs = append(procs, must(middleware.NewRateLimit(middleware.RateLimitConfig{
 			Limiter: middleware.NewRedisLimiter(own, prefix, redis_rate.Limit{Rate: 20, Burst: 20, Period: time.Second}),
 			Key:     middleware.MetadataKey("tenant"),
-		}.Middleware(func(*message.Message) ([]*message.Message, error) { allowed.Add(1); return nil, nil }))
+		}))(func(*message.Message) ([]*message.Message, error) { allowed.Add(1); return nil, nil }))
 	}
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -275,8 +326,8 @@ func startProcess(t *testing.T, sierraAddr string, rdb *redis.Client, topic func
 		t.Fatal(err)
 	}
 	router.AddMiddleware(
-		middleware.Retry{InitialInterval: time.Millisecond, PoisonPublisher: pub, PoisonTopic: poisonTopic}.Middleware,
-		middleware.Dedup{Store: middleware.NewRedisDedupStore(rdb, dedupPrefix), ReplyPublisher: pub, OnDuplicate: func(*message.Message) { r.dups.Add(1) }}.Middleware,
+		must(middleware.NewRetry(middleware.RetryConfig{InitialInterval: time.Millisecond, PoisonPublisher: pub, PoisonTopic: poisonTopic})),
+		must(middleware.NewDedup(middleware.DedupConfig{Store: middleware.NewRedisDedupStore(rdb, dedupPrefix), ReplyPublisher: pub, OnDuplicate: func(*message.Message) { r.dups.Add(1) }})),
 		func(h message.HandlerFunc) message.HandlerFunc {
 			return func(m *message.Message) ([]*message.Message, error) {
 				r.runs.Add(1)
@@ -383,8 +434,8 @@ func TestPoisonParkedWhileOthersGoOn(t *testing.T) {
 		}
 		select {
 		case m := <-parked:
-			if m.UUID != bad.UUID || m.Metadata.Get(middleware.MetaPoisonClass) != "poison" || m.Metadata.Get(middleware.MetaPoisonReason) == "" ||
-				m.Metadata.Get(middleware.MetaPoisonTopic) == "" {
+			if m.UUID != bad.UUID || m.Metadata.Get(esmill.MetaPoisonClass) != "poison" || m.Metadata.Get(esmill.MetaPoisonReason) == "" ||
+				m.Metadata.Get(esmill.MetaPoisonTopic) == "" {
 				t.Fatalf("parked %s %v", m.UUID, m.Metadata)
 			}
 			m.Ack()

@@ -12,7 +12,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
 
-	"github.com/esmill/esmill/cqrs"
+	"github.com/esmill/esmill"
+	"github.com/esmill/esmill/internal/backoff"
 )
 
 // ErrRateLimited is matched by [*RateLimitedError].
@@ -30,6 +31,9 @@ func (e *RateLimitedError) Error() string {
 
 func (e *RateLimitedError) Is(target error) bool { return target == ErrRateLimited }
 
+// ErrorClass is [esmill.Transient]: a token comes later.
+func (e *RateLimitedError) ErrorClass() esmill.Class { return esmill.Transient }
+
 // Limiter hands out tokens per key.
 type Limiter interface {
 	// Allow takes a token for key if one is available now, and returns 0;
@@ -37,11 +41,8 @@ type Limiter interface {
 	Allow(ctx context.Context, key string) (retryAfter time.Duration, err error)
 }
 
-// RateLimit limits messages per key with a token bucket. In reject mode a
-// message without a token fails with a [*RateLimitedError] (transient: a
-// Retry middleware retries it after a backoff); in wait mode the handler
-// waits for a token, as long as the message's context allows.
-type RateLimit struct {
+// RateLimitConfig configures the middleware made by [NewRateLimit].
+type RateLimitConfig struct {
 	// Limiter hands out the tokens. Required: NewLocalLimiter for one
 	// process, NewRedisLimiter for a limit shared by processes.
 	Limiter Limiter
@@ -52,14 +53,44 @@ type RateLimit struct {
 	Wait bool
 }
 
+// Validate reports every problem with the configuration.
+func (c RateLimitConfig) Validate() error {
+	if c.Limiter == nil {
+		return errors.New("middleware: RateLimitConfig.Limiter is required: NewLocalLimiter for one process, NewRedisLimiter for a limit shared through Redis")
+	}
+	return nil
+}
+
+func (c *RateLimitConfig) setDefaults() {
+	if c.Key == nil {
+		c.Key = EntityKey
+	}
+}
+
+// NewRateLimit returns a middleware that limits messages per key with a
+// token bucket. In reject mode a message without a token fails with a
+// [*RateLimitedError] (transient: a Retry middleware retries it after a
+// backoff); in wait mode the handler waits for a token, as long as the
+// message's context allows.
+func NewRateLimit(cfg RateLimitConfig) (message.HandlerMiddleware, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	r := &rateLimit{cfg: cfg}
+	return r.middleware, nil
+}
+
+type rateLimit struct{ cfg RateLimitConfig }
+
 // EntityKey keys a command message on its entity.
 func EntityKey(msg *message.Message) string {
-	return msg.Metadata.Get(cqrs.MetaCategory) + "-" + msg.Metadata.Get(cqrs.MetaEntityID)
+	return msg.Metadata.Get(esmill.MetaCategory) + "-" + msg.Metadata.Get(esmill.MetaEntityID)
 }
 
 // CommandNameKey keys a command message on its command name.
 func CommandNameKey(msg *message.Message) string {
-	return msg.Metadata.Get(cqrs.MetaCategory) + "." + msg.Metadata.Get(cqrs.MetaCommand)
+	return msg.Metadata.Get(esmill.MetaCategory) + "." + msg.Metadata.Get(esmill.MetaCommand)
 }
 
 // MetadataKey keys a message on a metadata field, such as a tenant.
@@ -67,35 +98,26 @@ func MetadataKey(field string) func(*message.Message) string {
 	return func(msg *message.Message) string { return msg.Metadata.Get(field) }
 }
 
-// Middleware wraps a handler.
-func (r RateLimit) Middleware(h message.HandlerFunc) message.HandlerFunc {
-	if r.Limiter == nil {
-		panic("middleware: RateLimit needs a Limiter")
-	}
-	if r.Key == nil {
-		r.Key = EntityKey
-	}
+func (r *rateLimit) middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
-		key := r.Key(msg)
+		key := r.cfg.Key(msg)
 		if key == "" {
 			return h(msg)
 		}
 		ctx := msg.Context()
 		for {
-			wait, err := r.Limiter.Allow(ctx, key)
+			wait, err := r.cfg.Limiter.Allow(ctx, key)
 			if err != nil {
 				return nil, fmt.Errorf("middleware: rate limiter: %w", err)
 			}
 			if wait == 0 {
 				return h(msg)
 			}
-			if !r.Wait {
+			if !r.cfg.Wait {
 				return nil, &RateLimitedError{Key: key, RetryAfter: wait}
 			}
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(wait):
+			if err := backoff.Sleep(ctx, wait); err != nil {
+				return nil, err
 			}
 		}
 	}

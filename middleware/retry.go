@@ -1,28 +1,22 @@
 package middleware
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/esmill/esmill"
+	"github.com/esmill/esmill/internal/backoff"
 )
 
-// Metadata keys of a parked (poison) message.
-const (
-	MetaPoisonReason   = "esmill_poison_reason"
-	MetaPoisonClass    = "esmill_poison_class"
-	MetaPoisonHandler  = "esmill_poison_handler"
-	MetaPoisonTopic    = "esmill_poison_topic"
-	MetaPoisonAttempts = "esmill_poison_attempts"
-)
-
-// Retry runs a handler again on transient errors, with exponential backoff
-// and jitter, and parks messages that cannot succeed on a poison topic with
-// the reason in their metadata, so that the next messages go on.
-type Retry struct {
+// RetryConfig configures the middleware made by [NewRetry]. The zero value
+// retries transient errors with the defaults and returns every other error
+// to Watermill.
+type RetryConfig struct {
 	// MaxRetries bounds the retries of a transient error. Default: 5.
 	MaxRetries int
 	// InitialInterval, MaxInterval and Multiplier shape the backoff.
@@ -30,71 +24,104 @@ type Retry struct {
 	InitialInterval time.Duration
 	MaxInterval     time.Duration
 	Multiplier      float64
-	// Jitter is the random fraction added to or taken from each wait.
-	// Default: 0.2.
+	// Jitter is the random fraction, between 0 and 1, added to or taken
+	// from each wait. Default: 0.2.
 	Jitter float64
-	// Classify decides what an error means. Default: the package's
-	// Classify.
-	Classify func(error) Class
+	// Classify decides what an error means. Default: esmill.Classify.
+	Classify func(error) esmill.Class
 	// PoisonPublisher and PoisonTopic receive the messages that cannot
 	// succeed: poison ones at once, final ones, and transient ones whose
-	// retries ran out. Without them, those errors are returned to
-	// Watermill (which nacks the message).
+	// retries ran out. Give both or neither. Without them, those errors
+	// are returned to Watermill (which nacks the message).
 	PoisonPublisher message.Publisher
 	PoisonTopic     string
-	// OnRetry is called before each retry.
+	// OnRetry is called before each retry. Optional.
 	OnRetry func(msg *message.Message, attempt int, err error)
 	// Logger receives a line per parked message. Default: discard.
 	Logger *slog.Logger
 }
 
-func (r Retry) withDefaults() Retry {
-	if r.MaxRetries == 0 {
-		r.MaxRetries = 5
+// Validate reports every problem with the configuration. Zero values are
+// valid: they stand for the defaults.
+func (c RetryConfig) Validate() error {
+	var errs []error
+	if c.MaxRetries < 0 {
+		errs = append(errs, errors.New("middleware: RetryConfig.MaxRetries must not be negative"))
 	}
-	if r.InitialInterval == 0 {
-		r.InitialInterval = 50 * time.Millisecond
+	if c.InitialInterval < 0 || c.MaxInterval < 0 {
+		errs = append(errs, errors.New("middleware: RetryConfig.InitialInterval and MaxInterval must not be negative"))
 	}
-	if r.MaxInterval == 0 {
-		r.MaxInterval = 5 * time.Second
+	if c.MaxInterval > 0 && c.InitialInterval > c.MaxInterval {
+		errs = append(errs, errors.New("middleware: RetryConfig.InitialInterval exceeds MaxInterval"))
 	}
-	if r.Multiplier == 0 {
-		r.Multiplier = 2
+	if c.Multiplier != 0 && c.Multiplier < 1 {
+		errs = append(errs, errors.New("middleware: RetryConfig.Multiplier must be at least 1 (or 0 for the default)"))
 	}
-	if r.Jitter == 0 {
-		r.Jitter = 0.2
+	if c.Jitter < 0 || c.Jitter > 1 {
+		errs = append(errs, errors.New("middleware: RetryConfig.Jitter must be between 0 and 1"))
 	}
-	if r.Classify == nil {
-		r.Classify = Classify
+	if (c.PoisonPublisher == nil) != (c.PoisonTopic == "") {
+		errs = append(errs, errors.New("middleware: RetryConfig.PoisonPublisher and PoisonTopic go together: give both or neither"))
 	}
-	if r.Logger == nil {
-		r.Logger = slog.New(slog.DiscardHandler)
-	}
-	return r
+	return errors.Join(errs...)
 }
 
-// Middleware wraps a handler.
-func (r Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
-	r = r.withDefaults()
+func (c *RetryConfig) setDefaults() {
+	if c.MaxRetries == 0 {
+		c.MaxRetries = 5
+	}
+	if c.InitialInterval == 0 {
+		c.InitialInterval = 50 * time.Millisecond
+	}
+	if c.MaxInterval == 0 {
+		c.MaxInterval = max(5*time.Second, c.InitialInterval)
+	}
+	if c.Multiplier == 0 {
+		c.Multiplier = 2
+	}
+	if c.Jitter == 0 {
+		c.Jitter = 0.2
+	}
+	if c.Classify == nil {
+		c.Classify = esmill.Classify
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// NewRetry returns a middleware that runs a handler again on transient
+// errors, with exponential backoff and jitter, and parks messages that
+// cannot succeed on a poison topic with the reason in their metadata
+// (esmill.MetaPoisonReason, ...), so that the next messages go on.
+func NewRetry(cfg RetryConfig) (message.HandlerMiddleware, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	r := &retry{cfg: cfg}
+	return r.middleware, nil
+}
+
+type retry struct{ cfg RetryConfig }
+
+func (r *retry) middleware(h message.HandlerFunc) message.HandlerFunc {
+	policy := backoff.Policy{Initial: r.cfg.InitialInterval, Max: r.cfg.MaxInterval, Multiplier: r.cfg.Multiplier, Jitter: r.cfg.Jitter}
 	return func(msg *message.Message) ([]*message.Message, error) {
-		delay := r.InitialInterval
+		b := policy.Start()
 		for attempt := 1; ; attempt++ {
 			out, err := h(msg)
 			if err == nil {
 				return out, nil
 			}
-			class := r.Classify(err)
-			if class == Transient && attempt <= r.MaxRetries {
-				if r.OnRetry != nil {
-					r.OnRetry(msg, attempt, err)
+			class := r.cfg.Classify(err)
+			if class == esmill.Transient && attempt <= r.cfg.MaxRetries {
+				if r.cfg.OnRetry != nil {
+					r.cfg.OnRetry(msg, attempt, err)
 				}
-				wait := time.Duration(float64(delay) * (1 + r.Jitter*(2*rand.Float64()-1)))
-				select {
-				case <-msg.Context().Done():
+				if b.Wait(msg.Context()) != nil {
 					return nil, err
-				case <-time.After(wait):
 				}
-				delay = min(time.Duration(float64(delay)*r.Multiplier), r.MaxInterval)
 				continue
 			}
 			return nil, r.park(msg, class, attempt, err)
@@ -104,19 +131,19 @@ func (r Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 
 // park publishes the message to the poison topic and acks it, or returns
 // err when there is no poison topic or the publish fails.
-func (r Retry) park(msg *message.Message, class Class, attempts int, err error) error {
-	if r.PoisonPublisher == nil || r.PoisonTopic == "" {
+func (r *retry) park(msg *message.Message, class esmill.Class, attempts int, err error) error {
+	if r.cfg.PoisonPublisher == nil {
 		return err
 	}
 	p := msg.Copy()
-	p.Metadata.Set(MetaPoisonReason, err.Error())
-	p.Metadata.Set(MetaPoisonClass, class.String())
-	p.Metadata.Set(MetaPoisonHandler, message.HandlerNameFromCtx(msg.Context()))
-	p.Metadata.Set(MetaPoisonTopic, message.SubscribeTopicFromCtx(msg.Context()))
-	p.Metadata.Set(MetaPoisonAttempts, strconv.Itoa(attempts))
-	if perr := r.PoisonPublisher.Publish(r.PoisonTopic, p); perr != nil {
-		return fmt.Errorf("middleware: parking message %s failed (%v) after: %w", msg.UUID, perr, err)
+	p.Metadata.Set(esmill.MetaPoisonReason, err.Error())
+	p.Metadata.Set(esmill.MetaPoisonClass, class.String())
+	p.Metadata.Set(esmill.MetaPoisonHandler, message.HandlerNameFromCtx(msg.Context()))
+	p.Metadata.Set(esmill.MetaPoisonTopic, message.SubscribeTopicFromCtx(msg.Context()))
+	p.Metadata.Set(esmill.MetaPoisonAttempts, strconv.Itoa(attempts))
+	if perr := r.cfg.PoisonPublisher.Publish(r.cfg.PoisonTopic, p); perr != nil {
+		return fmt.Errorf("middleware: parking message %s on %q failed (%v) after: %w", msg.UUID, r.cfg.PoisonTopic, perr, err)
 	}
-	r.Logger.Warn("middleware: message parked", "uuid", msg.UUID, "class", class.String(), "reason", err)
+	r.cfg.Logger.Warn("middleware: message parked", "uuid", msg.UUID, "topic", r.cfg.PoisonTopic, "class", class.String(), "reason", err)
 	return nil
 }

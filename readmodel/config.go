@@ -1,6 +1,7 @@
 package readmodel
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/esmill/esmill/sierradb"
 )
+
+const defaultBatchSize = 500
 
 // PoisonPolicy says what a runner does with a poison event.
 type PoisonPolicy int
@@ -87,7 +90,7 @@ type Config[T any] struct {
 
 func (c *Config[T]) setDefaults() {
 	if c.BatchSize == 0 {
-		c.BatchSize = 500
+		c.BatchSize = defaultBatchSize
 	}
 	if c.BatchTimeout == 0 {
 		c.BatchTimeout = 20 * time.Millisecond
@@ -118,7 +121,8 @@ func (c *Config[T]) setDefaults() {
 	}
 }
 
-// Validate reports every problem of c, joined.
+// Validate reports every problem of c, joined. Zero values are valid: they
+// stand for the defaults.
 func (c Config[T]) Validate() error {
 	var errs []error
 	if err := ValidateName(c.Name); err != nil {
@@ -139,8 +143,8 @@ func (c Config[T]) Validate() error {
 	if c.Window < 0 {
 		errs = append(errs, errors.New("readmodel: Window must not be negative"))
 	}
-	if c.Window > 0 && c.Window < max(c.BatchSize, 1) {
-		errs = append(errs, fmt.Errorf("readmodel: Window %d is smaller than BatchSize %d: batches could never fill", c.Window, c.BatchSize))
+	if batch := cmp.Or(c.BatchSize, defaultBatchSize); c.Window > 0 && c.Window < batch {
+		errs = append(errs, fmt.Errorf("readmodel: Window %d is smaller than BatchSize %d: batches could never fill; raise Window or lower BatchSize", c.Window, batch))
 	}
 	if c.MaxAttempts < 0 {
 		errs = append(errs, errors.New("readmodel: MaxAttempts must not be negative"))

@@ -44,9 +44,13 @@
 //
 // A handler error rolls the batch back. The events before the failing one
 // are committed on their own, and the failing one is retried with backoff;
-// no event of the batch is lost. After [Config.MaxAttempts] failures (at
-// once for a [Permanent] error, never for a [Transient] one), or when the
-// event cannot be decoded, the event is poison: under [Park] it is recorded
+// no event of the batch is lost. What a handler error means is its class
+// (esmill.Classify): an error marked with esmill.MarkTransient is retried
+// for as long as it takes and never makes the event poison; an error that
+// declares the class final or poison (esmill.MarkPoison, esmill.MarkFinal,
+// a handler panic) makes it poison at once; any other error after
+// [Config.MaxAttempts] failures. An event that cannot be decoded is poison
+// too. Under [Park] a poison event is recorded
 // with the reason in the store ([Store.Parked]) in the transaction that
 // moves the checkpoint past it; under [Stop] the runner ends with a
 // [*PoisonError] before it. Nothing is skipped silently.

@@ -3,6 +3,8 @@ package readmodel
 import (
 	"errors"
 	"fmt"
+
+	"github.com/esmill/esmill"
 )
 
 var (
@@ -16,14 +18,41 @@ var (
 	ErrNoActive = errors.New("readmodel: no active projection")
 	// ErrInvalidName: a projection name is not valid; see [ValidateName].
 	ErrInvalidName = errors.New("readmodel: invalid projection name")
-	// ErrClosed: the runner was closed.
-	ErrClosed = errors.New("readmodel: runner closed")
+	// ErrClosed: the runner was closed. It matches esmill.ErrClosed.
+	ErrClosed error = &esmill.ClosedError{Text: "readmodel: runner closed"}
 	// ErrRunning: Run or Start was called on a runner that already runs
 	// or ran.
 	ErrRunning = errors.New("readmodel: runner already started")
-	// ErrSubscriptionEnded: the SierraDB subscription ended.
+	// ErrSubscriptionEnded: the SierraDB subscription ended. The error is
+	// a [*SubscriptionEndedError].
 	ErrSubscriptionEnded = errors.New("readmodel: subscription ended")
 )
+
+// SubscriptionEndedError ends a runner whose SierraDB subscription ended
+// (the subscription itself reconnects after lost connections; it ends for
+// good on a server error it cannot retry, or when its client is closed).
+// It matches [ErrSubscriptionEnded].
+type SubscriptionEndedError struct {
+	Projection string
+	// Err is why the subscription ended (sierradb.Subscription.Err); nil
+	// when it was closed.
+	Err error
+}
+
+func (e *SubscriptionEndedError) Error() string {
+	why := "it was closed (was the sierradb.Client closed before the runner?)"
+	if e.Err != nil {
+		why = e.Err.Error()
+	}
+	return fmt.Sprintf("readmodel: projection %q stopped: its SierraDB subscription ended: %s; "+
+		"run the projection again once the server is back: it resumes from its checkpoints", e.Projection, why)
+}
+
+// Is reports whether target is [ErrSubscriptionEnded].
+func (e *SubscriptionEndedError) Is(target error) bool { return target == ErrSubscriptionEnded }
+
+// Unwrap returns why the subscription ended.
+func (e *SubscriptionEndedError) Unwrap() error { return e.Err }
 
 // ConflictError details an [ErrCheckpointConflict].
 type ConflictError struct {
@@ -64,37 +93,8 @@ func (e *PoisonError) Error() string {
 
 func (e *PoisonError) Unwrap() []error { return []error{ErrPoison, e.Err} }
 
-// permanentError marks a handler error that retrying cannot fix.
-type permanentError struct{ err error }
-
-func (e permanentError) Error() string { return e.err.Error() }
-func (e permanentError) Unwrap() error { return e.err }
-
-// Permanent marks a handler error as one that retrying cannot fix: the
-// event is treated as poison at once, without retries.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return permanentError{err}
-}
-
-// transientError marks a handler error that must never make an event
-// poison.
-type transientError struct{ err error }
-
-func (e transientError) Error() string { return e.err.Error() }
-func (e transientError) Unwrap() error { return e.err }
-
-// Transient marks a handler error as passing (a lost connection, a
-// timeout): the batch is retried with backoff for as long as it takes, and
-// the event is never parked for it.
-func Transient(err error) error {
-	if err == nil {
-		return nil
-	}
-	return transientError{err}
-}
+// ErrorClass is [esmill.Poison].
+func (e *PoisonError) ErrorClass() esmill.Class { return esmill.Poison }
 
 // PanicError is a handler panic, turned into a handler error.
 type PanicError struct {
@@ -103,3 +103,7 @@ type PanicError struct {
 }
 
 func (e *PanicError) Error() string { return fmt.Sprintf("readmodel: handler panic: %v", e.Value) }
+
+// ErrorClass is [esmill.Poison]: the event is parked at once, as a panic
+// is poison in every layer.
+func (e *PanicError) ErrorClass() esmill.Class { return esmill.Poison }

@@ -38,10 +38,10 @@ func (Debit) CommandName() string { return "Debit" }
 var Wallets = aggregate.MustDefine[Wallet, string]("wallet",
 	aggregate.On(func(w *Wallet, e Credited) { w.Balance += e.Amount }),
 	aggregate.On(func(w *Wallet, e Debited) { w.Balance -= e.Amount }),
-	aggregate.Handle(func(w Wallet, c Credit, _ *aggregate.Context) ([]aggregate.Event, error) {
+	aggregate.Handle(func(w Wallet, c Credit, _ *aggregate.CommandContext) ([]aggregate.Event, error) {
 		return aggregate.Events(Credited{Amount: c.Amount}), nil
 	}),
-	aggregate.Handle(func(w Wallet, c Debit, _ *aggregate.Context) ([]aggregate.Event, error) {
+	aggregate.Handle(func(w Wallet, c Debit, _ *aggregate.CommandContext) ([]aggregate.Event, error) {
 		return aggregate.Events(Debited{Amount: c.Amount}), nil
 	}),
 )

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/codec"
 	"github.com/esmill/esmill/sierradb"
@@ -105,7 +106,7 @@ func On[T any, ID comparable, E aggregate.Event](typ EntityType[ID], h func(ctx 
 		call: func(ctx context.Context, tx T, d *decoded, m Meta) error {
 			e, ok := d.event.(E)
 			if !ok {
-				return Permanent(fmt.Errorf("readmodel: event %q decoded as %T, not %T", m.Name, d.event, zero))
+				return esmill.MarkPoison(fmt.Errorf("readmodel: event %q decoded as %T, not %T", m.Name, d.event, zero))
 			}
 			return h(ctx, tx, d.id.(ID), e, m)
 		},

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/readmodel"
 	"github.com/esmill/esmill/readmodel/memory"
@@ -189,11 +190,11 @@ func TestHandlerErrors(t *testing.T) {
 		case "panics":
 			panic("boom")
 		case "permanent":
-			return readmodel.Permanent(errors.New("cannot ever work"))
+			return esmill.MarkPoison(errors.New("cannot ever work"))
 		case "transient":
 			// More failures than MaxAttempts: never parked.
 			if transient.Add(1) <= 6 {
-				return readmodel.Transient(errors.New("database away"))
+				return esmill.MarkTransient(errors.New("database away"))
 			}
 		}
 		return credit(ctx, tx, id, e, m)
@@ -206,7 +207,7 @@ func TestHandlerErrors(t *testing.T) {
 	for _, p := range parked {
 		got[p.StreamID] = p
 	}
-	if p := got["wallet-panics"]; p.Cause != readmodel.CauseHandler || p.Attempts != 3 || !strings.Contains(p.Reason, "panic: boom") {
+	if p := got["wallet-panics"]; p.Cause != readmodel.CauseHandler || p.Attempts != 1 || !strings.Contains(p.Reason, "panic: boom") {
 		t.Errorf("panicking event parked as %+v", p)
 	}
 	if p := got["wallet-permanent"]; p.Attempts != 1 || !strings.Contains(p.Reason, "cannot ever work") {
@@ -246,5 +247,27 @@ func TestOnOtherAndOnAll(t *testing.T) {
 	// The snapshot stream's category is "wallet:snapshot": not a wallet.
 	if strings.Join(others, ",") != "other-x,wallet:snapshot-a" && strings.Join(others, ",") != "wallet:snapshot-a,other-x" {
 		t.Errorf("OnOther saw %v", others)
+	}
+}
+
+// A runner whose subscription ends says so once, with the cause and what to
+// do, under one prefix.
+func TestSubscriptionEndedError(t *testing.T) {
+	client := fixture(t, credited(t, "wallet-a", 1))
+	st := newStore()
+	r := run(t, client, st, nil, readmodel.On(Wallets, credit))
+	client.Close()
+	select {
+	case <-r.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the runner did not stop when its client closed")
+	}
+	err := r.Err()
+	var se *readmodel.SubscriptionEndedError
+	if !errors.Is(err, readmodel.ErrSubscriptionEnded) || !errors.As(err, &se) || se.Projection != "p" {
+		t.Fatalf("%v", err)
+	}
+	if msg := err.Error(); strings.Count(msg, "readmodel:") != 1 || !strings.Contains(msg, "resumes from its checkpoints") {
+		t.Fatalf("message %q", msg)
 	}
 }

@@ -36,8 +36,8 @@ const (
 	// CauseDecode: the event's id, payload or metadata did not decode into
 	// its entity type.
 	CauseDecode Cause = "decode"
-	// CauseHandler: a handler kept failing on the event (or returned a
-	// [Permanent] error).
+	// CauseHandler: a handler kept failing on the event (or returned an
+	// error marked poison or final, see esmill.Classify).
 	CauseHandler Cause = "handler"
 	// CauseUnknown: the event's name is not registered in the entity type
 	// of a handled category, and the projection's [Config.UnknownEvents]

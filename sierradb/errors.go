@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/google/uuid"
+
+	"github.com/esmill/esmill"
 )
 
 // Sentinel errors. Test for them with errors.Is.
@@ -23,8 +25,12 @@ var (
 	// ErrInvalidArgument: the server (or the client, before sending)
 	// rejected an argument.
 	ErrInvalidArgument = errors.New("sierradb: invalid argument")
-	// ErrClosed: the client or subscription was closed.
-	ErrClosed = errors.New("sierradb: closed")
+	// ErrNotSierraDB: the server at the client's address answers, but is
+	// not SierraDB. The error is a [*NotSierraDBError].
+	ErrNotSierraDB = errors.New("sierradb: not a SierraDB server")
+	// ErrClosed: the client or subscription was closed. It matches
+	// esmill.ErrClosed.
+	ErrClosed error = &esmill.ClosedError{Text: "sierradb: client or subscription closed"}
 )
 
 // Server error codes, the first word of a coded SierraDB error.
@@ -177,6 +183,20 @@ func parseWrongVersion(se *ServerError) *WrongExpectedVersionError {
 	e.Expected, e.PartitionKey, e.StreamID, e.Parsed = ev, pk, sid, true
 	return e
 }
+
+// NotSierraDBError reports a server whose HELLO reply is not SierraDB's.
+type NotSierraDBError struct {
+	Addr string
+	// Reply says what the server answered instead.
+	Reply string
+}
+
+func (e *NotSierraDBError) Error() string {
+	return fmt.Sprintf("sierradb: the server at %s is not SierraDB (HELLO gave %s): point Config.Addr at a SierraDB server", e.Addr, e.Reply)
+}
+
+// Is reports whether target is [ErrNotSierraDB].
+func (e *NotSierraDBError) Is(target error) bool { return target == ErrNotSierraDB }
 
 // InvalidStreamIDError reports a stream id that SierraDB would reject.
 type InvalidStreamIDError struct {

@@ -11,7 +11,7 @@ import (
 	"github.com/esmill/esmill/sierradb"
 )
 
-// Vectors from the SierraDB protocol notes (§5.1), 32 partitions.
+// Vectors of docs/sierradb-protocol.md §5.1, 32 partitions.
 func TestPartitionVectors(t *testing.T) {
 	tests := []struct {
 		stream    string

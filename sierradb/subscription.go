@@ -2,19 +2,11 @@ package sierradb
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
-	"time"
-
-	"github.com/google/uuid"
-
-	"github.com/esmill/esmill/sierradb/internal/resp3"
 )
 
 // DefaultWindow is the number of unacknowledged events a subscription lets
@@ -127,11 +119,11 @@ func (c *Client) SubscribePartitions(ctx context.Context, req PartitionSubscript
 // SierraDB 0.3.1's ESUB ignores FROM (see the conformance suite). The
 // partition key defaults to [StreamPartitionKey] of the stream; see
 // [WithPartitionKey].
-func (c *Client) SubscribeStream(ctx context.Context, streamID string, from Start, opts ...Option) (*Subscription, error) {
+func (c *Client) SubscribeStream(ctx context.Context, streamID string, from Start, opts ...SubscribeOption) (*Subscription, error) {
 	if err := ValidateStreamID(streamID); err != nil {
 		return nil, err
 	}
-	o := applyOptions(opts)
+	o := subscribeOptions(opts)
 	key := StreamPartitionKey(streamID)
 	if o.partitionKey != nil {
 		key = *o.partitionKey
@@ -188,6 +180,9 @@ type Subscription struct {
 
 	closeOnce sync.Once
 	closing   chan struct{}
+	// ctx is cancelled by Close: it ends a reconnection's wait and dial.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu     sync.Mutex
 	conn   net.Conn
@@ -222,6 +217,7 @@ func (c *Client) subscribe(ctx context.Context, spec subSpec) (*Subscription, er
 		closing: make(chan struct{}),
 		notify:  make(chan struct{}, 1),
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -232,6 +228,7 @@ func (c *Client) subscribe(ctx context.Context, spec subSpec) (*Subscription, er
 
 	conn, r, subID, err := s.connect(ctx, 1)
 	if err != nil {
+		s.cancel()
 		c.forget(s)
 		return nil, err
 	}
@@ -266,6 +263,7 @@ func (s *Subscription) Err() error {
 func (s *Subscription) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
+		s.cancel()
 		s.mu.Lock()
 		if s.conn != nil {
 			s.conn.Close()
@@ -321,282 +319,4 @@ func (s *Subscription) isClosing() bool {
 	default:
 		return false
 	}
-}
-
-// command builds the EPSUB request from the positions reached so far.
-func (s *Subscription) command() []string {
-	sel := "*"
-	if !s.spec.all {
-		ids := make([]string, len(s.spec.partitions))
-		for i, p := range s.spec.partitions {
-			ids[i] = strconv.Itoa(int(p))
-		}
-		sel = strings.Join(ids, ",")
-	}
-	args := []string{"EPSUB", sel, "FROM", "MAP"}
-	for _, p := range s.spec.partitions {
-		args = append(args, strconv.Itoa(int(p))+"="+strconv.FormatUint(s.spec.next[p], 10))
-	}
-	return append(args, "WINDOW", strconv.Itoa(s.spec.window))
-}
-
-// connect dials, subscribes and waits for the confirmation.
-func (s *Subscription) connect(ctx context.Context, gen uint32) (net.Conn, *resp3.Reader, string, error) {
-	conn, err := s.c.cfg.Dialer(ctx, "tcp", s.c.cfg.Addr)
-	if err != nil {
-		return nil, nil, "", fmt.Errorf("sierradb: subscribe to %s: %w", s.spec.what, err)
-	}
-	s.mu.Lock()
-	if s.isClosing() {
-		s.mu.Unlock()
-		conn.Close()
-		return nil, nil, "", ErrClosed
-	}
-	s.conn = conn
-	s.acks = ackState{gen: gen, mark: -1, sent: -1, pending: make(map[uint64]struct{})}
-	s.mu.Unlock()
-
-	fail := func(err error) (net.Conn, *resp3.Reader, string, error) {
-		conn.Close()
-		return nil, nil, "", fmt.Errorf("sierradb: subscribe to %s: %w", s.spec.what, err)
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	} else {
-		conn.SetDeadline(time.Now().Add(s.c.cfg.ReadTimeout))
-	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-
-	w := resp3.NewWriter(conn)
-	w.WriteCommand(s.command()...)
-	if err := w.Flush(); err != nil {
-		return fail(err)
-	}
-	r := resp3.NewReader(conn)
-	v, err := r.ReadValue()
-	if err != nil {
-		if ctx.Err() != nil {
-			err = ctx.Err()
-		}
-		return fail(err)
-	}
-	if v.IsError() {
-		return fail(serverError(string(v.Str)))
-	}
-	if v.Type != resp3.SimpleString && v.Type != resp3.BlobString {
-		return fail(fmt.Errorf("unexpected subscribe reply %s", v))
-	}
-	subID := string(v.Str)
-	if !stop() {
-		return fail(ctx.Err())
-	}
-	conn.SetDeadline(time.Time{})
-	return conn, r, subID, nil
-}
-
-// run owns the subscription's connection generations until Close.
-func (s *Subscription) run(conn net.Conn, r *resp3.Reader, subID string) {
-	defer close(s.done)
-	defer close(s.events)
-	defer s.c.forget(s)
-	gen := uint32(1)
-	backoff := s.c.cfg.ReconnectMinBackoff
-	for {
-		err := s.serve(conn, r, subID, gen)
-		conn.Close()
-		if s.isClosing() {
-			return
-		}
-		var se *ServerError
-		if errors.As(err, &se) && !IsRetryable(err) {
-			s.setErr(err)
-			return
-		}
-		s.c.cfg.Logger.Warn("sierradb: subscription connection lost; reconnecting",
-			"subscription", s.spec.what, "error", err)
-		for {
-			delay := backoff/2 + rand.N(backoff/2+1)
-			backoff = min(backoff*2, s.c.cfg.ReconnectMaxBackoff)
-			select {
-			case <-s.closing:
-				return
-			case <-s.c.closing:
-				s.setErr(ErrClosed)
-				return
-			case <-time.After(delay):
-			}
-			gen++
-			conn, r, subID, err = s.connect(context.Background(), gen)
-			if err == nil {
-				backoff = s.c.cfg.ReconnectMinBackoff
-				break
-			}
-			if s.isClosing() {
-				return
-			}
-			if errors.As(err, &se) && !IsRetryable(err) {
-				s.setErr(err)
-				return
-			}
-			s.c.cfg.Logger.Warn("sierradb: subscription reconnect failed", "subscription", s.spec.what, "error", err)
-		}
-	}
-}
-
-func (s *Subscription) setErr(err error) {
-	s.mu.Lock()
-	if s.err == nil {
-		s.err = err
-	}
-	s.mu.Unlock()
-}
-
-// serve reads one connection generation until it fails or the subscription
-// closes. A second goroutine writes the acknowledgements.
-func (s *Subscription) serve(conn net.Conn, r *resp3.Reader, subID string, gen uint32) error {
-	stopAcks := make(chan struct{})
-	ackErr := make(chan error, 1)
-	go func() { ackErr <- s.writeAcks(conn, subID, stopAcks) }()
-	defer func() {
-		close(stopAcks)
-		<-ackErr
-	}()
-	for {
-		v, err := r.ReadValue()
-		if err != nil {
-			return err
-		}
-		switch {
-		case v.Type == resp3.Push:
-			if err := s.handlePush(v, subID, gen); err != nil {
-				return err
-			}
-		case v.IsError():
-			// The reply to an EACK: the server no longer knows the
-			// subscription.
-			return serverError(string(v.Str))
-		}
-	}
-}
-
-func (s *Subscription) handlePush(v resp3.Value, subID string, gen uint32) error {
-	if len(v.Elems) < 2 || !v.Elems[0].IsString() {
-		return fmt.Errorf("sierradb: malformed push %s", v)
-	}
-	if string(v.Elems[0].Str) != "message" {
-		return nil
-	}
-	if len(v.Elems) != 4 || string(v.Elems[1].Str) != subID || v.Elems[2].Type != resp3.Integer {
-		return fmt.Errorf("sierradb: malformed message push")
-	}
-	ev, err := eventFromValue(v.Elems[3])
-	if err != nil {
-		return err
-	}
-	ev.tag = eventTag{gen: gen, cursor: uint64(v.Elems[2].Int)}
-	if next, ok := s.spec.next[ev.PartitionID]; ok && ev.PartitionSequence < next {
-		// Already delivered before a reconnection.
-		s.ack(ev.tag)
-		return nil
-	}
-	if s.spec.filter != nil && !s.spec.filter(&ev) {
-		s.spec.next[ev.PartitionID] = ev.PartitionSequence + 1
-		s.ack(ev.tag)
-		return nil
-	}
-	select {
-	case s.events <- ev:
-		s.spec.next[ev.PartitionID] = ev.PartitionSequence + 1
-		return nil
-	case <-s.closing:
-		return ErrClosed
-	}
-}
-
-// ackFlushDelay is how long acknowledgements may gather before an EACK is
-// sent, unless enough have gathered to send at once.
-const ackFlushDelay = 2 * time.Millisecond
-
-func (s *Subscription) writeAcks(conn net.Conn, subID string, stop <-chan struct{}) error {
-	w := resp3.NewWriter(conn)
-	threshold := int64(max(1, s.spec.window/4))
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	armed := false
-	for {
-		flush := false
-		select {
-		case <-stop:
-			return nil
-		case <-s.notify:
-		case <-timer.C:
-			armed = false
-			flush = true
-		}
-		s.mu.Lock()
-		mark, sent := s.acks.mark, s.acks.sent
-		if mark > sent && (flush || mark-sent >= threshold) {
-			s.acks.sent = mark
-		}
-		s.mu.Unlock()
-		switch {
-		case mark <= sent:
-			continue
-		case flush || mark-sent >= threshold:
-			w.WriteCommand("EACK", subID, strconv.FormatInt(mark, 10))
-			if err := w.Flush(); err != nil {
-				return err
-			}
-		case !armed:
-			timer.Reset(ackFlushDelay)
-			armed = true
-		}
-	}
-}
-
-func eventFromValue(v resp3.Value) (Event, error) {
-	if v.Type != resp3.Map {
-		return Event{}, fmt.Errorf("sierradb: event is a %s, not a map", v.Type)
-	}
-	var ev Event
-	var err error
-	str := func(f resp3.Value) string { return string(f.Str) }
-	for i := 0; i+1 < len(v.Elems); i += 2 {
-		k, f := v.Elems[i], v.Elems[i+1]
-		var perr error
-		switch string(k.Str) {
-		case "event_id":
-			ev.ID, perr = uuid.ParseBytes(f.Str)
-		case "partition_key":
-			ev.PartitionKey, perr = uuid.ParseBytes(f.Str)
-		case "partition_id":
-			ev.PartitionID = uint16(f.Int)
-		case "transaction_id":
-			ev.TransactionID, perr = uuid.ParseBytes(f.Str)
-		case "partition_sequence":
-			ev.PartitionSequence = uint64(f.Int)
-		case "stream_version":
-			ev.StreamVersion = uint64(f.Int)
-		case "timestamp":
-			ev.Timestamp = time.UnixMilli(f.Int).UTC()
-		case "stream_id":
-			ev.StreamID = str(f)
-		case "event_name":
-			ev.Name = str(f)
-		case "metadata":
-			if len(f.Str) > 0 {
-				ev.Metadata = f.Str
-			}
-		case "payload":
-			if len(f.Str) > 0 {
-				ev.Payload = f.Str
-			}
-		}
-		if perr != nil && err == nil {
-			err = fmt.Errorf("sierradb: event field %s: %w", k.Str, perr)
-		}
-	}
-	return ev, err
 }

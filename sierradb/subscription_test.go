@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
-	"sync"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,9 +17,8 @@ import (
 	"github.com/esmill/esmill/sierradb"
 )
 
-// appendN appends n events to stream under key, continuing its versions.
-// The version read first may trail the server's (SierraDB confirms
-// asynchronously); a conflict tells the real one.
+// appendN appends n events to stream under key, continuing its versions,
+// ten per EMAPPEND (the real server takes about 30 ms per append).
 func appendN(t *testing.T, c *sierradb.Client, key uuid.UUID, stream string, n int) {
 	t.Helper()
 	ctx := ctxT(t)
@@ -26,30 +27,58 @@ func appendN(t *testing.T, c *sierradb.Client, key uuid.UUID, stream string, n i
 		t.Fatal(err)
 	}
 	for i := 0; i < n; {
-		_, err := c.AppendMulti(ctx, key, []sierradb.NewEvent{{
-			StreamID: stream, Name: "E", ExpectedVersion: sierradb.ExpectAfter(v),
-			Payload: []byte(fmt.Sprint(v + 1)),
-		}})
+		k := min(10, n-i)
+		evs := make([]sierradb.NewEvent, k)
+		for j := range evs {
+			evs[j] = sierradb.NewEvent{StreamID: stream, Name: "E", ExpectedVersion: sierradb.ExpectAfter(v + int64(j)),
+				Payload: []byte(fmt.Sprint(v + int64(j) + 1))}
+		}
+		_, err := c.AppendMulti(ctx, key, evs)
 		var wv *sierradb.WrongExpectedVersionError
 		switch {
 		case errors.As(err, &wv) && wv.Parsed:
 			v = wv.Current
 		case err != nil:
-			t.Error(err)
-			return
+			t.Fatal(err)
 		default:
-			v++
-			i++
+			v += int64(k)
+			i += k
 		}
 	}
+}
+
+// appendBatch appends n events to stream in one EMAPPEND after version
+// latest (-1: none), and returns the new latest version.
+func appendBatch(t *testing.T, ctx context.Context, c *sierradb.Client, key uuid.UUID, stream string, latest int64, n int) int64 {
+	t.Helper()
+	evs := make([]sierradb.NewEvent, n)
+	for i := range evs {
+		v := latest + int64(i)
+		evs[i] = sierradb.NewEvent{StreamID: stream, Name: "E", ExpectedVersion: sierradb.ExpectAfter(v), Payload: []byte(fmt.Sprint(v + 1))}
+	}
+	if _, err := c.AppendMulti(ctx, key, evs); err != nil {
+		t.Fatal(err)
+	}
+	return latest + int64(n)
 }
 
 // receive reads n events of stream from sub, acking every event, and
 // fails on timeout.
 func receive(t *testing.T, sub *sierradb.Subscription, stream string, n int, ack bool) []sierradb.Event {
 	t.Helper()
+	return receiveAck(t, sub, stream, n, ack, 20*time.Second)
+}
+
+// receiveWithin is receive with acks and a timeout of its own.
+func receiveWithin(t *testing.T, sub *sierradb.Subscription, stream string, n int, d time.Duration) []sierradb.Event {
+	t.Helper()
+	return receiveAck(t, sub, stream, n, true, d)
+}
+
+func receiveAck(t *testing.T, sub *sierradb.Subscription, stream string, n int, ack bool, d time.Duration) []sierradb.Event {
+	t.Helper()
 	var got []sierradb.Event
-	timeout := time.After(20 * time.Second)
+	timeout := time.After(d)
 	for len(got) < n {
 		select {
 		case ev, ok := <-sub.Events():
@@ -63,7 +92,7 @@ func receive(t *testing.T, sub *sierradb.Subscription, stream string, n int, ack
 				got = append(got, ev)
 			}
 		case <-timeout:
-			t.Fatalf("received %d of %d events", len(got), n)
+			t.Fatalf("received %d of %d events in %s", len(got), n, d)
 		}
 	}
 	return got
@@ -157,6 +186,25 @@ func TestSubscribeWindowHoldsUnackedEvents(t *testing.T) {
 	})
 }
 
+// lostConnections counts the subscription's "connection lost" warnings.
+type lostConnections struct{ n atomic.Int64 }
+
+func (h *lostConnections) Enabled(context.Context, slog.Level) bool { return true }
+func (h *lostConnections) Handle(_ context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, "subscription connection lost") {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h *lostConnections) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *lostConnections) WithGroup(string) slog.Handler      { return h }
+
+// A subscription whose connection is cut, again and again over the whole
+// run, resumes after the last delivered event each time: every event once,
+// in order. The test drives everything from its own goroutine (no goroutine
+// outlives it), appends in batches, and waits for each batch as long as
+// the server's measured pace says (the real SierraDB takes about 30 ms per
+// append).
 func TestSubscribeResumesAfterDroppedConnection(t *testing.T) {
 	for _, tg := range targets {
 		t.Run(tg.name, func(t *testing.T) {
@@ -167,11 +215,21 @@ func TestSubscribeResumesAfterDroppedConnection(t *testing.T) {
 			}
 			defer proxy.Close()
 			writer := newClient(t, addr)
-			reader := newClient(t, proxy.Addr())
-			ctx := ctxT(t)
+			lost := &lostConnections{}
+			reader, err := sierradb.New(sierradb.Config{Addr: proxy.Addr(), Logger: slog.New(lost),
+				ReconnectMinBackoff: 10 * time.Millisecond, ReconnectMaxBackoff: 200 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer reader.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
 			key := uuid.New()
 			stream := streamName("drop")
-			p, _ := writer.PartitionOf(ctx, key)
+			p, err := writer.PartitionOf(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
 			sub, err := reader.SubscribePartitions(ctx, sierradb.PartitionSubscription{
 				Partitions: []uint16{p}, Default: sierradb.StartLatest, Window: 16,
 			})
@@ -179,32 +237,36 @@ func TestSubscribeResumesAfterDroppedConnection(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer sub.Close()
-			const total = 600
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				for range 6 {
-					time.Sleep(30 * time.Millisecond)
-					proxy.DropAll()
+
+			const batches, perBatch, dropEvery = 60, 10, 6
+			var got []sierradb.Event
+			var pace time.Duration // the slowest append so far
+			drops := 0
+			next := int64(-1) // the stream's latest version
+			for b := range batches {
+				if b > 0 && b%dropEvery == 0 {
+					if proxy.DropAll() == 0 {
+						t.Fatalf("drop %d cut no connection", drops+1)
+					}
+					drops++
 				}
-			}()
-			var wg sync.WaitGroup
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				appendN(t, writer, key, stream, total)
-			}()
-			got := receive(t, sub, stream, total, true)
-			wg.Wait()
-			<-done
-			checkVersions(t, got, 0)
-			select {
-			case ev := <-sub.Events():
-				if ev.StreamID == stream {
-					t.Fatalf("duplicate delivery of version %d", ev.StreamVersion)
-				}
-			case <-time.After(200 * time.Millisecond):
+				start := time.Now()
+				next = appendBatch(t, ctx, writer, key, stream, next, perBatch)
+				pace = max(pace, time.Since(start))
+				// The batch, plus a reconnection after a drop: generous
+				// multiples of the measured pace.
+				got = append(got, receiveWithin(t, sub, stream, perBatch, 20*pace+5*time.Second)...)
 			}
+			checkVersions(t, got, 0)
+			if want := (batches - 1) / dropEvery; drops != want || lost.n.Load() != int64(drops) {
+				t.Fatalf("%d drops (want %d), %d connections lost", drops, want, lost.n.Load())
+			}
+			// A duplicate would come before an event appended last.
+			appendBatch(t, ctx, writer, key, stream, next, 1)
+			if last := receiveWithin(t, sub, stream, 1, 20*pace+5*time.Second); last[0].StreamVersion != uint64(next+1) {
+				t.Fatalf("duplicate delivery of version %d", last[0].StreamVersion)
+			}
+			t.Logf("%d events, %d connection drops, slowest append %s", len(got), drops, pace)
 		})
 	}
 }

@@ -48,18 +48,18 @@ var Accounts = aggregate.MustDefine[Account, string]("account",
 	aggregate.On(func(a *Account, e Deposited) { a.Balance += e.Amount }),
 	aggregate.On(func(a *Account, e Withdrawn) { a.Balance -= e.Amount }),
 	aggregate.On(func(a *Account, e ClosedEv) { a.Closed = true }),
-	aggregate.Handle(func(a Account, c Deposit, _ *aggregate.Context) ([]aggregate.Event, error) {
+	aggregate.Handle(func(a Account, c Deposit, _ *aggregate.CommandContext) ([]aggregate.Event, error) {
 		return aggregate.Events(Deposited{Amount: c.Amount}), nil
 	}),
-	aggregate.Handle(func(a Account, c Withdraw, _ *aggregate.Context) ([]aggregate.Event, error) {
+	aggregate.Handle(func(a Account, c Withdraw, _ *aggregate.CommandContext) ([]aggregate.Event, error) {
 		if c.Amount > a.Balance {
 			return nil, ErrInsufficient
 		}
 		return aggregate.Events(Withdrawn{Amount: c.Amount}), nil
 	}),
-	aggregate.Handle(func(a Account, c Close, _ *aggregate.Context) ([]aggregate.Event, error) {
+	aggregate.Handle(func(a Account, c Close, _ *aggregate.CommandContext) ([]aggregate.Event, error) {
 		return aggregate.Events(ClosedEv{}), nil
-	}, aggregate.IdempotentIf(func(a Account, c Close, _ *aggregate.Context) bool { return a.Closed })),
+	}, aggregate.IdempotentIf(func(a Account, c Close, _ *aggregate.CommandContext) bool { return a.Closed })),
 )
 
 func TestScenarios(t *testing.T) {

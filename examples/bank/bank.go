@@ -77,13 +77,13 @@ var Accounts = aggregate.MustDefine[Account, string]("bank_account",
 	aggregate.On(func(a *Account, e Opened) { a.Owner, a.Open = e.Owner, true }),
 	aggregate.On(func(a *Account, e Deposited) { a.Balance += e.Amount }),
 	aggregate.On(func(a *Account, e Withdrawn) { a.Balance -= e.Amount }),
-	aggregate.Handle(func(a Account, c Open, _ *aggregate.Context) ([]aggregate.Event, error) {
+	aggregate.Handle(func(a Account, c Open, _ *aggregate.CommandContext) ([]aggregate.Event, error) {
 		if a.Open {
 			return nil, ErrAlreadyOpen
 		}
 		return aggregate.Events(Opened{Owner: c.Owner}), nil
 	}),
-	aggregate.Handle(func(a Account, c Deposit, _ *aggregate.Context) ([]aggregate.Event, error) {
+	aggregate.Handle(func(a Account, c Deposit, _ *aggregate.CommandContext) ([]aggregate.Event, error) {
 		switch {
 		case !a.Open:
 			return nil, ErrNotOpen
@@ -92,7 +92,7 @@ var Accounts = aggregate.MustDefine[Account, string]("bank_account",
 		}
 		return aggregate.Events(Deposited{Amount: c.Amount}), nil
 	}),
-	aggregate.Handle(func(a Account, c Withdraw, _ *aggregate.Context) ([]aggregate.Event, error) {
+	aggregate.Handle(func(a Account, c Withdraw, _ *aggregate.CommandContext) ([]aggregate.Event, error) {
 		switch {
 		case !a.Open:
 			return nil, ErrNotOpen

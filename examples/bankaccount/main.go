@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -75,7 +76,9 @@ func run(w io.Writer, addr, dbPath string) error {
 		return err
 	}
 	defer exec.Close()
-	pubsub := gochannel.NewGoChannel(gochannel.Config{BlockPublishUntilSubscriberAck: true}, watermill.NopLogger{})
+	// Warnings and errors go to stderr; stdout keeps the story.
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	pubsub := gochannel.NewGoChannel(gochannel.Config{BlockPublishUntilSubscriberAck: true}, watermill.NewSlogLogger(logger))
 	defer pubsub.Close()
 	commands, err := cqrs.NewCommandRouter(cqrs.RouterConfig{
 		Executor: exec, Types: []aggregate.AnyType{bank.Accounts}, ReplyPublisher: pubsub,
@@ -83,7 +86,7 @@ func run(w io.Writer, addr, dbPath string) error {
 	if err != nil {
 		return err
 	}
-	router, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
+	router, err := message.NewRouter(message.RouterConfig{}, watermill.NewSlogLogger(logger))
 	if err != nil {
 		return err
 	}

@@ -1,15 +1,14 @@
 package file
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -17,12 +16,14 @@ import (
 	"github.com/fxamacker/cbor/v2"
 	"github.com/google/uuid"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/codec"
 	"github.com/esmill/esmill/readmodel"
+	"github.com/esmill/esmill/readmodel/internal/wholemodel"
 )
 
-// ErrClosed is returned after [Store.Close].
-var ErrClosed = errors.New("file: store closed")
+// ErrClosed is returned after [Store.Close]. It matches esmill.ErrClosed.
+var ErrClosed error = &esmill.ClosedError{Text: "file: store closed"}
 
 // Config configures a [Store].
 type Config[M any] struct {
@@ -70,22 +71,18 @@ type Store[M any] struct {
 }
 
 type projection[M any] struct {
-	lock   *os.File
-	raw    []byte // the committed model, encoded
-	model  M      // the committed model, decoded
-	cps    map[uint16]uint64
-	parked map[readmodel.Position]readmodel.ParkedEvent
-	// gen counts commits: a transaction commits only if no other one
-	// committed since it began, because it replaces the whole model.
-	gen uint64
+	lock  io.Closer
+	raw   []byte // the committed model, encoded
+	model M      // the committed model, decoded
+	wholemodel.Committed
 }
 
 // Open returns a store over cfg.Dir.
 func Open[M any](cfg Config[M]) (*Store[M], error) {
-	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg.setDefaults()
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("file: %w", err)
 	}
@@ -177,7 +174,7 @@ func (s *Store[M]) projLocked(name string) (*projection[M], error) {
 }
 
 func (s *Store[M]) load(name string) (*projection[M], error) {
-	p := &projection[M]{cps: make(map[uint16]uint64), parked: make(map[readmodel.Position]readmodel.ParkedEvent)}
+	p := &projection[M]{Committed: wholemodel.NewCommitted()}
 	b, err := os.ReadFile(s.Path(name))
 	if errors.Is(err, os.ErrNotExist) {
 		p.model = s.cfg.New()
@@ -206,7 +203,7 @@ func (s *Store[M]) load(name string) (*projection[M], error) {
 		if err != nil {
 			return nil, fmt.Errorf("file: %s: checkpoint partition %q: %w", s.Path(name), k, err)
 		}
-		p.cps[uint16(n)] = v
+		p.Checkpoints[uint16(n)] = v
 	}
 	for _, d := range doc.Parked {
 		ev := readmodel.ParkedEvent{
@@ -215,7 +212,7 @@ func (s *Store[M]) load(name string) (*projection[M], error) {
 			Metadata: d.Metadata, Cause: readmodel.Cause(d.Cause), Reason: d.Reason, Attempts: d.Attempts,
 			ParkedAt: time.Unix(0, d.ParkedAt).UTC(),
 		}
-		p.parked[ev.Position] = ev
+		p.Parked[ev.Position] = ev
 	}
 	return p, nil
 }
@@ -247,7 +244,7 @@ func (s *Store[M]) Checkpoints(ctx context.Context, projection string) (map[uint
 	if err != nil {
 		return nil, err
 	}
-	return maps.Clone(p.cps), nil
+	return maps.Clone(p.Checkpoints), nil
 }
 
 // Parked implements [readmodel.Store].
@@ -258,15 +255,7 @@ func (s *Store[M]) Parked(ctx context.Context, projection string) ([]readmodel.P
 	if err != nil {
 		return nil, err
 	}
-	return sortedParked(p.parked), nil
-}
-
-func sortedParked(m map[readmodel.Position]readmodel.ParkedEvent) []readmodel.ParkedEvent {
-	out := slices.Collect(maps.Values(m))
-	slices.SortFunc(out, func(a, b readmodel.ParkedEvent) int {
-		return cmp.Or(cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.Sequence, b.Sequence))
-	})
-	return out
+	return wholemodel.SortedParked(p.Parked), nil
 }
 
 // Begin implements [readmodel.Store]: the transaction works on a copy of
@@ -277,7 +266,7 @@ func (s *Store[M]) Begin(ctx context.Context, projection string) (readmodel.Tx[*
 	var raw []byte
 	var gen uint64
 	if err == nil {
-		raw, gen = p.raw, p.gen
+		raw, gen = p.raw, p.Gen
 	}
 	s.mu.Unlock()
 	if err != nil {
@@ -287,20 +276,20 @@ func (s *Store[M]) Begin(ctx context.Context, projection string) (readmodel.Tx[*
 	if err != nil {
 		return nil, fmt.Errorf("file: decode model: %w", err)
 	}
-	return &Tx[M]{s: s, projection: projection, model: m, gen: gen}, nil
+	return &Tx[M]{s: s, b: wholemodel.Batch[M]{Projection: projection, Model: m, Gen: gen}}, nil
 }
 
 // Reset implements [readmodel.Store]: the file is removed and the model
 // goes back to Config.New; drop, if not nil, runs on it first and its
 // result is kept.
 func (s *Store[M]) Reset(ctx context.Context, projection string, drop func(ctx context.Context, tx *Tx[M]) error) error {
-	tx := &Tx[M]{s: s, projection: projection, model: s.cfg.New()}
+	tx := &Tx[M]{s: s, b: wholemodel.Batch[M]{Projection: projection, Model: s.cfg.New()}}
 	if drop != nil {
 		if err := drop(ctx, tx); err != nil {
 			return err
 		}
 	}
-	raw, err := codec.Marshal(s.cfg.Format, tx.model)
+	raw, err := codec.Marshal(s.cfg.Format, tx.b.Model)
 	if err != nil {
 		return fmt.Errorf("file: encode model: %w", err)
 	}
@@ -318,226 +307,9 @@ func (s *Store[M]) Reset(ctx context.Context, projection string, drop func(ctx c
 			return err
 		}
 	}
-	p.raw, p.model = raw, tx.model
-	p.cps = make(map[uint16]uint64)
-	p.parked = make(map[readmodel.Position]readmodel.ParkedEvent)
-	p.gen++
-	return nil
-}
-
-// commit writes the projection's new state and swaps it in.
-func (s *Store[M]) commit(t *Tx[M], advances []readmodel.Advance) error {
-	raw, err := codec.Marshal(s.cfg.Format, t.model)
-	if err != nil {
-		return fmt.Errorf("file: encode model: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, err := s.projLocked(t.projection)
-	if err != nil {
-		return err
-	}
-	if p.gen != t.gen {
-		// Another transaction committed a model this one did not start
-		// from: replacing it would lose its writes.
-		a := readmodel.Advance{Prev: -1}
-		if len(advances) > 0 {
-			a = advances[0]
-		}
-		return &readmodel.ConflictError{Projection: t.projection, Partition: a.Partition, Expected: a.Prev,
-			Detail: "another transaction committed since this one began"}
-	}
-	for _, a := range advances {
-		cur, ok := p.cps[a.Partition]
-		if (a.Prev < 0 && ok) || (a.Prev >= 0 && (!ok || int64(cur) != a.Prev)) {
-			return &readmodel.ConflictError{Projection: t.projection, Partition: a.Partition, Expected: a.Prev}
-		}
-	}
-	cps := maps.Clone(p.cps)
-	for _, a := range advances {
-		cps[a.Partition] = a.Next
-	}
-	parked := maps.Clone(p.parked)
-	for _, ev := range t.parked {
-		parked[ev.Position] = ev
-	}
-	doc := document{Projection: t.projection, Checkpoints: make(map[string]uint64, len(cps))}
-	for k, v := range cps {
-		doc.Checkpoints[strconv.Itoa(int(k))] = v
-	}
-	for _, ev := range sortedParked(parked) {
-		doc.Parked = append(doc.Parked, parkedDoc{
-			Partition: ev.Partition, Sequence: ev.Sequence, EventID: ev.EventID, StreamID: ev.StreamID,
-			StreamVersion: ev.StreamVersion, Name: ev.Name, Payload: ev.Payload, Metadata: ev.Metadata,
-			Cause: string(ev.Cause), Reason: ev.Reason, Attempts: ev.Attempts, ParkedAt: ev.ParkedAt.UnixNano(),
-		})
-	}
-	var b []byte
-	if s.cfg.Format == codec.CBOR {
-		doc.ModelCBOR = raw
-		b, err = codec.Marshal(codec.CBOR, doc)
-	} else {
-		doc.Model = raw
-		b, err = json.MarshalIndent(doc, "", "  ")
-	}
-	if err != nil {
-		return fmt.Errorf("file: encode: %w", err)
-	}
-	if err := writeAtomic(s.Path(t.projection), b, !s.cfg.NoSync); err != nil {
-		return err
-	}
-	p.raw, p.model, p.cps, p.parked = raw, t.model, cps, parked
-	p.gen++
-	return nil
-}
-
-// writeAtomic replaces path with data: a temporary file beside it,
-// written and fsynced, renamed over path, then the directory fsynced.
-func writeAtomic(path string, data []byte, sync bool) (err error) {
-	dir, base := filepath.Split(path)
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("file: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("file: write %s: %w", f.Name(), err)
-	}
-	if sync {
-		if err = f.Sync(); err != nil {
-			return fmt.Errorf("file: fsync %s: %w", f.Name(), err)
-		}
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("file: %w", err)
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("file: %w", err)
-	}
-	if sync {
-		return syncDir(dir)
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("file: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("file: fsync %s: %w", dir, err)
-	}
-	return nil
-}
-
-const activeFile = "_active.json"
-
-// SetActive implements [readmodel.Switcher]: the pointers live in
-// "_active.json", replaced atomically.
-func (s *Store[M]) SetActive(ctx context.Context, name, projection string) error {
-	if err := readmodel.ValidateName(projection); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	lock, err := lockFileWait(filepath.Join(s.cfg.Dir, "_active.lock"))
-	if err != nil {
-		return fmt.Errorf("file: %w", err)
-	}
-	defer lock.Close()
-	m, err := s.readActive()
-	if err != nil {
-		return err
-	}
-	m[name] = projection
-	b, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return err
-	}
-	return writeAtomic(filepath.Join(s.cfg.Dir, activeFile), b, !s.cfg.NoSync)
-}
-
-// Active implements [readmodel.Switcher].
-func (s *Store[M]) Active(ctx context.Context, name string) (string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := s.readActive()
-	if err != nil {
-		return "", err
-	}
-	p, ok := m[name]
-	if !ok {
-		return "", readmodel.ErrNoActive
-	}
-	return p, nil
-}
-
-func (s *Store[M]) readActive() (map[string]string, error) {
-	m := make(map[string]string)
-	b, err := os.ReadFile(filepath.Join(s.cfg.Dir, activeFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return m, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("file: %w", err)
-	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("file: %s: %w", activeFile, err)
-	}
-	return m, nil
-}
-
-// Tx is a batch transaction of a file [Store], and the handle its
-// handlers write through.
-type Tx[M any] struct {
-	s          *Store[M]
-	projection string
-	model      M
-	parked     []readmodel.ParkedEvent
-	gen        uint64
-	done       bool
-}
-
-// Model returns the transaction's copy of the read model, for the handlers
-// to change.
-func (t *Tx[M]) Model() *M { return &t.model }
-
-// Projection returns the projection's name.
-func (t *Tx[M]) Projection() string { return t.projection }
-
-// Handle implements [readmodel.Tx].
-func (t *Tx[M]) Handle(readmodel.Position) *Tx[M] { return t }
-
-var errDone = errors.New("file: transaction already committed or rolled back")
-
-// Park implements [readmodel.Tx].
-func (t *Tx[M]) Park(ctx context.Context, ev readmodel.ParkedEvent) error {
-	if t.done {
-		return errDone
-	}
-	t.parked = append(t.parked, ev)
-	return nil
-}
-
-// Commit implements [readmodel.Tx]: the projection's file is replaced
-// atomically.
-func (t *Tx[M]) Commit(ctx context.Context, advances []readmodel.Advance) error {
-	if t.done {
-		return errDone
-	}
-	t.done = true
-	return t.s.commit(t, advances)
-}
-
-// Rollback implements [readmodel.Tx].
-func (t *Tx[M]) Rollback(ctx context.Context) error {
-	t.done = true
+	gen := p.Gen
+	p.raw, p.model = raw, tx.b.Model
+	p.Committed = wholemodel.NewCommitted()
+	p.Gen = gen + 1
 	return nil
 }

@@ -1,15 +1,13 @@
 package memory
 
 import (
-	"cmp"
 	"context"
-	"errors"
 	"maps"
-	"slices"
 	"sync"
 
 	"github.com/esmill/esmill/codec"
 	"github.com/esmill/esmill/readmodel"
+	"github.com/esmill/esmill/readmodel/internal/wholemodel"
 )
 
 // Config configures a [Store] of read models of type M.
@@ -35,12 +33,8 @@ type Store[M any] struct {
 }
 
 type projection[M any] struct {
-	model  M
-	cps    map[uint16]uint64
-	parked map[readmodel.Position]readmodel.ParkedEvent
-	// gen counts commits: a transaction commits only if no other one
-	// committed since it began, because it replaces the whole model.
-	gen uint64
+	model M
+	wholemodel.Committed
 }
 
 // New returns an empty store.
@@ -68,7 +62,7 @@ func New[M any](cfg Config[M]) *Store[M] {
 func (s *Store[M]) projLocked(name string) *projection[M] {
 	p := s.projs[name]
 	if p == nil {
-		p = &projection[M]{model: s.cfg.New(), cps: make(map[uint16]uint64), parked: make(map[readmodel.Position]readmodel.ParkedEvent)}
+		p = &projection[M]{model: s.cfg.New(), Committed: wholemodel.NewCommitted()}
 		s.projs[name] = p
 	}
 	return p
@@ -89,7 +83,7 @@ func (s *Store[M]) Checkpoints(ctx context.Context, projection string) (map[uint
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return maps.Clone(s.projLocked(projection).cps), nil
+	return maps.Clone(s.projLocked(projection).Checkpoints), nil
 }
 
 // Parked implements [readmodel.Store].
@@ -99,11 +93,7 @@ func (s *Store[M]) Parked(ctx context.Context, projection string) ([]readmodel.P
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := slices.Collect(maps.Values(s.projLocked(projection).parked))
-	slices.SortFunc(out, func(a, b readmodel.ParkedEvent) int {
-		return cmp.Or(cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.Sequence, b.Sequence))
-	})
-	return out, nil
+	return wholemodel.SortedParked(s.projLocked(projection).Parked), nil
 }
 
 // Begin implements [readmodel.Store]: the transaction works on a copy of
@@ -114,11 +104,11 @@ func (s *Store[M]) Begin(ctx context.Context, projection string) (readmodel.Tx[*
 	}
 	s.mu.Lock()
 	p := s.projLocked(projection)
-	m, gen := p.model, p.gen
+	m, gen := p.model, p.Gen
 	s.mu.Unlock()
 	// The committed model is replaced, never changed, so it can be copied
 	// outside the lock.
-	return &Tx[M]{s: s, projection: projection, model: s.cfg.Clone(m), gen: gen}, nil
+	return &Tx[M]{s: s, b: wholemodel.Batch[M]{Projection: projection, Model: s.cfg.Clone(m), Gen: gen}}, nil
 }
 
 // Reset implements [readmodel.Store]: the model goes back to Config.New,
@@ -127,7 +117,7 @@ func (s *Store[M]) Reset(ctx context.Context, projection string, drop func(ctx c
 	if err := readmodel.ValidateName(projection); err != nil {
 		return err
 	}
-	tx := &Tx[M]{s: s, projection: projection, model: s.cfg.New()}
+	tx := &Tx[M]{s: s, b: wholemodel.Batch[M]{Projection: projection, Model: s.cfg.New()}}
 	if drop != nil {
 		if err := drop(ctx, tx); err != nil {
 			return err
@@ -138,7 +128,7 @@ func (s *Store[M]) Reset(ctx context.Context, projection string, drop func(ctx c
 	old := s.projLocked(projection)
 	delete(s.projs, projection)
 	p := s.projLocked(projection)
-	p.model, p.gen = tx.model, old.gen+1
+	p.model, p.Gen = tx.b.Model, old.Gen+1
 	return nil
 }
 
@@ -167,74 +157,43 @@ func (s *Store[M]) Active(ctx context.Context, name string) (string, error) {
 // Tx is a batch transaction of a memory [Store], and the handle its
 // handlers write through.
 type Tx[M any] struct {
-	s          *Store[M]
-	projection string
-	model      M
-	parked     []readmodel.ParkedEvent
-	gen        uint64
-	done       bool
+	s *Store[M]
+	b wholemodel.Batch[M]
 }
 
 // Model returns the transaction's copy of the read model, for the handlers
 // to change.
-func (t *Tx[M]) Model() *M { return &t.model }
+func (t *Tx[M]) Model() *M { return &t.b.Model }
 
 // Projection returns the projection's name.
-func (t *Tx[M]) Projection() string { return t.projection }
+func (t *Tx[M]) Projection() string { return t.b.Projection }
 
 // Handle implements [readmodel.Tx].
 func (t *Tx[M]) Handle(readmodel.Position) *Tx[M] { return t }
 
-var errDone = errors.New("memory: transaction already committed or rolled back")
-
 // Park implements [readmodel.Tx].
-func (t *Tx[M]) Park(ctx context.Context, ev readmodel.ParkedEvent) error {
-	if t.done {
-		return errDone
-	}
-	t.parked = append(t.parked, ev)
-	return nil
-}
+func (t *Tx[M]) Park(ctx context.Context, ev readmodel.ParkedEvent) error { return t.b.Park(ev) }
 
-// Commit implements [readmodel.Tx].
+// Commit implements [readmodel.Tx]: the model and the checkpoints are
+// swapped in under the store's lock.
 func (t *Tx[M]) Commit(ctx context.Context, advances []readmodel.Advance) error {
-	if t.done {
-		return errDone
+	if err := t.b.Finish(); err != nil {
+		return err
 	}
-	t.done = true
 	s := t.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := s.projLocked(t.projection)
-	if p.gen != t.gen {
-		// Another transaction committed a model this one did not start
-		// from: replacing it would lose its writes.
-		a := readmodel.Advance{Prev: -1}
-		if len(advances) > 0 {
-			a = advances[0]
-		}
-		return &readmodel.ConflictError{Projection: t.projection, Partition: a.Partition, Expected: a.Prev,
-			Detail: "another transaction committed since this one began"}
+	p := s.projLocked(t.b.Projection)
+	if err := p.Check(t.b.Projection, t.b.Gen, advances); err != nil {
+		return err
 	}
-	for _, a := range advances {
-		cur, ok := p.cps[a.Partition]
-		if (a.Prev < 0 && ok) || (a.Prev >= 0 && (!ok || int64(cur) != a.Prev)) {
-			return &readmodel.ConflictError{Projection: t.projection, Partition: a.Partition, Expected: a.Prev}
-		}
-	}
-	for _, a := range advances {
-		p.cps[a.Partition] = a.Next
-	}
-	for _, ev := range t.parked {
-		p.parked[ev.Position] = ev
-	}
-	p.model = t.model
-	p.gen++
+	p.Committed = p.Next(advances, t.b.Parked)
+	p.model = t.b.Model
 	return nil
 }
 
 // Rollback implements [readmodel.Tx].
 func (t *Tx[M]) Rollback(ctx context.Context) error {
-	t.done = true
+	t.b.Rollback()
 	return nil
 }

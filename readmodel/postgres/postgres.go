@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/esmill/esmill/readmodel"
+	"github.com/esmill/esmill/readmodel/internal/switcher"
 )
 
 // Config configures a [Store].
@@ -266,26 +267,18 @@ func (s *Store) Reset(ctx context.Context, projection string, drop func(ctx cont
 
 // SetActive implements [readmodel.Switcher].
 func (s *Store) SetActive(ctx context.Context, name, projection string) error {
-	if err := readmodel.ValidateName(projection); err != nil {
+	return switcher.Set(ctx, "postgres", name, projection, func(ctx context.Context, name, projection string) error {
+		_, err := s.pool.Exec(ctx, s.q.setActive, name, projection)
 		return err
-	}
-	if _, err := s.pool.Exec(ctx, s.q.setActive, name, projection); err != nil {
-		return fmt.Errorf("postgres: set active: %w", err)
-	}
-	return nil
+	})
 }
 
 // Active implements [readmodel.Switcher].
 func (s *Store) Active(ctx context.Context, name string) (string, error) {
-	var p string
-	err := s.pool.QueryRow(ctx, s.q.active, name).Scan(&p)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", readmodel.ErrNoActive
-	}
-	if err != nil {
-		return "", fmt.Errorf("postgres: active: %w", err)
-	}
-	return p, nil
+	return switcher.Get(ctx, "postgres", name, pgx.ErrNoRows, func(ctx context.Context, name string) (p string, err error) {
+		err = s.pool.QueryRow(ctx, s.q.active, name).Scan(&p)
+		return p, err
+	})
 }
 
 // Tx is a batch transaction of a [Store].

@@ -13,6 +13,7 @@ import (
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
 	"github.com/esmill/esmill/readmodel"
+	"github.com/esmill/esmill/readmodel/internal/switcher"
 )
 
 // Config configures a [Store].
@@ -211,26 +212,18 @@ func (s *Store) Reset(ctx context.Context, projection string, drop func(ctx cont
 
 // SetActive implements [readmodel.Switcher].
 func (s *Store) SetActive(ctx context.Context, name, projection string) error {
-	if err := readmodel.ValidateName(projection); err != nil {
+	return switcher.Set(ctx, "sqlite", name, projection, func(ctx context.Context, name, projection string) error {
+		_, err := s.db.ExecContext(ctx, s.q.setActive, name, projection)
 		return err
-	}
-	if _, err := s.db.ExecContext(ctx, s.q.setActive, name, projection); err != nil {
-		return fmt.Errorf("sqlite: set active: %w", err)
-	}
-	return nil
+	})
 }
 
 // Active implements [readmodel.Switcher].
 func (s *Store) Active(ctx context.Context, name string) (string, error) {
-	var p string
-	err := s.db.QueryRowContext(ctx, s.q.active, name).Scan(&p)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", readmodel.ErrNoActive
-	}
-	if err != nil {
-		return "", fmt.Errorf("sqlite: active: %w", err)
-	}
-	return p, nil
+	return switcher.Get(ctx, "sqlite", name, sql.ErrNoRows, func(ctx context.Context, name string) (p string, err error) {
+		err = s.db.QueryRowContext(ctx, s.q.active, name).Scan(&p)
+		return p, err
+	})
 }
 
 // Tx is a batch transaction of a [Store].

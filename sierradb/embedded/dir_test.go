@@ -52,7 +52,7 @@ func seedStream(t testing.TB, srv *embedded.Server, s string, n int) {
 	key := sierradb.StreamPartitionKey(s)
 	cur := int64(len(srv.Stream(s))) - 1
 	for i := range n {
-		_, err := srv.Append(key, sierradb.NewEvent{
+		_, err := srv.AppendMulti(key, sierradb.NewEvent{
 			StreamID: s, Name: "e" + strconv.Itoa(i), ExpectedVersion: sierradb.ExpectAfter(cur),
 			Payload: []byte("payload-" + strconv.Itoa(i)), Metadata: []byte("m"),
 		})

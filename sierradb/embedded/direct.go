@@ -8,8 +8,8 @@ import (
 	"github.com/esmill/esmill/sierradb"
 )
 
-// Append stores events atomically in the partition of partitionKey with the
-// rules of EMAPPEND: every expected version is checked (each against the
+// AppendMulti stores events atomically in the partition of partitionKey
+// with the rules of EMAPPEND (like sierradb.Client.AppendMulti): every expected version is checked (each against the
 // state left by the earlier events) before anything is written, strict
 // versioning applies unless Config.RelaxedVersioning is set, and the events
 // share one transaction id and get consecutive partition sequences. A zero
@@ -18,7 +18,7 @@ import (
 // Errors are those a [sierradb] client would return for the same reply: a
 // [*sierradb.WrongExpectedVersionError] for a version mismatch and a
 // [*sierradb.ServerError] otherwise; [ErrClosed] after [Server.Close].
-func (s *Server) Append(partitionKey uuid.UUID, events ...sierradb.NewEvent) (sierradb.MultiAppendResult, error) {
+func (s *Server) AppendMulti(partitionKey uuid.UUID, events ...sierradb.NewEvent) (sierradb.MultiAppendResult, error) {
 	evs := make([]newEvent, len(events))
 	for i, e := range events {
 		if err := s.checkStrict(e.ExpectedVersion); err != nil {
@@ -84,7 +84,7 @@ func cloneBytes(b []byte) []byte {
 
 // AppendStream appends one event at the end of a stream under its default
 // partition key, whatever the stream holds and whatever the versioning
-// mode: a seeding helper. Use [Server.Append] for the checked path.
+// mode: a seeding helper. Use [Server.AppendMulti] for the checked path.
 func (s *Server) AppendStream(streamID, name string, payload []byte) (sierradb.AppendResult, error) {
 	key := sierradb.StreamPartitionKey(streamID)
 	res, err := s.store.append(key, []newEvent{{

@@ -17,7 +17,7 @@ func TestDirectAppend(t *testing.T) {
 	srv := embedded.RunT(t, embedded.Config{Now: func() time.Time { return fixedNow }})
 	key := uuid.MustParse("550e8400-e29b-41d4-a716-446655440000")
 	payload := []byte("hello")
-	res, err := srv.Append(key,
+	res, err := srv.AppendMulti(key,
 		sierradb.NewEvent{StreamID: "a", Name: "A", ExpectedVersion: sierradb.ExpectEmpty, Payload: payload},
 		sierradb.NewEvent{StreamID: "a", Name: "B", ExpectedVersion: sierradb.ExpectVersion(0), Timestamp: time.UnixMilli(5)},
 	)
@@ -75,7 +75,7 @@ func TestDirectAppendErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := srv.Append(tt.key, tt.ev)
+			_, err := srv.AppendMulti(tt.key, tt.ev)
 			var se *sierradb.ServerError
 			if !errors.As(err, &se) || se.Code != tt.code {
 				t.Fatalf("Append = %v, want a %s server error", err, tt.code)
@@ -85,7 +85,7 @@ func TestDirectAppendErrors(t *testing.T) {
 			}
 		})
 	}
-	_, err := srv.Append(key, sierradb.NewEvent{StreamID: "s", Name: "e", ExpectedVersion: sierradb.ExpectVersion(3)})
+	_, err := srv.AppendMulti(key, sierradb.NewEvent{StreamID: "s", Name: "e", ExpectedVersion: sierradb.ExpectVersion(3)})
 	var wv *sierradb.WrongExpectedVersionError
 	if !errors.As(err, &wv) || !wv.Parsed || wv.Current != 0 || wv.StreamID != "s" || wv.PartitionKey != key {
 		t.Fatalf("WRONGVER detail: %#v", err)
@@ -113,7 +113,7 @@ func TestConcurrentAppendsAndReads(t *testing.T) {
 				go func() { // writer
 					defer wg.Done()
 					for i := range perWriter {
-						_, err := srv.Append(sierradb.StreamPartitionKey(stream), sierradb.NewEvent{
+						_, err := srv.AppendMulti(sierradb.StreamPartitionKey(stream), sierradb.NewEvent{
 							StreamID: stream, Name: "e", ExpectedVersion: sierradb.ExpectAfter(int64(i) - 1),
 						})
 						if err != nil {

@@ -37,7 +37,7 @@
 //
 // # Direct access
 //
-// Tests can seed and inspect the store without a client: [Server.Append]
+// Tests can seed and inspect the store without a client: [Server.AppendMulti]
 // (the rules of EMAPPEND, with the error types of package sierradb),
 // [Server.AppendStream], [Server.Stream], [Server.StreamWithKey],
 // [Server.Partition] and [Server.Event].

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/sierradb"
 )
 
@@ -119,8 +120,9 @@ func publicError(err error) error {
 
 // Errors of the Go API (not wire replies).
 var (
-	// ErrClosed is returned by the direct API after [Server.Close].
-	ErrClosed = errors.New("embedded: server closed")
+	// ErrClosed is returned by the direct API after [Server.Close]. It
+	// matches esmill.ErrClosed.
+	ErrClosed error = &esmill.ClosedError{Text: "embedded: server closed"}
 	// ErrCorruptLog is matched by every [*CorruptLogError].
 	ErrCorruptLog = errors.New("embedded: corrupt log")
 	// ErrIncompatibleDir is returned by [Start] when Config.Dir holds data

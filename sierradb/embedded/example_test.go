@@ -53,7 +53,7 @@ func ExampleRun() {
 }
 
 // Seeding and inspecting the store without a client.
-func ExampleServer_Append() {
+func ExampleServer_AppendMulti() {
 	srv, err := embedded.Start(embedded.Config{
 		Now: func() time.Time { return time.UnixMilli(1_700_000_000_000) },
 	})
@@ -63,7 +63,7 @@ func ExampleServer_Append() {
 	defer srv.Close()
 
 	key := uuid.MustParse("550e8400-e29b-41d4-a716-446655440000")
-	res, err := srv.Append(key,
+	res, err := srv.AppendMulti(key,
 		sierradb.NewEvent{StreamID: "order-1", Name: "OrderPlaced", ExpectedVersion: sierradb.ExpectEmpty},
 		sierradb.NewEvent{StreamID: "order-1", Name: "OrderPaid", ExpectedVersion: sierradb.ExpectVersion(0)},
 	)

@@ -224,7 +224,7 @@ const (
 	I = resp3.Integer
 )
 
-// eventFields is the event map of §2.1.
+// eventFields is the event map of docs/sierradb-protocol.md §2.1.
 var eventFields = []field{
 	{"event_id", S, S},
 	{"partition_key", S, S},

@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -66,7 +67,7 @@ type dirMeta struct {
 type dataDir struct {
 	path   string
 	count  uint16
-	lock   *os.File
+	lock   io.Closer
 	logger *slog.Logger
 }
 

@@ -228,7 +228,7 @@ func TestSubscriptionDefaultWindow(t *testing.T) {
 	for i := range evs {
 		evs[i] = sierradb.NewEvent{StreamID: "s", Name: "e"}
 	}
-	if _, err := srv.Append(key, evs...); err != nil {
+	if _, err := srv.AppendMulti(key, evs...); err != nil {
 		t.Fatal(err)
 	}
 	c.subscribe(1, "ESUB", "s", "PARTITION_KEY", key.String(), "FROM", "0")
@@ -312,7 +312,7 @@ func TestSlowSubscriberDoesNotBlockStore(t *testing.T) {
 	payload := make([]byte, 64<<10)
 	key := uuid.New()
 	for range 100 { // ~6 MiB pushed at a client that never reads
-		if _, err := srv.Append(key, sierradb.NewEvent{StreamID: "s", Name: "e", Payload: payload}); err != nil {
+		if _, err := srv.AppendMulti(key, sierradb.NewEvent{StreamID: "s", Name: "e", Payload: payload}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -327,7 +327,7 @@ func TestSubscriptionFairInterleaving(t *testing.T) {
 		for i := range evs {
 			evs[i] = sierradb.NewEvent{StreamID: "s" + key.String()[:8], Name: "e"}
 		}
-		if _, err := srv.Append(key, evs...); err != nil {
+		if _, err := srv.AppendMulti(key, evs...); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -358,7 +358,7 @@ func TestEpsubForms(t *testing.T) {
 	keys := []uuid.UUID{partitionKey(0, 4), partitionKey(1, 4), partitionKey(2, 4), partitionKey(3, 4)}
 	for p, k := range keys {
 		for i := range 3 {
-			if _, err := srv.Append(k, sierradb.NewEvent{StreamID: "p" + strconv.Itoa(p), Name: strconv.Itoa(i)}); err != nil {
+			if _, err := srv.AppendMulti(k, sierradb.NewEvent{StreamID: "p" + strconv.Itoa(p), Name: strconv.Itoa(i)}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -430,7 +430,7 @@ func TestEsubForms(t *testing.T) {
 	for i := range 3 {
 		srv.AppendStream("a", strconv.Itoa(i), nil)
 		srv.AppendStream("b", strconv.Itoa(i), nil)
-		if _, err := srv.Append(key, sierradb.NewEvent{StreamID: "k", Name: strconv.Itoa(i)}); err != nil {
+		if _, err := srv.AppendMulti(key, sierradb.NewEvent{StreamID: "k", Name: strconv.Itoa(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}

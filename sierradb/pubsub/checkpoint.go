@@ -4,6 +4,8 @@ import (
 	"context"
 	"maps"
 	"sync"
+
+	"github.com/esmill/esmill/sierradb"
 )
 
 // CheckpointStore keeps the positions of consumer groups: for a group and
@@ -59,4 +61,66 @@ func (m *MemoryCheckpoints) Save(_ context.Context, group, topic string, partiti
 	}
 	p[partition] = sequence
 	return nil
+}
+
+// checkpointer keeps a consumer group's positions for one subscription.
+// It is used only by the subscription's goroutine.
+type checkpointer struct {
+	s     *Subscriber
+	topic string
+	dirty map[uint16]uint64
+	acks  int
+}
+
+// ack records a processed event and saves the positions every
+// CheckpointEvery acks.
+func (c *checkpointer) ack(ctx context.Context, ev *sierradb.Event) {
+	if c == nil {
+		return
+	}
+	c.dirty[ev.PartitionID] = ev.PartitionSequence
+	c.acks++
+	if c.acks >= c.s.cfg.CheckpointEvery {
+		c.save(ctx)
+	}
+}
+
+// skip records the positions of other streams' events that a category
+// passed over. Every event delivered before them has been acked (delivery
+// is one at a time, in order), so the positions may move past them. They
+// are saved with the next ack, or now if no message comes with them.
+func (c *checkpointer) skip(ctx context.Context, it *item) {
+	if c == nil || len(it.skips) == 0 {
+		return
+	}
+	for p, seq := range it.skips {
+		c.dirty[p] = seq
+	}
+	if it.msg == nil {
+		c.save(ctx)
+	}
+}
+
+// flush saves what is left when the subscription ends.
+func (c *checkpointer) flush(ctx context.Context) { c.save(ctx) }
+
+// save writes the positions not saved yet. It does not use the
+// subscription's cancellation (which may be what ends the subscription),
+// only CheckpointTimeout.
+func (c *checkpointer) save(ctx context.Context) {
+	if len(c.dirty) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.s.cfg.CheckpointTimeout)
+	defer cancel()
+	group := c.s.cfg.ConsumerGroup
+	for p, seq := range c.dirty {
+		if err := c.s.cfg.Checkpoints.Save(ctx, group, c.topic, p, seq); err != nil {
+			c.s.cfg.Logger.Error("sierradb/pubsub: saving checkpoint failed; will retry",
+				"topic", c.topic, "consumer_group", group, "partition", p, "sequence", seq, "error", err)
+			return
+		}
+		delete(c.dirty, p)
+	}
+	c.acks = 0
 }

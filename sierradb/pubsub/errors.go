@@ -3,12 +3,15 @@ package pubsub
 import (
 	"errors"
 	"fmt"
+
+	"github.com/esmill/esmill"
 )
 
 // Sentinel errors. Test for them with errors.Is.
 var (
-	// ErrClosed: the publisher or subscriber was closed.
-	ErrClosed = errors.New("sierradb/pubsub: closed")
+	// ErrClosed: the publisher or subscriber was closed. It matches
+	// esmill.ErrClosed.
+	ErrClosed error = &esmill.ClosedError{Text: "sierradb/pubsub: publisher or subscriber closed"}
 	// ErrInvalidTopic: a topic does not name a stream SierraDB accepts, or
 	// is a subscribe-only topic (a category or the all-events topic) given
 	// to Publish. The error is a [*TopicError].
@@ -40,6 +43,9 @@ func (e *TopicError) Error() string {
 // Is reports whether target is [ErrInvalidTopic].
 func (e *TopicError) Is(target error) bool { return target == ErrInvalidTopic }
 
+// ErrorClass is [esmill.Poison]: the same topic fails again.
+func (e *TopicError) ErrorClass() esmill.Class { return esmill.Poison }
+
 // Unwrap returns the underlying error.
 func (e *TopicError) Unwrap() error { return e.Err }
 
@@ -69,6 +75,9 @@ func (e *MessageError) Error() string {
 
 // Is reports whether target is [ErrInvalidMessage].
 func (e *MessageError) Is(target error) bool { return target == ErrInvalidMessage }
+
+// ErrorClass is [esmill.Poison]: the same message fails again.
+func (e *MessageError) ErrorClass() esmill.Class { return esmill.Poison }
 
 // Unwrap returns the underlying error.
 func (e *MessageError) Unwrap() error { return e.Err }

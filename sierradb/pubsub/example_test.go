@@ -9,6 +9,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/sierradb"
 	"github.com/esmill/esmill/sierradb/embedded"
 	"github.com/esmill/esmill/sierradb/pubsub"
@@ -40,9 +41,9 @@ func Example() {
 	defer sub.Close()
 
 	placed := message.NewMessage(watermill.NewUUID(), []byte(`{"total":30}`))
-	placed.Metadata.Set(pubsub.MetadataEventName, "OrderPlaced")
+	placed.Metadata.Set(esmill.MetaEventName, "OrderPlaced")
 	shipped := message.NewMessage(watermill.NewUUID(), []byte(`{}`))
-	shipped.Metadata.Set(pubsub.MetadataEventName, "OrderShipped")
+	shipped.Metadata.Set(esmill.MetaEventName, "OrderShipped")
 	shipped.Metadata.Set("carrier", "ups")
 	// Both or neither: one EMAPPEND, after the stream's current version.
 	if err := pub.Publish("order-7", placed, shipped); err != nil {
@@ -55,8 +56,8 @@ func Example() {
 	}
 	for range 2 {
 		msg := <-msgs
-		fmt.Println(msg.Metadata[pubsub.MetadataStreamID], msg.Metadata[pubsub.MetadataStreamVersion],
-			msg.Metadata[pubsub.MetadataEventName], string(msg.Payload), msg.Metadata["carrier"],
+		fmt.Println(msg.Metadata[esmill.MetaStreamID], msg.Metadata[esmill.MetaStreamVersion],
+			msg.Metadata[esmill.MetaEventName], string(msg.Payload), msg.Metadata["carrier"],
 			msg.UUID == placed.UUID || msg.UUID == shipped.UUID)
 		msg.Ack()
 	}
@@ -86,8 +87,8 @@ func Example_expectedVersion() {
 
 	open := func() *message.Message {
 		msg := message.NewMessage(watermill.NewUUID(), nil)
-		msg.Metadata.Set(pubsub.MetadataEventName, "AccountOpened")
-		msg.Metadata.Set(pubsub.MetadataExpectedVersion, "empty")
+		msg.Metadata.Set(esmill.MetaEventName, "AccountOpened")
+		msg.Metadata.Set(esmill.MetaAppendExpectedVersion, "empty")
 		return msg
 	}
 	fmt.Println(pub.Publish("account-1", open()))
@@ -184,12 +185,12 @@ func Example_router() {
 	router.AddHandler("ship", "order-*", sub, "shipping-queue", pub,
 		func(msg *message.Message) ([]*message.Message, error) {
 			defer func() { handled <- struct{}{} }()
-			out := message.NewMessage(watermill.NewUUID(), []byte(msg.Metadata[pubsub.MetadataStreamID]))
-			out.Metadata.Set(pubsub.MetadataEventName, "ShipmentRequested")
+			out := message.NewMessage(watermill.NewUUID(), []byte(msg.Metadata[esmill.MetaStreamID]))
+			out.Metadata.Set(esmill.MetaEventName, "ShipmentRequested")
 			// Record what caused it.
-			out.Metadata.Set(pubsub.MetadataCausationEventID, msg.Metadata[pubsub.MetadataEventID])
-			out.Metadata.Set(pubsub.MetadataCausationStreamID, msg.Metadata[pubsub.MetadataStreamID])
-			out.Metadata.Set(pubsub.MetadataCausationStreamVersion, msg.Metadata[pubsub.MetadataStreamVersion])
+			out.Metadata.Set(esmill.MetaCausationEventID, msg.Metadata[esmill.MetaEventID])
+			out.Metadata.Set(esmill.MetaCausationStreamID, msg.Metadata[esmill.MetaStreamID])
+			out.Metadata.Set(esmill.MetaCausationStreamVersion, msg.Metadata[esmill.MetaStreamVersion])
 			return []*message.Message{out}, nil
 		})
 	go router.Run(context.Background())
@@ -197,7 +198,7 @@ func Example_router() {
 
 	for _, order := range []string{"order-1", "order-2"} {
 		msg := message.NewMessage(watermill.NewUUID(), nil)
-		msg.Metadata.Set(pubsub.MetadataEventName, "OrderPlaced")
+		msg.Metadata.Set(esmill.MetaEventName, "OrderPlaced")
 		if err := pub.Publish(order, msg); err != nil {
 			log.Fatal(err)
 		}

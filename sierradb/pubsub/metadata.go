@@ -8,94 +8,61 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/codec"
 	"github.com/esmill/esmill/sierradb"
 )
 
-// ReservedPrefix starts every metadata key this package gives a meaning
-// to. The publisher reads the keys it knows (below) and never stores any
-// key with this prefix in an event; the subscriber sets them.
-const ReservedPrefix = "esmill_"
-
-// Metadata keys read by the [Publisher]. Each is optional.
-const (
-	// MetadataEventName names the event. Default: [DefaultEventName].
-	MetadataEventName = "esmill_event_name"
-	// MetadataExpectedVersion is the version the stream must be at before
-	// the event: "empty" or a number. Without it the publisher finds the
-	// version itself (see the package documentation).
-	MetadataExpectedVersion = "esmill_expected_version"
-	// MetadataCorrelationID is stored as the event's correlation id (cid).
-	MetadataCorrelationID = "esmill_correlation_id"
-	// MetadataCommandID is stored as the id of the command message that
-	// produced the event (cmid).
-	MetadataCommandID = "esmill_command_id"
-	// MetadataCausationCommand is stored as the name of the command that
-	// produced the event (ccmd).
-	MetadataCausationCommand = "esmill_causation_command"
-	// MetadataCausationEventID, MetadataCausationStreamID and
-	// MetadataCausationStreamVersion identify the event that caused the
-	// command (ceid, csid, csv). Give all three or none.
-	MetadataCausationEventID       = "esmill_causation_event_id"
-	MetadataCausationStreamID      = "esmill_causation_stream_id"
-	MetadataCausationStreamVersion = "esmill_causation_stream_version"
-)
-
-// Metadata keys set by the [Subscriber] on every message, next to the
-// envelope keys above (event name, correlation id, command id, causation)
-// when the event carries them. They overwrite keys of the same name found
-// in the stored metadata.
-const (
-	MetadataEventID           = "esmill_event_id"
-	MetadataStreamID          = "esmill_stream_id"
-	MetadataStreamVersion     = "esmill_stream_version"
-	MetadataPartitionKey      = "esmill_partition_key"
-	MetadataPartitionID       = "esmill_partition_id"
-	MetadataPartitionSequence = "esmill_partition_sequence"
-	MetadataTransactionID     = "esmill_transaction_id"
-	// MetadataTimestamp is the event time in RFC 3339 with milliseconds,
-	// UTC (SierraDB keeps milliseconds).
-	MetadataTimestamp = "esmill_timestamp"
-	// MetadataDecodeError is set when the event's metadata could not be
-	// read completely; its value says why. The message still carries the
-	// payload and every key that could be read.
-	MetadataDecodeError = "esmill_metadata_error"
-	// MetadataRedeliveries is set on a message redelivered after a Nack:
-	// how many times it has been redelivered.
-	MetadataRedeliveries = "esmill_redeliveries"
-)
-
-// messageUUIDKey holds the Watermill message UUID inside the stored
-// metadata map. It carries the reserved prefix, so no user key can clash.
-const messageUUIDKey = "esmill_message_uuid"
+// eventKeys are the keys the publisher never stores among an event's
+// Watermill metadata: those it reads into the event (its name, its
+// expected version, the envelope fields) and those the subscriber sets from
+// the event (its position), so that a consumed message published again does
+// not carry its old position into the new event. Every other key, esmill's
+// command keys included, is stored and delivered as it is.
+func isEventKey(k string) bool {
+	switch k {
+	case esmill.MetaEventName, esmill.MetaAppendExpectedVersion, esmill.MetaCorrelationID, esmill.MetaCommandID,
+		esmill.MetaCausationCommand, esmill.MetaCausationEventID, esmill.MetaCausationStreamID,
+		esmill.MetaCausationStreamVersion,
+		esmill.MetaEventID, esmill.MetaStreamID, esmill.MetaStreamVersion, esmill.MetaPartitionKey,
+		esmill.MetaPartitionID, esmill.MetaPartitionSequence, esmill.MetaTransactionID, esmill.MetaTimestamp,
+		esmill.MetaMetadataError, esmill.MetaRedeliveries, esmill.MetaMessageUUID:
+		return true
+	}
+	return false
+}
 
 // DefaultEventName is the event name of a message without
-// [MetadataEventName] when [PublisherConfig.EventName] is not set.
+// esmill.MetaEventName when [PublisherConfig.EventName] is not set.
 const DefaultEventName = "WatermillMessage"
 
-// TimestampFormat is the layout of [MetadataTimestamp].
+// TimestampFormat is the layout of esmill.MetaTimestamp.
 const TimestampFormat = "2006-01-02T15:04:05.000Z07:00"
 
 // EventNameFromMetadata is the default [PublisherConfig.EventName]: the
-// value of [MetadataEventName], else [DefaultEventName].
+// value of esmill.MetaEventName, else [DefaultEventName].
 func EventNameFromMetadata(_ string, msg *message.Message) string {
-	if n := msg.Metadata.Get(MetadataEventName); n != "" {
+	if n := msg.Metadata.Get(esmill.MetaEventName); n != "" {
 		return n
 	}
 	return DefaultEventName
 }
 
 // ExpectedVersionFromMetadata is the default
-// [PublisherConfig.ExpectedVersion]: it parses [MetadataExpectedVersion]
-// ("empty" or a number). ok is false when the key is absent.
+// [PublisherConfig.ExpectedVersion]: it parses
+// esmill.MetaAppendExpectedVersion ("empty" or a number), the version the
+// topic's stream must be at. ok is false when the key is absent. (A cqrs
+// command's expected version, esmill.MetaCommandExpectedVersion, is a check
+// on its entity, not on the command topic's stream: it is stored with the
+// message like any other key.)
 func ExpectedVersionFromMetadata(_ string, msg *message.Message) (v sierradb.ExpectedVersion, ok bool, err error) {
-	s, ok := msg.Metadata[MetadataExpectedVersion]
+	s, ok := msg.Metadata[esmill.MetaAppendExpectedVersion]
 	if !ok {
 		return sierradb.ExpectedVersion{}, false, nil
 	}
 	v, err = sierradb.ParseExpectedVersion(s)
 	if err != nil || !(v.IsEmpty() || isExact(v)) {
-		return v, true, &MessageError{UUID: msg.UUID, Key: MetadataExpectedVersion,
+		return v, true, &MessageError{UUID: msg.UUID, Key: esmill.MetaAppendExpectedVersion,
 			Reason: fmt.Sprintf("%q is neither \"empty\" nor a version number", s)}
 	}
 	return v, true, nil
@@ -107,40 +74,40 @@ func isExact(v sierradb.ExpectedVersion) bool {
 }
 
 // encodeMetadata builds the event metadata of a message: the envelope
-// fields from the reserved keys, and every other key plus the UUID as a
-// CBOR map of strings under data.
+// fields from their keys, and every key that is not an event key (see
+// isEventKey) plus the UUID as a CBOR map of strings under data.
 func encodeMetadata(msg *message.Message) ([]byte, error) {
 	var env codec.Metadata
 	data := make(map[string]string, len(msg.Metadata)+1)
 	for k, v := range msg.Metadata {
-		if !strings.HasPrefix(k, ReservedPrefix) {
+		if !isEventKey(k) {
 			data[k] = v
 		}
 	}
 	if msg.UUID != "" {
-		data[messageUUIDKey] = msg.UUID
+		data[esmill.MetaMessageUUID] = msg.UUID
 	}
 	md := msg.Metadata
-	env.CorrelationID = md[MetadataCorrelationID]
-	env.CommandID = md[MetadataCommandID]
-	env.Command = md[MetadataCausationCommand]
-	eid, hasEID := md[MetadataCausationEventID]
-	sid, hasSID := md[MetadataCausationStreamID]
-	ver, hasVer := md[MetadataCausationStreamVersion]
+	env.CorrelationID = md[esmill.MetaCorrelationID]
+	env.CommandID = md[esmill.MetaCommandID]
+	env.Command = md[esmill.MetaCausationCommand]
+	eid, hasEID := md[esmill.MetaCausationEventID]
+	sid, hasSID := md[esmill.MetaCausationStreamID]
+	ver, hasVer := md[esmill.MetaCausationStreamVersion]
 	if hasEID || hasSID || hasVer {
 		bad := func(key, reason string, err error) error {
 			return &MessageError{UUID: msg.UUID, Key: key, Reason: reason, Err: err}
 		}
 		if !hasEID || !hasSID || !hasVer {
-			return nil, bad(MetadataCausationEventID, "causation needs the event id, stream id and stream version together", nil)
+			return nil, bad(esmill.MetaCausationEventID, "causation needs the event id, stream id and stream version together", nil)
 		}
 		id, err := uuid.Parse(eid)
 		if err != nil {
-			return nil, bad(MetadataCausationEventID, "not a UUID", err)
+			return nil, bad(esmill.MetaCausationEventID, "not a UUID", err)
 		}
 		v, err := strconv.ParseUint(ver, 10, 64)
 		if err != nil {
-			return nil, bad(MetadataCausationStreamVersion, "not a version number", err)
+			return nil, bad(esmill.MetaCausationStreamVersion, "not a version number", err)
 		}
 		env.Causation = &codec.Causation{EventID: id, StreamID: sid, StreamVersion: v}
 	}
@@ -155,7 +122,7 @@ func encodeMetadata(msg *message.Message) ([]byte, error) {
 }
 
 // toMessage turns a stored event into a message. It never fails: what
-// cannot be read is reported under MetadataDecodeError.
+// cannot be read is reported under esmill.MetaMetadataError.
 func toMessage(ev *sierradb.Event) *message.Message {
 	md := make(message.Metadata, 16)
 	var problems []string
@@ -167,22 +134,22 @@ func toMessage(ev *sierradb.Event) *message.Message {
 		} else {
 			if len(env.Data) > 0 {
 				problems = decodeData(env, md, problems)
-				id = md[messageUUIDKey]
-				delete(md, messageUUIDKey)
+				id = md[esmill.MetaMessageUUID]
+				delete(md, esmill.MetaMessageUUID)
 			}
 			if env.Command != "" {
-				md[MetadataCausationCommand] = env.Command
+				md[esmill.MetaCausationCommand] = env.Command
 			}
 			if c := env.Causation; c != nil {
-				md[MetadataCausationEventID] = c.EventID.String()
-				md[MetadataCausationStreamID] = c.StreamID
-				md[MetadataCausationStreamVersion] = strconv.FormatUint(c.StreamVersion, 10)
+				md[esmill.MetaCausationEventID] = c.EventID.String()
+				md[esmill.MetaCausationStreamID] = c.StreamID
+				md[esmill.MetaCausationStreamVersion] = strconv.FormatUint(c.StreamVersion, 10)
 			}
 			if env.CorrelationID != "" {
-				md[MetadataCorrelationID] = env.CorrelationID
+				md[esmill.MetaCorrelationID] = env.CorrelationID
 			}
 			if env.CommandID != "" {
-				md[MetadataCommandID] = env.CommandID
+				md[esmill.MetaCommandID] = env.CommandID
 			}
 		}
 	}
@@ -190,17 +157,17 @@ func toMessage(ev *sierradb.Event) *message.Message {
 	if id == "" {
 		id = eventID
 	}
-	md[MetadataEventID] = eventID
-	md[MetadataEventName] = ev.Name
-	md[MetadataStreamID] = ev.StreamID
-	md[MetadataStreamVersion] = strconv.FormatUint(ev.StreamVersion, 10)
-	md[MetadataPartitionKey] = ev.PartitionKey.String()
-	md[MetadataPartitionID] = strconv.FormatUint(uint64(ev.PartitionID), 10)
-	md[MetadataPartitionSequence] = strconv.FormatUint(ev.PartitionSequence, 10)
-	md[MetadataTransactionID] = ev.TransactionID.String()
-	md[MetadataTimestamp] = ev.Timestamp.UTC().Format(TimestampFormat)
+	md[esmill.MetaEventID] = eventID
+	md[esmill.MetaEventName] = ev.Name
+	md[esmill.MetaStreamID] = ev.StreamID
+	md[esmill.MetaStreamVersion] = strconv.FormatUint(ev.StreamVersion, 10)
+	md[esmill.MetaPartitionKey] = ev.PartitionKey.String()
+	md[esmill.MetaPartitionID] = strconv.FormatUint(uint64(ev.PartitionID), 10)
+	md[esmill.MetaPartitionSequence] = strconv.FormatUint(ev.PartitionSequence, 10)
+	md[esmill.MetaTransactionID] = ev.TransactionID.String()
+	md[esmill.MetaTimestamp] = ev.Timestamp.UTC().Format(TimestampFormat)
 	if len(problems) > 0 {
-		md[MetadataDecodeError] = strings.Join(problems, "; ")
+		md[esmill.MetaMetadataError] = strings.Join(problems, "; ")
 	}
 	msg := message.NewMessage(id, ev.Payload)
 	msg.Metadata = md

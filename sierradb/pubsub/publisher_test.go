@@ -13,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/codec"
 	"github.com/esmill/esmill/sierradb"
 	"github.com/esmill/esmill/sierradb/pubsub"
@@ -49,15 +50,16 @@ func TestPublishOneCallIsOneTransaction(t *testing.T) {
 			msgs[i] = message.NewMessage(watermill.NewUUID(), []byte(fmt.Sprint(i)))
 			msgs[i].Metadata.Set("user_key", fmt.Sprint("value-", i))
 		}
-		msgs[0].Metadata.Set(pubsub.MetadataEventName, "OrderPlaced")
-		msgs[1].Metadata.Set(pubsub.MetadataCorrelationID, "corr-1")
-		msgs[1].Metadata.Set(pubsub.MetadataCommandID, "cmd-1")
-		msgs[1].Metadata.Set(pubsub.MetadataCausationCommand, "PlaceOrder")
-		msgs[1].Metadata.Set(pubsub.MetadataCausationEventID, causing.String())
-		msgs[1].Metadata.Set(pubsub.MetadataCausationStreamID, "cart-1")
-		msgs[1].Metadata.Set(pubsub.MetadataCausationStreamVersion, "4")
-		// Keys the subscriber sets are not stored.
-		msgs[2].Metadata.Set(pubsub.MetadataStreamVersion, "99")
+		msgs[0].Metadata.Set(esmill.MetaEventName, "OrderPlaced")
+		msgs[1].Metadata.Set(esmill.MetaCorrelationID, "corr-1")
+		msgs[1].Metadata.Set(esmill.MetaCommandID, "cmd-1")
+		msgs[1].Metadata.Set(esmill.MetaCausationCommand, "PlaceOrder")
+		msgs[1].Metadata.Set(esmill.MetaCausationEventID, causing.String())
+		msgs[1].Metadata.Set(esmill.MetaCausationStreamID, "cart-1")
+		msgs[1].Metadata.Set(esmill.MetaCausationStreamVersion, "4")
+		// Keys the subscriber sets are not stored; other esmill keys are.
+		msgs[2].Metadata.Set(esmill.MetaStreamVersion, "99")
+		msgs[2].Metadata.Set(esmill.MetaCommand, "Ship")
 		if err := pub.Publish(stream, msgs...); err != nil {
 			t.Fatal(err)
 		}
@@ -82,9 +84,14 @@ func TestPublishOneCallIsOneTransaction(t *testing.T) {
 				t.Errorf("event %d data %v", i, data)
 			}
 			for k := range data {
-				if strings.HasPrefix(k, pubsub.ReservedPrefix) && k != "esmill_message_uuid" {
-					t.Errorf("event %d stores reserved key %s", i, k)
+				switch k {
+				case "user_key", esmill.MetaMessageUUID, esmill.MetaCommand:
+				default:
+					t.Errorf("event %d stores key %s, which the envelope or the position carries", i, k)
 				}
+			}
+			if i == 2 && data[esmill.MetaCommand] != "Ship" {
+				t.Errorf("event 2 lost a command key: %v", data)
 			}
 			if i == 1 {
 				want := codec.Causation{EventID: causing, StreamID: "cart-1", StreamVersion: 4}
@@ -106,7 +113,7 @@ func TestPublishExpectedVersion(t *testing.T) {
 		stream := streamName("acct")
 		withVersion := func(v string) *message.Message {
 			m := message.NewMessage(watermill.NewUUID(), []byte(v))
-			m.Metadata.Set(pubsub.MetadataExpectedVersion, v)
+			m.Metadata.Set(esmill.MetaAppendExpectedVersion, v)
 			return m
 		}
 		if err := pub.Publish(stream, withVersion("empty")); err != nil {
@@ -125,7 +132,7 @@ func TestPublishExpectedVersion(t *testing.T) {
 		}
 		err = pub.Publish(stream, withVersion("abc"))
 		var me *pubsub.MessageError
-		if !errors.Is(err, pubsub.ErrInvalidMessage) || !errors.As(err, &me) || me.Key != pubsub.MetadataExpectedVersion {
+		if !errors.Is(err, pubsub.ErrInvalidMessage) || !errors.As(err, &me) || me.Key != esmill.MetaAppendExpectedVersion {
 			t.Fatalf("malformed version: %v", err)
 		}
 		if err := pub.Publish(stream, message.NewMessage(watermill.NewUUID(), []byte("auto"))); err != nil {
@@ -205,12 +212,12 @@ func TestPublishRejects(t *testing.T) {
 		}
 		stream := streamName("rej")
 		long := message.NewMessage(watermill.NewUUID(), nil)
-		long.Metadata.Set(pubsub.MetadataEventName, strings.Repeat("n", 256))
+		long.Metadata.Set(esmill.MetaEventName, strings.Repeat("n", 256))
 		if err := pub.Publish(stream, long); !errors.Is(err, pubsub.ErrInvalidMessage) {
 			t.Errorf("long event name: %v", err)
 		}
 		half := message.NewMessage(watermill.NewUUID(), nil)
-		half.Metadata.Set(pubsub.MetadataCausationEventID, uuid.NewString())
+		half.Metadata.Set(esmill.MetaCausationEventID, uuid.NewString())
 		if err := pub.Publish(stream, half); !errors.Is(err, pubsub.ErrInvalidMessage) {
 			t.Errorf("causation without stream: %v", err)
 		}
@@ -254,7 +261,7 @@ func TestPublishConfigFuncs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := receive(t, ch).Metadata[pubsub.MetadataStreamID]; got != prefix+"orders" {
+		if got := receive(t, ch).Metadata[esmill.MetaStreamID]; got != prefix+"orders" {
 			t.Errorf("stream id %q", got)
 		}
 	})

@@ -4,11 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
+	"log/slog"
 	"sync"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/esmill/esmill/sierradb"
@@ -29,17 +28,6 @@ const (
 const (
 	skipFlushEvery    = 1000
 	skipFlushInterval = time.Second
-)
-
-// Start says where a subscription without a checkpoint begins.
-type Start uint8
-
-const (
-	// FromBeginning delivers every stored event, then live ones. It is
-	// the zero value.
-	FromBeginning Start = iota
-	// FromLatest delivers only events stored after Subscribe.
-	FromLatest
 )
 
 // SubscriberConfig configures a [Subscriber].
@@ -73,9 +61,13 @@ type SubscriberConfig struct {
 	CheckpointTimeout time.Duration
 
 	// Start is where a subscription begins when there is no checkpoint:
-	// always without a group, and for a group's first subscription.
-	// Default: FromBeginning.
-	Start Start
+	// always without a group, and for a group's first subscription:
+	// sierradb.StartBeginning (the zero value: every stored event, then
+	// live ones), sierradb.StartLatest (only events stored after
+	// Subscribe), or sierradb.StartAt(n) (a stream topic from version n; a
+	// category or the all-events topic from sequence n of every
+	// partition). Default: sierradb.StartBeginning.
+	Start sierradb.Start
 
 	// NackDelay is the wait before a nacked message is delivered again. It
 	// doubles with each further Nack of the same message, up to
@@ -103,8 +95,8 @@ type SubscriberConfig struct {
 	// Default: sierradb.DefaultWindow.
 	Window int
 
-	// Logger receives errors and debug output. Default: watermill.NopLogger.
-	Logger watermill.LoggerAdapter
+	// Logger receives errors and debug output. Default: discard.
+	Logger *slog.Logger
 }
 
 func (c *SubscriberConfig) setDefaults() {
@@ -127,7 +119,7 @@ func (c *SubscriberConfig) setDefaults() {
 		c.Window = sierradb.DefaultWindow
 	}
 	if c.Logger == nil {
-		c.Logger = watermill.NopLogger{}
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 
@@ -142,9 +134,6 @@ func (c SubscriberConfig) Validate() error {
 	}
 	if c.CheckpointTimeout < 0 {
 		errs = append(errs, errors.New("sierradb/pubsub: SubscriberConfig.CheckpointTimeout must not be negative"))
-	}
-	if c.Start != FromBeginning && c.Start != FromLatest {
-		errs = append(errs, fmt.Errorf("sierradb/pubsub: SubscriberConfig.Start %d is unknown", c.Start))
 	}
 	if c.NackDelay < 0 || c.MaxNackDelay < 0 {
 		errs = append(errs, errors.New("sierradb/pubsub: SubscriberConfig.NackDelay and MaxNackDelay must not be negative"))
@@ -273,10 +262,7 @@ func (r *run) open(ctx context.Context) (*sierradb.Subscription, error) {
 			from[p] = seq + 1
 		}
 	}
-	start, def := sierradb.StartBeginning, sierradb.StartBeginning
-	if r.s.cfg.Start == FromLatest {
-		start, def = sierradb.StartLatest, sierradb.StartLatest
-	}
+	start := r.s.cfg.Start
 	if r.target.kind == topicStream {
 		p, err := c.PartitionOf(ctx, r.target.key)
 		if err != nil {
@@ -292,305 +278,5 @@ func (r *run) open(ctx context.Context) (*sierradb.Subscription, error) {
 		})
 	}
 	r.filter = r.target.kind == topicCategory
-	return c.SubscribePartitions(ctx, sierradb.PartitionSubscription{From: from, Default: def, Window: r.s.cfg.Window})
-}
-
-// readAhead is how many converted messages wait for the consumer: the next
-// message is decoded while the consumer handles the current one.
-const readAhead = 32
-
-// item is an event converted by the read-ahead goroutine. skips holds the
-// positions of other streams' events that came before it (consumer groups
-// only); an item with no msg carries only skips.
-type item struct {
-	ev    sierradb.Event
-	msg   *message.Message
-	skips map[uint16]uint64
-}
-
-// loop delivers the subscription's events until it ends. A second
-// goroutine (read) reads ahead: it filters and converts events, so that
-// decoding overlaps with the consumer's work.
-func (r *run) loop(ctx context.Context) {
-	defer r.s.wg.Done()
-	defer close(r.out)
-	log := r.s.cfg.Logger.With(watermill.LogFields{"topic": r.topic, "consumer_group": r.s.cfg.ConsumerGroup})
-	items := make(chan item, readAhead)
-	stop := make(chan struct{})
-	readDone := make(chan struct{})
-	go func() {
-		defer close(readDone)
-		r.read(ctx, items, stop)
-	}()
-	defer func() {
-		close(stop)
-		r.sub.Close()
-		<-readDone
-		if r.cp != nil {
-			r.cp.flush(ctx)
-		}
-	}()
-	for {
-		select {
-		case it, ok := <-items:
-			if !ok {
-				if err := r.sub.Err(); err != nil {
-					log.Error("sierradb/pubsub: subscription ended", err, nil)
-				}
-				return
-			}
-			// Everything before it was acked: the positions of the
-			// other streams' events in between may be saved.
-			r.cp.skip(ctx, &it)
-			if it.msg != nil && !r.deliver(ctx, &it.ev, it.msg, log) {
-				return
-			}
-		case <-r.s.closing:
-			return
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// read filters and converts events into items until the subscription
-// ends or stop is closed.
-func (r *run) read(ctx context.Context, items chan<- item, stop <-chan struct{}) {
-	defer close(items)
-	events := r.sub.Events()
-	var skips map[uint16]uint64
-	skipped := 0
-	lastFlush := time.Now()
-	send := func(it item) bool {
-		select {
-		case items <- it:
-			return true
-		case <-stop:
-		case <-r.s.closing:
-		case <-ctx.Done():
-		}
-		return false
-	}
-	flushSkips := func() bool {
-		ok := send(item{skips: skips})
-		skips, skipped, lastFlush = nil, 0, time.Now()
-		return ok
-	}
-	for {
-		var ev sierradb.Event
-		var ok bool
-		select {
-		case ev, ok = <-events:
-		default:
-			// Idle: pass on the skipped positions, at most once per
-			// skipFlushInterval.
-			var timer *time.Timer
-			var flush <-chan time.Time
-			if skipped > 0 {
-				timer = time.NewTimer(skipFlushInterval - time.Since(lastFlush))
-				flush = timer.C
-			}
-			flushNow := false
-			select {
-			case ev, ok = <-events:
-			case <-flush:
-				flushNow = true
-			case <-stop:
-				return
-			}
-			if timer != nil {
-				timer.Stop()
-			}
-			if flushNow {
-				if !flushSkips() {
-					return
-				}
-				continue
-			}
-		}
-		if !ok {
-			return
-		}
-		if r.filter && !r.target.match(&ev) {
-			r.sub.Ack(ev)
-			if r.cp == nil {
-				continue
-			}
-			if skips == nil {
-				skips = make(map[uint16]uint64)
-			}
-			skips[ev.PartitionID] = ev.PartitionSequence
-			if skipped++; skipped >= skipFlushEvery && !flushSkips() {
-				return
-			}
-			continue
-		}
-		if !send(item{ev: ev, msg: toMessage(&ev), skips: skips}) {
-			return
-		}
-		skips, skipped = nil, 0
-	}
-}
-
-// deliver hands one event to the consumer until it is acked, and reports
-// whether the subscription goes on.
-func (r *run) deliver(ctx context.Context, ev *sierradb.Event, msg *message.Message, log watermill.LoggerAdapter) bool {
-	nacks := 0
-	for {
-		mctx, cancel := context.WithCancel(ctx)
-		msg.SetContext(mctx)
-		select {
-		case r.out <- msg:
-		case <-r.s.closing:
-			cancel()
-			return false
-		case <-ctx.Done():
-			cancel()
-			return false
-		}
-		select {
-		case <-msg.Acked():
-			cancel()
-			r.acked(ctx, ev)
-			return true
-		case <-msg.Nacked():
-			cancel()
-		case <-r.s.closing:
-			cancel()
-			r.ackedLate(ctx, msg, ev)
-			return false
-		case <-ctx.Done():
-			cancel()
-			r.ackedLate(ctx, msg, ev)
-			return false
-		}
-
-		nacks++
-		if limit := r.s.cfg.MaxRedeliveries; limit > 0 && nacks > limit {
-			if r.exhausted(ctx, ev, nacks-1, log) {
-				r.acked(ctx, ev)
-				return true
-			}
-		}
-		delay := r.s.cfg.NackDelay
-		for i := 1; i < nacks && delay < r.s.cfg.MaxNackDelay; i++ {
-			delay *= 2
-		}
-		delay = min(delay, r.s.cfg.MaxNackDelay)
-		if delay > 0 {
-			timer := time.NewTimer(delay)
-			select {
-			case <-timer.C:
-			case <-r.s.closing:
-				timer.Stop()
-				return false
-			case <-ctx.Done():
-				timer.Stop()
-				return false
-			}
-		}
-		// Built again from the event: the consumer may have changed the
-		// message it nacked.
-		msg = toMessage(ev)
-		msg.Metadata[MetadataRedeliveries] = strconv.Itoa(nacks)
-	}
-}
-
-// ackedLate records an Ack that raced with the end of the subscription, so
-// that a message acked before Close is not delivered again.
-func (r *run) ackedLate(ctx context.Context, msg *message.Message, ev *sierradb.Event) {
-	select {
-	case <-msg.Acked():
-		r.acked(ctx, ev)
-	default:
-	}
-}
-
-func (r *run) acked(ctx context.Context, ev *sierradb.Event) {
-	r.sub.Ack(*ev)
-	r.cp.ack(ctx, ev)
-}
-
-// exhausted hands a message that reached MaxRedeliveries to the hook and
-// reports whether to acknowledge it.
-func (r *run) exhausted(ctx context.Context, ev *sierradb.Event, redeliveries int, log watermill.LoggerAdapter) bool {
-	msg := toMessage(ev)
-	if redeliveries > 0 {
-		msg.Metadata[MetadataRedeliveries] = strconv.Itoa(redeliveries)
-	}
-	fields := watermill.LogFields{"message_uuid": msg.UUID, "event_id": msg.Metadata[MetadataEventID],
-		"stream_id": ev.StreamID, "stream_version": ev.StreamVersion, "redeliveries": redeliveries}
-	hook := r.s.cfg.OnRedeliveriesExhausted
-	if hook == nil {
-		log.Error("sierradb/pubsub: message nacked after its last redelivery; dropping it", nil, fields)
-		return true
-	}
-	if err := hook(ctx, r.topic, msg); err != nil {
-		log.Error("sierradb/pubsub: OnRedeliveriesExhausted failed; delivering the message again", err, fields)
-		return false
-	}
-	return true
-}
-
-// checkpointer keeps a consumer group's positions for one subscription.
-// It is used only by the subscription's goroutine.
-type checkpointer struct {
-	s     *Subscriber
-	topic string
-	dirty map[uint16]uint64
-	acks  int
-}
-
-// ack records a processed event and saves the positions every
-// CheckpointEvery acks.
-func (c *checkpointer) ack(ctx context.Context, ev *sierradb.Event) {
-	if c == nil {
-		return
-	}
-	c.dirty[ev.PartitionID] = ev.PartitionSequence
-	c.acks++
-	if c.acks >= c.s.cfg.CheckpointEvery {
-		c.save(ctx)
-	}
-}
-
-// skip records the positions of other streams' events that a category
-// passed over. Every event delivered before them has been acked (delivery
-// is one at a time, in order), so the positions may move past them. They
-// are saved with the next ack, or now if no message comes with them.
-func (c *checkpointer) skip(ctx context.Context, it *item) {
-	if c == nil || len(it.skips) == 0 {
-		return
-	}
-	for p, seq := range it.skips {
-		c.dirty[p] = seq
-	}
-	if it.msg == nil {
-		c.save(ctx)
-	}
-}
-
-// flush saves what is left when the subscription ends.
-func (c *checkpointer) flush(ctx context.Context) { c.save(ctx) }
-
-// save writes the positions not saved yet. It does not use the
-// subscription's cancellation (which may be what ends the subscription),
-// only CheckpointTimeout.
-func (c *checkpointer) save(ctx context.Context) {
-	if len(c.dirty) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.s.cfg.CheckpointTimeout)
-	defer cancel()
-	group := c.s.cfg.ConsumerGroup
-	for p, seq := range c.dirty {
-		if err := c.s.cfg.Checkpoints.Save(ctx, group, c.topic, p, seq); err != nil {
-			c.s.cfg.Logger.Error("sierradb/pubsub: saving checkpoint failed; will retry", err, watermill.LogFields{
-				"topic": c.topic, "consumer_group": group, "partition": p, "sequence": seq,
-			})
-			return
-		}
-		delete(c.dirty, p)
-	}
-	c.acks = 0
+	return c.SubscribePartitions(ctx, sierradb.PartitionSubscription{From: from, Default: start, Window: r.s.cfg.Window})
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 
+	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/codec"
 	"github.com/esmill/esmill/sierradb"
 	"github.com/esmill/esmill/sierradb/pubsub"
@@ -45,13 +46,13 @@ func TestSubscribeMetadata(t *testing.T) {
 		causing := uuid.New()
 		m := message.NewMessage(watermill.NewUUID(), []byte("hello"))
 		m.Metadata.Set("user_key", "v")
-		m.Metadata.Set(pubsub.MetadataEventName, "Greeted")
-		m.Metadata.Set(pubsub.MetadataCorrelationID, "corr")
-		m.Metadata.Set(pubsub.MetadataCommandID, "cmd")
-		m.Metadata.Set(pubsub.MetadataCausationCommand, "Greet")
-		m.Metadata.Set(pubsub.MetadataCausationEventID, causing.String())
-		m.Metadata.Set(pubsub.MetadataCausationStreamID, "s")
-		m.Metadata.Set(pubsub.MetadataCausationStreamVersion, "7")
+		m.Metadata.Set(esmill.MetaEventName, "Greeted")
+		m.Metadata.Set(esmill.MetaCorrelationID, "corr")
+		m.Metadata.Set(esmill.MetaCommandID, "cmd")
+		m.Metadata.Set(esmill.MetaCausationCommand, "Greet")
+		m.Metadata.Set(esmill.MetaCausationEventID, causing.String())
+		m.Metadata.Set(esmill.MetaCausationStreamID, "s")
+		m.Metadata.Set(esmill.MetaCausationStreamVersion, "7")
 		before := time.Now().Add(-time.Second)
 		if err := pub.Publish(stream, m); err != nil {
 			t.Fatal(err)
@@ -69,22 +70,22 @@ func TestSubscribeMetadata(t *testing.T) {
 			t.Errorf("UUID %q payload %q", got.UUID, got.Payload)
 		}
 		want := map[string]string{
-			"user_key":                            "v",
-			pubsub.MetadataEventName:              "Greeted",
-			pubsub.MetadataCorrelationID:          "corr",
-			pubsub.MetadataCommandID:              "cmd",
-			pubsub.MetadataCausationCommand:       "Greet",
-			pubsub.MetadataCausationEventID:       causing.String(),
-			pubsub.MetadataCausationStreamID:      "s",
-			pubsub.MetadataCausationStreamVersion: "7",
-			pubsub.MetadataEventID:                ev.ID.String(),
-			pubsub.MetadataStreamID:               stream,
-			pubsub.MetadataStreamVersion:          "0",
-			pubsub.MetadataPartitionKey:           sierradb.StreamPartitionKey(stream).String(),
-			pubsub.MetadataPartitionID:            fmt.Sprint(ev.PartitionID),
-			pubsub.MetadataPartitionSequence:      fmt.Sprint(ev.PartitionSequence),
-			pubsub.MetadataTransactionID:          ev.TransactionID.String(),
-			pubsub.MetadataTimestamp:              ev.Timestamp.UTC().Format(pubsub.TimestampFormat),
+			"user_key":                        "v",
+			esmill.MetaEventName:              "Greeted",
+			esmill.MetaCorrelationID:          "corr",
+			esmill.MetaCommandID:              "cmd",
+			esmill.MetaCausationCommand:       "Greet",
+			esmill.MetaCausationEventID:       causing.String(),
+			esmill.MetaCausationStreamID:      "s",
+			esmill.MetaCausationStreamVersion: "7",
+			esmill.MetaEventID:                ev.ID.String(),
+			esmill.MetaStreamID:               stream,
+			esmill.MetaStreamVersion:          "0",
+			esmill.MetaPartitionKey:           sierradb.StreamPartitionKey(stream).String(),
+			esmill.MetaPartitionID:            fmt.Sprint(ev.PartitionID),
+			esmill.MetaPartitionSequence:      fmt.Sprint(ev.PartitionSequence),
+			esmill.MetaTransactionID:          ev.TransactionID.String(),
+			esmill.MetaTimestamp:              ev.Timestamp.UTC().Format(pubsub.TimestampFormat),
 		}
 		for k, v := range want {
 			if got.Metadata[k] != v {
@@ -94,9 +95,9 @@ func TestSubscribeMetadata(t *testing.T) {
 		if len(got.Metadata) != len(want) {
 			t.Errorf("metadata has %d keys, want %d: %v", len(got.Metadata), len(want), got.Metadata)
 		}
-		ts, err := time.Parse(time.RFC3339Nano, got.Metadata[pubsub.MetadataTimestamp])
+		ts, err := time.Parse(time.RFC3339Nano, got.Metadata[esmill.MetaTimestamp])
 		if err != nil || ts.Before(before) || ts.After(time.Now().Add(time.Second)) {
-			t.Errorf("timestamp %q: %v", got.Metadata[pubsub.MetadataTimestamp], err)
+			t.Errorf("timestamp %q: %v", got.Metadata[esmill.MetaTimestamp], err)
 		}
 
 		// A consumed message published again keeps its UUID, payload,
@@ -111,12 +112,12 @@ func TestSubscribeMetadata(t *testing.T) {
 		}
 		again := receive(t, ch2)
 		again.Ack()
-		for _, k := range []string{"user_key", pubsub.MetadataEventName, pubsub.MetadataCausationEventID, pubsub.MetadataCorrelationID} {
+		for _, k := range []string{"user_key", esmill.MetaEventName, esmill.MetaCausationEventID, esmill.MetaCorrelationID} {
 			if again.Metadata[k] != got.Metadata[k] {
 				t.Errorf("republished %s = %q, want %q", k, again.Metadata[k], got.Metadata[k])
 			}
 		}
-		if again.UUID != m.UUID || again.Metadata[pubsub.MetadataStreamID] != copyStream || again.Metadata[pubsub.MetadataEventID] == ev.ID.String() {
+		if again.UUID != m.UUID || again.Metadata[esmill.MetaStreamID] != copyStream || again.Metadata[esmill.MetaEventID] == ev.ID.String() {
 			t.Errorf("republished message %s metadata %v", again.UUID, again.Metadata)
 		}
 	})
@@ -162,22 +163,22 @@ func TestSubscribeForeignEvents(t *testing.T) {
 		}
 		got := receiveAck(t, ch, len(metas))
 		for i, m := range got {
-			if m.UUID != evs[i].ID.String() || string(m.Payload) != fmt.Sprint(i) || m.Metadata[pubsub.MetadataEventName] != fmt.Sprint("E", i) {
+			if m.UUID != evs[i].ID.String() || string(m.Payload) != fmt.Sprint(i) || m.Metadata[esmill.MetaEventName] != fmt.Sprint("E", i) {
 				t.Errorf("message %d: UUID %s payload %q metadata %v", i, m.UUID, m.Payload, m.Metadata)
 			}
 		}
-		if e := got[0].Metadata[pubsub.MetadataDecodeError]; e != "" {
+		if e := got[0].Metadata[esmill.MetaMetadataError]; e != "" {
 			t.Errorf("empty metadata reported %q", e)
 		}
-		if e := got[1].Metadata[pubsub.MetadataDecodeError]; !strings.Contains(e, "invalid event metadata") {
+		if e := got[1].Metadata[esmill.MetaMetadataError]; !strings.Contains(e, "invalid event metadata") {
 			t.Errorf("garbage metadata reported %q", e)
 		}
 		k := got[2].Metadata
-		if k["tenant"] != "acme" || k[pubsub.MetadataCausationEventID] != causing.String() || k[pubsub.MetadataCausationCommand] != "Deposit" ||
-			!strings.Contains(k[pubsub.MetadataDecodeError], "count") {
+		if k["tenant"] != "acme" || k[esmill.MetaCausationEventID] != causing.String() || k[esmill.MetaCausationCommand] != "Deposit" ||
+			!strings.Contains(k[esmill.MetaMetadataError], "count") {
 			t.Errorf("kameo metadata %v", k)
 		}
-		if e := got[3].Metadata[pubsub.MetadataDecodeError]; !strings.Contains(e, "not a map") {
+		if e := got[3].Metadata[esmill.MetaMetadataError]; !strings.Contains(e, "not a map") {
 			t.Errorf("list data reported %q", e)
 		}
 	})
@@ -215,7 +216,7 @@ func TestSubscribeCategoryAndAll(t *testing.T) {
 			for n := 0; n < total; {
 				m := receive(t, ch)
 				m.Ack()
-				s := m.Metadata[pubsub.MetadataStreamID]
+				s := m.Metadata[esmill.MetaStreamID]
 				if tc.topic != "*" && !strings.HasPrefix(s, cat+"-") {
 					t.Fatalf("topic %s delivered stream %s", tc.topic, s)
 				}
@@ -267,8 +268,8 @@ func TestNackRedelivers(t *testing.T) {
 			if string(m.Payload) != "m0" || m.UUID != sent[0].UUID {
 				t.Fatalf("delivery %d: %s", i, m.Payload)
 			}
-			if want := fmt.Sprint(i); i > 0 && m.Metadata[pubsub.MetadataRedeliveries] != want {
-				t.Errorf("delivery %d: redeliveries %q", i, m.Metadata[pubsub.MetadataRedeliveries])
+			if want := fmt.Sprint(i); i > 0 && m.Metadata[esmill.MetaRedeliveries] != want {
+				t.Errorf("delivery %d: redeliveries %q", i, m.Metadata[esmill.MetaRedeliveries])
 			}
 			m.Nack()
 			select {
@@ -328,8 +329,8 @@ func TestNackDelayGrows(t *testing.T) {
 }
 
 func TestSubscribeLifecycle(t *testing.T) {
-	if _, err := pubsub.NewSubscriber(pubsub.SubscriberConfig{NackDelay: time.Second, MaxNackDelay: time.Millisecond, Start: 7}); err == nil ||
-		!strings.Contains(err.Error(), "Client") || !strings.Contains(err.Error(), "NackDelay") || !strings.Contains(err.Error(), "Start") {
+	if _, err := pubsub.NewSubscriber(pubsub.SubscriberConfig{NackDelay: time.Second, MaxNackDelay: time.Millisecond, Window: -1}); err == nil ||
+		!strings.Contains(err.Error(), "Client") || !strings.Contains(err.Error(), "NackDelay") || !strings.Contains(err.Error(), "Window") {
 		t.Errorf("invalid config: %v", err)
 	}
 	eachServer(t, func(t *testing.T, _ server, c *sierradb.Client) {
@@ -430,7 +431,7 @@ func TestConsumerGroupResumes(t *testing.T) {
 		}
 
 		// A fan-out subscriber can start at the latest event.
-		latest := newSubscriber(t, pubsub.SubscriberConfig{Client: c, Start: pubsub.FromLatest})
+		latest := newSubscriber(t, pubsub.SubscriberConfig{Client: c, Start: sierradb.StartLatest})
 		ch, _ = latest.Subscribe(ctxT(t), stream)
 		noMessage(t, ch, 100*time.Millisecond)
 		publish(t, pub, stream, "m6")
@@ -461,7 +462,7 @@ func TestConsumerGroupCategory(t *testing.T) {
 			}
 			got := map[string][]string{}
 			for _, m := range receiveAck(t, ch, n) {
-				s := m.Metadata[pubsub.MetadataStreamID]
+				s := m.Metadata[esmill.MetaStreamID]
 				got[s] = append(got[s], string(m.Payload))
 			}
 			return got

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -41,18 +42,19 @@ func run(redisAddr string, partitions, accounts, deposits int, prefix string) er
 	defer cancel()
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
 	defer rdb.Close()
-	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb}, watermill.NopLogger{})
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb}, watermill.NewSlogLogger(logger))
 	if err != nil {
 		return err
 	}
 	// Replies come on this sender's own topic.
 	replies, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
 		Client: rdb, ConsumerGroup: "sender-" + watermill.NewShortUUID(), BlockTime: 20 * time.Millisecond,
-	}, watermill.NopLogger{})
+	}, watermill.NewSlogLogger(logger))
 	if err != nil {
 		return err
 	}
-	bus, err := cqrs.NewCommandBus(cqrs.BusConfig{Publisher: pub, ReplySubscriber: replies, Partitions: partitions})
+	bus, err := cqrs.NewCommandBus(cqrs.BusConfig{Publisher: pub, ReplySubscriber: replies, Partitions: partitions, Logger: logger})
 	if err != nil {
 		return err
 	}

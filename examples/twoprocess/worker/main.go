@@ -69,13 +69,13 @@ func run(ctx context.Context, sierraAddr, redisAddr, pgDSN string, partitions in
 
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
 	defer rdb.Close()
-	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb}, watermill.NopLogger{})
+	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb}, watermill.NewSlogLogger(logger))
 	if err != nil {
 		return err
 	}
 	sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
 		Client: rdb, ConsumerGroup: "bank-workers", OldestId: "0", BlockTime: 50 * time.Millisecond,
-	}, watermill.NopLogger{})
+	}, watermill.NewSlogLogger(logger))
 	if err != nil {
 		return err
 	}
@@ -89,14 +89,19 @@ func run(ctx context.Context, sierraAddr, redisAddr, pgDSN string, partitions in
 	if err != nil {
 		return err
 	}
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NewSlogLogger(logger))
 	if err != nil {
 		return err
 	}
-	router.AddMiddleware(
-		middleware.Retry{PoisonPublisher: pub, PoisonTopic: "bank.poison", Logger: logger}.Middleware,
-		middleware.Dedup{Store: middleware.NewRedisDedupStore(rdb, "bank:dedup:"), ReplyPublisher: pub, Logger: logger}.Middleware,
-	)
+	retry, err := middleware.NewRetry(middleware.RetryConfig{PoisonPublisher: pub, PoisonTopic: "bank.poison", Logger: logger})
+	if err != nil {
+		return err
+	}
+	dedup, err := middleware.NewDedup(middleware.DedupConfig{Store: middleware.NewRedisDedupStore(rdb, "bank:dedup:"), ReplyPublisher: pub, Logger: logger})
+	if err != nil {
+		return err
+	}
+	router.AddMiddleware(retry, dedup)
 	commands.AddHandlers(router, sub)
 
 	// Read side: balances in PostgreSQL.

@@ -1,0 +1,202 @@
+package cqrs_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+
+	"github.com/esmill/esmill"
+	"github.com/esmill/esmill/aggregate"
+	"github.com/esmill/esmill/cqrs"
+	"github.com/esmill/esmill/sierradb"
+	"github.com/esmill/esmill/sierradb/embedded"
+)
+
+// replies records what a router publishes.
+type replies struct {
+	mu   sync.Mutex
+	msgs []*message.Message
+}
+
+func (p *replies) Publish(_ string, msgs ...*message.Message) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.msgs = append(p.msgs, msgs...)
+	return nil
+}
+
+func (p *replies) Close() error { return nil }
+
+func (p *replies) last(t *testing.T) cqrs.Reply {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.msgs) == 0 {
+		t.Fatal("no reply")
+	}
+	var r cqrs.Reply
+	if err := json.Unmarshal(p.msgs[len(p.msgs)-1].Payload, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// What the router does with each class of outcome: final and poison
+// outcomes are answered; poison ones (a panic included) are returned for a
+// poison queue under FailBadCommands; Reply.Version follows one rule.
+func TestHandleOutcomes(t *testing.T) {
+	srv := embedded.RunT(t)
+	client, err := sierradb.New(sierradb.Config{Addr: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	exec, err := aggregate.NewExecutor(client, aggregate.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { exec.Close() })
+	for _, failBad := range []bool{false, true} {
+		pub := &replies{}
+		r, err := cqrs.NewCommandRouter(cqrs.RouterConfig{Executor: exec, Types: []aggregate.AnyType{Accounts}, ReplyPublisher: pub, FailBadCommands: failBad})
+		if err != nil {
+			t.Fatal(err)
+		}
+		handle := func(id string, cmd aggregate.Command) (cqrs.Reply, error) {
+			msg, err := cqrs.NewCommandMessage(Accounts, id, cmd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg.Metadata.Set(esmill.MetaReplyTopic, "replies")
+			msg.SetContext(context.Background())
+			err = r.Handle(msg)
+			return pub.last(t), err
+		}
+		id := "handle-" + map[bool]string{false: "ack", true: "fail"}[failBad]
+		if rep, err := handle(id, Deposit{Amount: 5}); err != nil || rep.Version != 0 || rep.Error != nil {
+			t.Fatalf("deposit: %+v %v", rep, err)
+		}
+		// Final: answered and acked, at the entity's version.
+		rep, err := handle(id, Withdraw{Amount: 50})
+		if err != nil || rep.Version != 0 || rep.Error == nil || rep.Error.Kind != cqrs.KindRejected || esmill.Classify(rep.Error) != esmill.Final {
+			t.Fatalf("rejection: %+v %v", rep, err)
+		}
+		// Poison: a panic.
+		rep, err = handle(id, Explode{})
+		if rep.Error == nil || rep.Error.Kind != cqrs.KindPanic || esmill.Classify(rep.Error) != esmill.Poison || rep.Version != 0 {
+			t.Fatalf("panic reply: %+v", rep)
+		}
+		if failBad != (err != nil) || (err != nil && !errors.Is(err, aggregate.ErrPanic)) {
+			t.Fatalf("FailBadCommands=%v: panic returned %v", failBad, err)
+		}
+		// Poison: an undecodable message; the version is not known.
+		msg, _ := cqrs.NewCommandMessage(Accounts, id, Deposit{Amount: 1})
+		msg.Payload = []byte{0xff}
+		msg.Metadata.Set(esmill.MetaReplyTopic, "replies")
+		msg.SetContext(context.Background())
+		err = r.Handle(msg)
+		rep = pub.last(t)
+		if rep.Error == nil || rep.Error.Kind != cqrs.KindBadCommand || rep.Version != -1 || failBad != (err != nil) {
+			t.Fatalf("bad command: %+v %v", rep, err)
+		}
+	}
+}
+
+// Handlers are named after their topics, without a doubled prefix.
+func TestHandlerNames(t *testing.T) {
+	srv := embedded.RunT(t)
+	client, err := sierradb.New(sierradb.Config{Addr: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	exec, err := aggregate.NewExecutor(client, aggregate.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { exec.Close() })
+	cr, err := cqrs.NewCommandRouter(cqrs.RouterConfig{Executor: exec, Types: []aggregate.AnyType{Accounts}, Partitions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	router, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr.AddHandlers(router, gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{}))
+	var names []string
+	for name := range router.Handlers() {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	if strings.Join(names, " ") != "esmill.commands.account.0 esmill.commands.account.1" {
+		t.Fatalf("handler names %q", names)
+	}
+}
+
+// A message the router cannot use says which metadata is wrong and what
+// to do.
+func TestBadCommandMessages(t *testing.T) {
+	types := []aggregate.AnyType{Accounts}
+	srv := embedded.RunT(t)
+	client, err := sierradb.New(sierradb.Config{Addr: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	exec, err := aggregate.NewExecutor(client, aggregate.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { exec.Close() })
+	r, err := cqrs.NewCommandRouter(cqrs.RouterConfig{Executor: exec, Types: types, FailBadCommands: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := func() *message.Message {
+		m, err := cqrs.NewCommandMessage(Accounts, "a", Deposit{Amount: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.SetContext(context.Background())
+		return m
+	}
+	tests := []struct {
+		name string
+		edit func(*message.Message)
+		want []string
+	}{
+		{"plain message", func(m *message.Message) { m.Metadata = message.Metadata{} },
+			[]string{esmill.MetaCategory, esmill.MetaEntityID, esmill.MetaCommand, "cqrs.NewCommandMessage"}},
+		{"other category", func(m *message.Message) { m.Metadata.Set(esmill.MetaCategory, "order") },
+			[]string{`"order"`, "handles account", "RouterConfig.Types"}},
+		{"JSON read as CBOR", func(m *message.Message) {
+			m.Payload = []byte(`{"Amount": 5}`)
+			delete(m.Metadata, esmill.MetaFormat)
+		}, []string{"looks like JSON", esmill.MetaFormat, `"json"`}},
+		{"bad expected version", func(m *message.Message) { m.Metadata.Set(esmill.MetaCommandExpectedVersion, "soon") },
+			[]string{esmill.MetaCommandExpectedVersion}},
+	}
+	for _, tt := range tests {
+		m := good()
+		tt.edit(m)
+		err := r.Handle(m)
+		if !errors.Is(err, cqrs.ErrBadCommand) {
+			t.Errorf("%s: %v", tt.name, err)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: %q does not say %s", tt.name, err, w)
+			}
+		}
+	}
+}
