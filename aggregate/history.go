@@ -2,7 +2,7 @@ package aggregate
 
 import (
 	"fmt"
-		"reflect"
+	"reflect"
 	"slices"
 	"strings"
 

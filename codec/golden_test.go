@@ -221,7 +221,7 @@ func TestEventVersionMetadata(t *testing.T) {
 		m      codec.Metadata
 	}{
 		{"metadata_esmill_v2", codec.Metadata{Command: "Open", CommandID: "msg-1", EventVersion: 2}},
-		{"metadata_esmill_v3", codec.Metadata{Command: "Open", EventVersion: 3}},
+		{"metadata_esmill_v3", codec.Metadata{Command: "Open", CommandID: "msg-1", EventVersion: 3}},
 		{"metadata_esmill_full", codec.Metadata{Command: "Withdraw", Causation: causation, Data: data, CorrelationID: "conv-1", CommandID: "msg-9", EventVersion: 2}},
 		{"metadata_command_only", codec.Metadata{Command: "Deposit", EventVersion: 1}},
 	} {

@@ -187,11 +187,21 @@ fn main() {
         ),
         (
             "metadata_esmill_v3",
-            cbor(&EsmillMetadata::<()> { causation_command: Some("Open".into()), event_version: Some(3), ..Default::default() }),
+            cbor(&EsmillMetadata::<()> {
+                causation_command: Some("Open".into()),
+                command_id: Some("msg-1".into()),
+                event_version: Some(3),
+                ..Default::default()
+            }),
         ),
         (
             "metadata_esmill_v4",
-            cbor(&EsmillMetadata::<()> { causation_command: Some("Open".into()), event_version: Some(4), ..Default::default() }),
+            cbor(&EsmillMetadata::<()> {
+                causation_command: Some("Open".into()),
+                command_id: Some("msg-1".into()),
+                event_version: Some(4),
+                ..Default::default()
+            }),
         ),
         (
             "metadata_esmill_full",
