@@ -184,6 +184,9 @@ func toMessage(ev *sierradb.Event) *message.Message {
 			if env.CommandID != "" {
 				md[MetadataCommandID] = env.CommandID
 			}
+			if env.EventVersion > 1 {
+				md[MetadataEventVersion] = strconv.Itoa(env.EventVersion)
+			}
 		}
 	}
 	eventID := ev.ID.String()

@@ -105,6 +105,14 @@ type SubscriberConfig struct {
 
 	// Logger receives errors and debug output. Default: watermill.NopLogger.
 	Logger watermill.LoggerAdapter
+
+	// Upcast rewrites each stored event into its current shape before it
+	// becomes a message, so that consumers see what the entity type's
+	// current code would decode: give an aggregate.Type's UpcastStored
+	// method, or several chained with [ChainUpcasts]. An event the hook
+	// cannot rewrite is delivered as stored, with the error under
+	// [MetadataUpcastError]. Optional: events are delivered as stored.
+	Upcast UpcastFunc
 }
 
 func (c *SubscriberConfig) setDefaults() {
@@ -425,7 +433,7 @@ func (r *run) read(ctx context.Context, items chan<- item, stop <-chan struct{})
 			}
 			continue
 		}
-		if !send(item{ev: ev, msg: toMessage(&ev), skips: skips}) {
+		if !send(item{ev: ev, msg: r.s.message(&ev), skips: skips}) {
 			return
 		}
 		skips, skipped = nil, 0
@@ -491,7 +499,7 @@ func (r *run) deliver(ctx context.Context, ev *sierradb.Event, msg *message.Mess
 		}
 		// Built again from the event: the consumer may have changed the
 		// message it nacked.
-		msg = toMessage(ev)
+		msg = r.s.message(ev)
 		msg.Metadata[MetadataRedeliveries] = strconv.Itoa(nacks)
 	}
 }
