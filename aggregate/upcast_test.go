@@ -352,3 +352,35 @@ func TestUpcastJSON(t *testing.T) {
 		}
 	}
 }
+
+// Whatever is stored, DecodeEvent through upcasters returns a current
+// event or an *EventDecodeError: never a panic, never an old shape.
+func FuzzDecodeEvent(f *testing.F) {
+	g, err := ledger.Golden()
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, h := range ledger.Histories(g) {
+		for _, e := range h.Events {
+			f.Add(e.Name, e.Payload, e.Metadata)
+		}
+	}
+	f.Add("Opened", g["payload_opened_v3"], g["metadata_esmill_v4"])
+	typ, err := ledger.Type()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, name string, payload, metadata []byte) {
+		e, _, err := typ.DecodeEvent(sierradb.Event{StreamID: "ledger-f", Name: name, Payload: payload, Metadata: metadata})
+		if err != nil {
+			var de *aggregate.EventDecodeError
+			if !errors.As(err, &de) {
+				t.Fatalf("%v is not an *EventDecodeError", err)
+			}
+			return
+		}
+		if _, _, err := typ.EncodeEvent(e); err != nil {
+			t.Fatalf("decoded %T, not a current event: %v", e, err)
+		}
+	})
+}

@@ -334,5 +334,12 @@ func FuzzDecodePayload(f *testing.F) {
 		}
 		var v map[string]any
 		_ = codec.DecodePayload(codec.CBOR, b, name, &v)
+		fields, err := codec.DecodePayloadFields(codec.CBOR, b, name)
+		if err == nil && fields == nil {
+			t.Fatalf("DecodePayloadFields(%x) gave nil fields without an error", b)
+		}
+		if err != nil && !errors.Is(err, codec.ErrInvalidPayload) {
+			t.Fatalf("DecodePayloadFields(%x) = %v, want ErrInvalidPayload", b, err)
+		}
 	})
 }
