@@ -107,11 +107,13 @@ type SubscriberConfig struct {
 	Logger watermill.LoggerAdapter
 
 	// Upcast rewrites each stored event into its current shape before it
-	// becomes a message, so that consumers see what the entity type's
-	// current code would decode: give an aggregate.Type's UpcastStored
-	// method, or several chained with [ChainUpcasts]. An event the hook
-	// cannot rewrite is delivered as stored, with the error under
-	// [MetadataUpcastError]. Optional: events are delivered as stored.
+	// becomes a message (also a redelivered one, and the one given to
+	// OnRedeliveriesExhausted), so that consumers see what the entity
+	// type's current code would decode: give an aggregate.Type's
+	// UpcastStored method, or several chained with [ChainUpcasts]. An
+	// event the hook cannot rewrite is delivered as stored, with the error
+	// under [MetadataUpcastError]. Optional: events are delivered as
+	// stored.
 	Upcast UpcastFunc
 }
 
@@ -522,7 +524,7 @@ func (r *run) acked(ctx context.Context, ev *sierradb.Event) {
 // exhausted hands a message that reached MaxRedeliveries to the hook and
 // reports whether to acknowledge it.
 func (r *run) exhausted(ctx context.Context, ev *sierradb.Event, redeliveries int, log watermill.LoggerAdapter) bool {
-	msg := toMessage(ev)
+	msg := r.s.message(ev)
 	if redeliveries > 0 {
 		msg.Metadata[MetadataRedeliveries] = strconv.Itoa(redeliveries)
 	}

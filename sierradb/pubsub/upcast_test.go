@@ -5,6 +5,9 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/esmill/esmill/codec"
 	"github.com/esmill/esmill/internal/ledger"
@@ -90,6 +93,29 @@ func TestSubscriberUpcast(t *testing.T) {
 			if got := md.Get(pubsub.MetadataUpcastError); (w.err == "") != (got == "") || !strings.Contains(got, w.err) {
 				t.Errorf("message %d: upcast error %q, want %q", i, got, w.err)
 			}
+		}
+		// The message given to OnRedeliveriesExhausted is upcast too.
+		exhausted := make(chan *message.Message, 1)
+		sub = newSubscriber(t, pubsub.SubscriberConfig{Client: c, Upcast: typ.UpcastStored, MaxRedeliveries: 1, NackDelay: time.Millisecond,
+			OnRedeliveriesExhausted: func(_ context.Context, _ string, msg *message.Message) error { exhausted <- msg; return nil }})
+		ch, err = sub.Subscribe(ctxT(t), stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		receive(t, ch).Nack()
+		receive(t, ch).Nack()
+		select {
+		case msg := <-exhausted:
+			if !bytes.Equal(msg.Payload, want[0].payload) {
+				t.Errorf("OnRedeliveriesExhausted got %x, want %x", msg.Payload, want[0].payload)
+			}
+		case <-ctxT(t).Done():
+			t.Fatal("OnRedeliveriesExhausted not called")
+		}
+		if msg := receive(t, ch); msg.Metadata.Get(pubsub.MetadataEventName) != "MoneyDeposited" {
+			t.Errorf("after the exhausted message: %s", msg.Metadata.Get(pubsub.MetadataEventName))
+		} else {
+			msg.Ack()
 		}
 		// Without the hook: as stored.
 		raw := newSubscriber(t, pubsub.SubscriberConfig{Client: c})
