@@ -384,3 +384,30 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 	})
 }
+
+// A rename can start a chain: the payload, still under its old name, is
+// read by the typed and untyped upcasters that follow.
+func TestRenameStartsChain(t *testing.T) {
+	s := func(n string, v int) aggregate.EventSchema { return aggregate.EventSchema{Name: n, Version: v} }
+	typ := ledgerType(t,
+		aggregate.Rename[ledger.Ledger](s("Created", 1), s("Opened", 1)),
+		aggregate.Rename[ledger.Ledger](s("MoneyTaken", 1), s("MoneyWithdrawn", 1)))
+	created, _ := codec.EncodePayload(codec.CBOR, "Created", ledger.OpenedV1{Owner: "zed"})
+	taken, _ := codec.EncodePayload(codec.CBOR, "MoneyTaken", ledger.Deposited{Amount: 9})
+	for _, tt := range []struct {
+		name    string
+		payload []byte
+		want    aggregate.Event
+	}{
+		{"Created", created, ledger.Opened{Holder: "zed", Currency: ledger.DefaultCurrency}},
+		{"MoneyTaken", taken, ledger.Withdrawn{Amount: 9, Reason: "unknown"}},
+	} {
+		e, _, err := typ.DecodeEvent(sierradb.Event{StreamID: "ledger-r", Name: tt.name, Payload: tt.payload})
+		if err != nil || e != tt.want {
+			t.Errorf("%s decoded as %#v, %v; want %#v", tt.name, e, err, tt.want)
+		}
+	}
+	if got := typ.StoredEventNames()["Created"]; !reflect.DeepEqual(got, []string{"Opened"}) {
+		t.Errorf("Created is read as %v", got)
+	}
+}
