@@ -96,6 +96,15 @@ const (
 	MetaMetadataError = "esmill_metadata_error"
 	// MetaRedeliveries counts the redeliveries of a message after Nacks.
 	MetaRedeliveries = "esmill_redeliveries"
+	// MetaEventVersion is the event's schema version when it is above 1
+	// (esmill's esv metadata key; absent means 1), so that a consumer
+	// knows which shape of the event the payload has.
+	MetaEventVersion = "esmill_event_version"
+	// MetaUpcastError is set on a message whose event the subscriber's
+	// Upcast hook could not rewrite (an upcaster failed, or newer code
+	// wrote it); its value is the hook's error, and the message carries
+	// the event as stored.
+	MetaUpcastError = "esmill_upcast_error"
 	// MetaMessageUUID holds a published message's UUID inside the stored
 	// event, so that subscribers deliver it under the same UUID. It never
 	// appears on a delivered message.

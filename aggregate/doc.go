@@ -28,6 +28,63 @@
 // "<category>-<id>", the event name as SierraDB's event name, a CBOR payload
 // in serde's externally tagged enum layout, and the metadata envelope
 // {ccmd, ceid, csid, csv, data}. Go and Rust services can share streams.
+// An event type without fields is written as serde's field-less struct
+// variant ({"Frozen": {}}); embed codec.Unit for a unit variant (the bare
+// name "Closed"). Either form is read into either kind of type.
+//
+// # Event versioning
+//
+// An event's shape may change over the life of a store. An event type
+// declares the schema version of its shape with an EventVersion method
+// ([VersionedEvent]; without it, version 1). A version above 1 is stored
+// with each event in the metadata key esv, which kameo_es ignores; an event
+// without it (every event kameo_es or earlier esmill wrote) is version 1.
+//
+// Upcasters, registered with the entity type like appliers, turn a stored
+// shape into a newer one. They are keyed by stored name and version, and
+// chain until the current version of a registered event:
+//
+//   - [Upcast] is typed: a Go type describes the old shape (its EventName
+//     and EventVersion say which stored shape), and a function returns the
+//     newer shape. It renames an event too, when the old type's name
+//     differs from the new one's.
+//   - [UpcastFields] works on the payload's fields as generic values, for
+//     changes easier made on a map than with a type per old shape.
+//   - [Rename] reads a shape under a new name, fields unchanged.
+//
+// For instance, with Opened at version 3 and MoneyAdded renamed:
+//
+//	aggregate.Upcast[Account](func(o OpenedV1) (OpenedV2, error) { ... }),  // v1 → v2
+//	aggregate.Upcast[Account](func(o OpenedV2) (Opened, error) { ... }),    // v2 → v3, current
+//	aggregate.Rename[Account](
+//		aggregate.EventSchema{Name: "MoneyAdded", Version: 1},
+//		aggregate.EventSchema{Name: "MoneyDeposited", Version: 1}),
+//
+// [Define] refuses upcasters that cannot work: two from one shape, one from
+// an event's current shape, a chain that ends elsewhere than at a
+// registered event's current version, a circle.
+//
+// [Type.DecodeEvent] applies them, so everything that reads events sees
+// current shapes only: rehydration in the executor and transactions,
+// projections (package readmodel decodes through the entity type, and a
+// renamed event reaches the handler of its current type), [Type.Decide]
+// and aggregatetest (a given event of an old shape's type is upcast too),
+// and the Pub/Sub subscriber through its Upcast hook ([Type.UpcastStored]).
+// Snapshots hold state, not events, and are unaffected. New events are
+// always written in their current shape and version. (Tested:
+// TestUpcastGoldenHistories, TestWritesCurrentSchemaVersion,
+// TestDecideUpcastsGivenEvents, readmodel's TestProjectionSeesCurrentShapes,
+// pubsub's TestSubscriberUpcast.)
+//
+// A stored event that cannot be read as current is an [*EventDecodeError]
+// naming the stream, the stream version, the stored name and the schema
+// version, and matching [ErrEventDecode] (a poison message for the
+// middleware, a parked decode error for projections). Inside it: an
+// [*UpcastError] when an upcaster failed or panicked (TestUpcastError), an
+// [*EventTooNewError] when the version is newer than the code knows —
+// written by a newer version of the code; deploy it (TestEventTooNew) —
+// and [ErrUnknownEvent] when no upcaster reads an older version
+// (TestMissingUpcaster).
 //
 // # Guarantees
 //

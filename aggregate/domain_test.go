@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/esmill/esmill/aggregate"
+	"github.com/esmill/esmill/codec"
 	"github.com/esmill/esmill/internal/testservice"
 )
 
@@ -40,7 +41,8 @@ type Withdrawn struct {
 
 func (Withdrawn) EventName() string { return "MoneyWithdrawn" }
 
-type ClosedEv struct{}
+// ClosedEv is a unit variant, like kameo_es's Closed.
+type ClosedEv struct{ codec.Unit }
 
 func (ClosedEv) EventName() string { return "Closed" }
 

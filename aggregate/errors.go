@@ -104,11 +104,14 @@ type EventDecodeError struct {
 	StreamID string
 	Version  uint64
 	Name     string
-	Err      error
+	// SchemaVersion is the event's stored schema version (1 when its
+	// metadata has none or does not decode).
+	SchemaVersion int
+	Err           error
 }
 
 func (e *EventDecodeError) Error() string {
-	return fmt.Sprintf("aggregate: event %s@%d (%q) does not decode: %v", e.StreamID, e.Version, e.Name, e.Err)
+	return fmt.Sprintf("aggregate: event %s@%d (%q, schema version %d) does not decode: %v", e.StreamID, e.Version, e.Name, e.SchemaVersion, e.Err)
 }
 
 func (e *EventDecodeError) Unwrap() []error { return []error{ErrEventDecode, e.Err} }

@@ -319,14 +319,14 @@ func (x *Executor) attempt(ctx context.Context, k kind, e *entity, info *command
 	}
 	news := make([]sierradb.NewEvent, len(evs))
 	for i, ev := range evs {
-		name, payload, err := k.EncodeEvent(ev)
+		name, payload, md, err := k.encodeStored(ev, meta, metaBytes)
 		if err != nil {
 			return res, false, err
 		}
 		news[i] = sierradb.NewEvent{
 			StreamID: e.streamID, Name: name, ID: sierradb.NewEventID(e.key),
 			ExpectedVersion: sierradb.ExpectAfter(e.version + int64(i)),
-			Timestamp:       o.at, Payload: payload, Metadata: metaBytes,
+			Timestamp:       o.at, Payload: payload, Metadata: md,
 		}
 	}
 	if o.dryRun {

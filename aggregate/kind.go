@@ -1,7 +1,6 @@
 package aggregate
 
 import (
-	"fmt"
 	"reflect"
 	"runtime/debug"
 
@@ -16,7 +15,7 @@ type kind interface {
 	command(cmd Command) (*commandInfo, error)
 	applyStored(state any, ev sierradb.Event) (codec.Metadata, error)
 	applyNew(state any, ev Event, m EventMeta) error
-	EncodeEvent(ev Event) (string, []byte, error)
+	encodeStored(ev Event, meta codec.Metadata, metaBytes []byte) (name string, payload, metadata []byte, err error)
 	snapshotPolicy() *snapshotPolicy
 	encodeState(state any) ([]byte, error)
 	decodeState(b []byte) (any, error)
@@ -65,11 +64,13 @@ func (t *Type[S, ID]) applyStored(state any, ev sierradb.Event) (codec.Metadata,
 	return m, t.applyNew(state, e, EventMeta{StreamID: ev.StreamID, Version: ev.StreamVersion, Metadata: m, Timestamp: ev.Timestamp.UnixMilli()})
 }
 
+// applyNew applies an event value: of a registered type, or of an old
+// shape's type (a given event of Decide), upcast first.
 func (t *Type[S, ID]) applyNew(state any, ev Event, m EventMeta) (err error) {
-	name, ok := t.eventTypes[reflect.TypeOf(ev)]
-	if !ok {
-		return fmt.Errorf("aggregate: event type %T is not registered in %q: register it with aggregate.On: %w", ev, t.category, ErrUnknownEvent)
+	if ev, err = t.current(ev); err != nil {
+		return err
 	}
+	name := t.eventTypes[reflect.TypeOf(ev)]
 	defer recoverPanic("the applier of event "+name, m.StreamID, &err)
 	t.events[name].apply(state.(*S), ev, m)
 	return nil

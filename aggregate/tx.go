@@ -341,14 +341,14 @@ func (tx *Tx) execute(ctx context.Context, k kind, streamID string, key uuid.UUI
 	}
 	pr := &pendingResult{res: res, first: len(tx.pending), events: evs, meta: meta, ent: te}
 	for i, ev := range evs {
-		name, payload, err := k.EncodeEvent(ev)
+		name, payload, md, err := k.encodeStored(ev, meta, metaBytes)
 		if err != nil {
 			return Result{}, err
 		}
 		ne := sierradb.NewEvent{
 			StreamID: streamID, Name: name, ID: sierradb.NewEventID(key),
 			ExpectedVersion: sierradb.ExpectAfter(e.version + int64(i)),
-			Timestamp:       o.at, Payload: payload, Metadata: metaBytes,
+			Timestamp:       o.at, Payload: payload, Metadata: md,
 		}
 		tx.pending = append(tx.pending, ne)
 		res.Events = append(res.Events, Appended{Event: ev, ID: ne.ID, Version: uint64(e.version + int64(i) + 1), Timestamp: o.at.Truncate(time.Millisecond)})

@@ -47,12 +47,16 @@ type Type[S any, ID comparable] struct {
 	snapshots  *snapshotPolicy
 	formatID   func(ID) string
 	parseID    func(string) (ID, error)
+	history    history
 }
 
 type eventDef[S any] struct {
-	name   string
-	typ    reflect.Type
-	decode func(f codec.Format, payload []byte) (Event, error)
+	name    string
+	version int // schema version, 1 without an EventVersion method
+	typ     reflect.Type
+	// decode reads a payload whose variant name is wrapped (the event's
+	// name, or an old name it was stored under).
+	decode func(f codec.Format, payload []byte, wrapped string) (Event, error)
 	apply  func(s *S, ev Event, m EventMeta)
 }
 
@@ -77,6 +81,7 @@ type typeBuilder[S any] struct {
 	commands  []*commandDef[S]
 	keyFunc   any
 	snapshots *snapshotPolicy
+	upcasts   []*upcastDef
 }
 
 type optionFunc[S any] func(*typeBuilder[S]) error
@@ -106,13 +111,13 @@ func OnMeta[S any, E Event](apply func(s *S, e E, m EventMeta)) Option[S] {
 		if typ == nil {
 			return errors.New("aggregate: On needs a concrete event type, not an interface")
 		}
-		name := zero.EventName()
 		b.events = append(b.events, &eventDef[S]{
-			name: name,
-			typ:  typ,
-			decode: func(f codec.Format, payload []byte) (Event, error) {
+			name:    zero.EventName(),
+			version: eventVersion(zero),
+			typ:     typ,
+			decode: func(f codec.Format, payload []byte, wrapped string) (Event, error) {
 				var e E
-				if err := codec.DecodePayload(f, payload, name, &e); err != nil {
+				if err := codec.DecodePayload(f, payload, wrapped, &e); err != nil {
 					return nil, err
 				}
 				return e, nil
@@ -233,11 +238,14 @@ func Define[S any, ID comparable](category string, opts ...Option[S]) (*Type[S, 
 			errs = append(errs, fmt.Errorf("aggregate: event name %q registered twice (%s and %s)", e.name, t.events[e.name].typ, e.typ))
 		case t.eventTypes[e.typ] != "":
 			errs = append(errs, fmt.Errorf("aggregate: event type %s registered twice", e.typ))
+		case e.version < 1:
+			errs = append(errs, fmt.Errorf("aggregate: event %s: EventVersion %d must be 1 or more", e.typ, e.version))
 		default:
 			t.events[e.name] = e
 			t.eventTypes[e.typ] = e.name
 		}
 	}
+	errs = append(errs, t.buildHistory(b.upcasts)...)
 	for _, c := range b.commands {
 		switch {
 		case c.name == "":
@@ -337,27 +345,33 @@ func (t *Type[S, ID]) DecodeCommand(name string, f codec.Format, payload []byte)
 }
 
 // DecodeEvent decodes a stored event of this type into its registered Go
-// type. An unregistered name or a payload that does not decode gives an
-// [*EventDecodeError].
+// type, in its current shape: an event stored under an old name or an
+// older schema version (the esv metadata key; absent means 1) goes through
+// the type's upcasters ([Upcast], [UpcastFields], [Rename]). The returned
+// metadata is the stored one (its EventVersion is the stored version).
+//
+// Every error is an [*EventDecodeError] (matching [ErrEventDecode]): an
+// unregistered name or an old version without upcaster (also matching
+// [ErrUnknownEvent]), a payload or metadata that does not decode, an
+// upcaster's error (an [*UpcastError]), or a schema version newer than the
+// code knows (an [*EventTooNewError]).
 func (t *Type[S, ID]) DecodeEvent(ev sierradb.Event) (Event, codec.Metadata, error) {
-	d := t.events[ev.Name]
-	if d == nil {
-		return nil, codec.Metadata{}, &EventDecodeError{StreamID: ev.StreamID, Version: ev.StreamVersion, Name: ev.Name, Err: ErrUnknownEvent}
-	}
-	e, err := d.decode(t.format, ev.Payload)
-	if err != nil {
-		return nil, codec.Metadata{}, &EventDecodeError{StreamID: ev.StreamID, Version: ev.StreamVersion, Name: ev.Name, Err: err}
-	}
 	m, err := codec.DecodeMetadata(ev.Metadata)
 	if err != nil {
-		return nil, codec.Metadata{}, &EventDecodeError{StreamID: ev.StreamID, Version: ev.StreamVersion, Name: ev.Name, Err: err}
+		return nil, codec.Metadata{}, &EventDecodeError{StreamID: ev.StreamID, Version: ev.StreamVersion, Name: ev.Name, SchemaVersion: 1, Err: err}
+	}
+	e, err := t.decodeStored(ev.Name, m.SchemaVersion(), ev.Payload)
+	if err != nil {
+		return nil, codec.Metadata{}, &EventDecodeError{StreamID: ev.StreamID, Version: ev.StreamVersion, Name: ev.Name, SchemaVersion: m.SchemaVersion(), Err: err}
 	}
 	return e, m, nil
 }
 
 // EncodeEvent encodes an event of this type into its stored name and
 // payload. An event type not registered with [On] gives an error matching
-// [ErrUnknownEvent].
+// [ErrUnknownEvent]. The payload is all: an event whose schema version is
+// above 1 ([VersionedEvent]) must also be stored with that version in its
+// metadata ([codec.Metadata.EventVersion]), as the executor does.
 func (t *Type[S, ID]) EncodeEvent(ev Event) (string, []byte, error) {
 	if ev == nil {
 		return "", nil, fmt.Errorf("aggregate: nil event: %w", ErrUnknownEvent)

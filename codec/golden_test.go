@@ -43,7 +43,8 @@ type Opened struct {
 type MoneyDeposited struct {
 	Amount uint32 `cbor:"amount" json:"amount"`
 }
-type Closed struct{}
+type Closed struct{ codec.Unit }
+type Frozen struct{}
 
 type Tenant struct {
 	Tenant string `cbor:"tenant"`
@@ -67,6 +68,9 @@ func TestPayloadMatchesKameo(t *testing.T) {
 		{"payload_deposited", "MoneyDeposited", MoneyDeposited{Amount: 100}},
 		{"payload_withdrawn", "MoneyWithdrawn", MoneyDeposited{Amount: 4294967295}},
 		{"payload_closed", "Closed", Closed{}},
+		{"payload_frozen", "Frozen", Frozen{}},
+		{"payload_frozen", "Frozen", &Frozen{}},
+		{"payload_closed", "Closed", &Closed{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.golden, func(t *testing.T) {
@@ -144,6 +148,111 @@ func TestMetadataMatchesKameo(t *testing.T) {
 	}
 }
 
+// An event type without fields is a field-less struct variant, serde's
+// `Frozen {}`, written {"Frozen": {}}; kameo_es cannot read the bare name as
+// such a variant. A type marked with codec.Unit is a unit variant, the
+// bare name. Either form is read into either kind of type, so events
+// written by older esmill (bare names) still load.
+func TestFieldlessAndUnitVariants(t *testing.T) {
+	g := golden(t)
+	for _, tt := range []struct {
+		golden, name string
+		into         any
+	}{
+		{"payload_frozen", "Frozen", &Frozen{}},
+		{"payload_frozen_unit", "Frozen", &Frozen{}}, // as older esmill wrote it
+		{"payload_frozen", "Frozen", &struct{ codec.Unit }{}},
+		{"payload_closed", "Closed", &Closed{}},
+		{"payload_closed", "Closed", &struct{}{}},
+	} {
+		if err := codec.DecodePayload(codec.CBOR, g[tt.golden], tt.name, tt.into); err != nil {
+			t.Errorf("reading %s into %T: %v", tt.golden, tt.into, err)
+		}
+	}
+	// {"Closed": {}}, which serde reads as the unit variant Closed too.
+	if err := codec.DecodePayload(codec.CBOR, []byte("\xa1\x66Closed\xa0"), "Closed", &Closed{}); err != nil {
+		t.Errorf("reading the map form into a unit variant: %v", err)
+	}
+	// A marked type that carries data would lose it.
+	type bad struct {
+		codec.Unit
+		N int
+	}
+	if _, err := codec.EncodePayload(codec.CBOR, "Bad", bad{N: 1}); !errors.Is(err, codec.ErrUnitWithFields) {
+		t.Errorf("a unit variant with fields: %v", err)
+	}
+	if _, err := codec.EncodePayload(codec.JSON, "Bad", &bad{N: 1}); !errors.Is(err, codec.ErrUnitWithFields) {
+		t.Errorf("a unit variant with fields, JSON: %v", err)
+	}
+	// JSON follows the same rule.
+	for _, tt := range []struct {
+		v    any
+		name string
+		want string
+	}{
+		{Frozen{}, "Frozen", `{"Frozen":{}}`},
+		{Closed{}, "Closed", `"Closed"`},
+	} {
+		b, err := codec.EncodePayload(codec.JSON, tt.name, tt.v)
+		if err != nil || string(b) != tt.want {
+			t.Errorf("JSON %T: %s, %v; want %s", tt.v, b, err, tt.want)
+		}
+		for _, in := range []string{`{"` + tt.name + `":{}}`, `"` + tt.name + `"`} {
+			if err := codec.DecodePayload(codec.JSON, []byte(in), tt.name, &Frozen{}); err != nil {
+				t.Errorf("JSON %s: %v", in, err)
+			}
+			if err := codec.DecodePayload(codec.JSON, []byte(in), tt.name, &Closed{}); err != nil {
+				t.Errorf("JSON %s: %v", in, err)
+			}
+		}
+	}
+}
+
+// The event schema version is an esmill key (esv) after kameo_es's, and
+// absent for version 1.
+func TestEventVersionMetadata(t *testing.T) {
+	g := golden(t)
+	data, err := codec.EncodeData(Tenant{Tenant: "acme", UserID: 42})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		golden string
+		m      codec.Metadata
+	}{
+		{"metadata_esmill_v2", codec.Metadata{Command: "Open", CommandID: "msg-1", EventVersion: 2}},
+		{"metadata_esmill_v3", codec.Metadata{Command: "Open", CommandID: "msg-1", EventVersion: 3}},
+		{"metadata_esmill_full", codec.Metadata{Command: "Withdraw", Causation: causation, Data: data, CorrelationID: "conv-1", CommandID: "msg-9", EventVersion: 2}},
+		{"metadata_command_only", codec.Metadata{Command: "Deposit", EventVersion: 1}},
+	} {
+		b, err := codec.EncodeMetadata(tt.m)
+		if err != nil || !bytes.Equal(b, g[tt.golden]) {
+			t.Errorf("%s: esmill wrote %x (%v), serde writes %x", tt.golden, b, err, g[tt.golden])
+		}
+		m, err := codec.DecodeMetadata(g[tt.golden])
+		if err != nil || m.SchemaVersion() != max(tt.m.EventVersion, 1) || m.CommandID != tt.m.CommandID {
+			t.Errorf("%s: decoded %+v, %v", tt.golden, m, err)
+		}
+	}
+	if m, _ := codec.DecodeMetadata(g["metadata_caused"]); m.EventVersion != 0 || m.SchemaVersion() != 1 {
+		t.Errorf("kameo_es metadata has schema version %d", m.SchemaVersion())
+	}
+	if b, _ := codec.EncodeMetadata(codec.Metadata{EventVersion: 1}); b != nil {
+		t.Errorf("version 1 alone encoded to %x", b)
+	}
+	for _, in := range []string{
+		"bf6365737600ff",         // esv 0
+		"bf6365737620ff",         // esv -1
+		"bf63657376634f6e65ff",   // esv "One"
+		"bf636573761a80000000ff", // esv 2^31
+	} {
+		b, _ := hex.DecodeString(in)
+		if _, err := codec.DecodeMetadata(b); !errors.Is(err, codec.ErrInvalidMetadata) {
+			t.Errorf("DecodeMetadata(%s) = %v, want ErrInvalidMetadata", in, err)
+		}
+	}
+}
+
 func TestMetadataExtensionsRoundTrip(t *testing.T) {
 	m := codec.Metadata{Command: "Deposit", Causation: causation, CorrelationID: "conv-1", CommandID: "msg-9"}
 	b, err := codec.EncodeMetadata(m)
@@ -190,14 +299,10 @@ func TestJSONPayload(t *testing.T) {
 	if err := codec.DecodePayload(codec.JSON, b, "MoneyDeposited", &d); err != nil || d.Amount != 5 {
 		t.Fatalf("%+v %v", d, err)
 	}
-	b, _ = codec.EncodePayload(codec.JSON, "Closed", Closed{})
-	if string(b) != `"Closed"` {
-		t.Fatalf("unit variant as %s", b)
-	}
 }
 
 func FuzzDecodeMetadata(f *testing.F) {
-	for _, s := range []string{"bf6463636d64674465706f736974ff", "a0", "f6", ""} {
+	for _, s := range []string{"bf6463636d64674465706f736974ff", "bf6463636d64644f70656e6365737603ff", "a0", "f6", ""} {
 		b, _ := hex.DecodeString(s)
 		f.Add(b)
 	}
@@ -211,14 +316,14 @@ func FuzzDecodeMetadata(f *testing.F) {
 			t.Fatalf("re-encoding %+v: %v", m, err)
 		}
 		m2, err := codec.DecodeMetadata(again)
-		if err != nil || m2.Command != m.Command || m2.CommandID != m.CommandID || (m2.Causation == nil) != (m.Causation == nil) {
+		if err != nil || m2.Command != m.Command || m2.CommandID != m.CommandID || (m2.Causation == nil) != (m.Causation == nil) || m2.SchemaVersion() != m.SchemaVersion() {
 			t.Fatalf("round trip changed %+v into %+v (%v)", m, m2, err)
 		}
 	})
 }
 
 func FuzzDecodePayload(f *testing.F) {
-	for _, s := range []string{"a16e4d6f6e65794465706f7369746564a166616d6f756e741864", "66436c6f736564", "a0"} {
+	for _, s := range []string{"a16e4d6f6e65794465706f7369746564a166616d6f756e741864", "66436c6f736564", "a16646726f7a656ea0", "a0"} {
 		b, _ := hex.DecodeString(s)
 		f.Add(b)
 	}
@@ -229,5 +334,12 @@ func FuzzDecodePayload(f *testing.F) {
 		}
 		var v map[string]any
 		_ = codec.DecodePayload(codec.CBOR, b, name, &v)
+		fields, err := codec.DecodePayloadFields(codec.CBOR, b, name)
+		if err == nil && fields == nil {
+			t.Fatalf("DecodePayloadFields(%x) gave nil fields without an error", b)
+		}
+		if err != nil && !errors.Is(err, codec.ErrInvalidPayload) {
+			t.Fatalf("DecodePayloadFields(%x) = %v, want ErrInvalidPayload", b, err)
+		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/google/uuid"
@@ -25,6 +26,11 @@ type Metadata struct {
 	// (cmid), so that a redelivered message is recognised. An esmill
 	// extension; kameo_es ignores it.
 	CommandID string
+	// EventVersion is the schema version of the event's payload shape
+	// (esv): 0 and 1 both mean version 1, the version of every event
+	// kameo_es and esmill wrote before versioning, and neither is written.
+	// An esmill extension; kameo_es ignores it.
+	EventVersion int
 }
 
 // Causation identifies the event that caused a command.
@@ -36,21 +42,26 @@ type Causation struct {
 
 // IsEmpty reports whether m carries nothing.
 func (m Metadata) IsEmpty() bool {
-	return m.Command == "" && m.Causation == nil && len(m.Data) == 0 && m.CorrelationID == "" && m.CommandID == ""
+	return m.Command == "" && m.Causation == nil && len(m.Data) == 0 && m.CorrelationID == "" && m.CommandID == "" && m.EventVersion <= 1
 }
+
+// SchemaVersion returns the event's schema version: [Metadata.EventVersion],
+// or 1 when it is absent.
+func (m Metadata) SchemaVersion() int { return max(m.EventVersion, 1) }
 
 // ErrInvalidMetadata is matched by every error of [DecodeMetadata].
 var ErrInvalidMetadata = errors.New("codec: invalid event metadata")
 
 // Metadata keys.
 const (
-	keyCommand     = "ccmd"
-	keyEventID     = "ceid"
-	keyStreamID    = "csid"
-	keyVersion     = "csv"
-	keyData        = "data"
-	keyCorrelation = "cid"
-	keyCommandID   = "cmid"
+	keyCommand      = "ccmd"
+	keyEventID      = "ceid"
+	keyStreamID     = "csid"
+	keyVersion      = "csv"
+	keyData         = "data"
+	keyCorrelation  = "cid"
+	keyCommandID    = "cmid"
+	keyEventVersion = "esv"
 )
 
 var encMode = func() cbor.EncMode {
@@ -77,8 +88,8 @@ var decMode = func() cbor.DecMode {
 
 // EncodeMetadata writes m as kameo_es does: an indefinite-length CBOR map
 // with ccmd, ceid, csid, csv and data in that order, each omitted when
-// empty, followed by esmill's own keys. Empty metadata encodes to no bytes,
-// which SierraDB stores as empty metadata.
+// empty, followed by esmill's own keys (cid, cmid, esv). Empty metadata
+// encodes to no bytes, which SierraDB stores as empty metadata.
 func EncodeMetadata(m Metadata) ([]byte, error) {
 	if m.IsEmpty() {
 		return nil, nil
@@ -109,6 +120,9 @@ func EncodeMetadata(m Metadata) ([]byte, error) {
 	}
 	if m.CommandID != "" {
 		err = errors.Join(err, put(keyCommandID, m.CommandID))
+	}
+	if m.EventVersion > 1 {
+		err = errors.Join(err, put(keyEventVersion, m.EventVersion))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("codec: encode metadata: %w", err)
@@ -184,6 +198,16 @@ func DecodeMetadata(b []byte) (Metadata, error) {
 		if err := decMode.Unmarshal(v, &m.CommandID); err != nil {
 			return fail(keyCommandID, err)
 		}
+	}
+	if v, ok := raw[keyEventVersion]; ok {
+		var n uint32
+		if err := decMode.Unmarshal(v, &n); err != nil {
+			return fail(keyEventVersion, fmt.Errorf("the event's schema version must be a positive integer: %v", err))
+		}
+		if n == 0 || n > math.MaxInt32 {
+			return fail(keyEventVersion, fmt.Errorf("the event's schema version must be a positive integer, not %d", n))
+		}
+		m.EventVersion = int(n)
 	}
 	return m, nil
 }

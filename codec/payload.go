@@ -29,32 +29,67 @@ func (f Format) String() string {
 // ErrInvalidPayload is matched by every decoding error of a payload.
 var ErrInvalidPayload = errors.New("codec: invalid event payload")
 
-// isUnit reports whether v is a struct without fields, which serde writes
-// as a unit variant: the bare name.
-func isUnit(v any) bool {
+// Unit marks an event type as a serde unit variant: embed it in a struct
+// without other fields, and the event is written as the bare name
+// ("Closed"), as serde writes `Closed` in a Rust enum. Without the marker
+// an event type without fields is written as a field-less struct variant,
+// {"Frozen": {}}, as serde writes `Frozen {}`:
+//
+//	type Frozen struct{}              // {"Frozen": {}}
+//	type Closed struct{ codec.Unit } // "Closed"
+//
+// Both forms are read into either kind of type. kameo_es (serde) reads
+// the map form as a struct variant and as a unit variant, but the bare
+// name only as a unit variant, so the map form is the safe default; mark a
+// type only to write exactly what serde writes for a unit variant.
+type Unit struct{}
+
+// UnitVariant is the marker method [Unit] gives the types that embed it.
+func (Unit) UnitVariant() {}
+
+// UnitVariant is implemented by event types marked as unit variants (see
+// [Unit]).
+type UnitVariant interface{ UnitVariant() }
+
+// ErrUnitWithFields is matched by the error of [EncodePayload] for a type
+// marked as a unit variant that has fields: a unit variant carries nothing,
+// so they would be lost.
+var ErrUnitWithFields = errors.New("codec: a unit variant has fields")
+
+// isUnit reports whether v is marked as a unit variant, which serde
+// writes as the bare name. The marked type must carry no data.
+func isUnit(v any) (bool, error) {
+	if _, ok := v.(UnitVariant); !ok {
+		return false, nil
+	}
 	t := reflect.TypeOf(v)
-	for t != nil && t.Kind() == reflect.Pointer {
+	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	return t != nil && t.Kind() == reflect.Struct && t.NumField() == 0
+	if t.Size() != 0 {
+		return false, fmt.Errorf("%w: %s is marked with codec.Unit but carries data; drop the marker or the fields", ErrUnitWithFields, t)
+	}
+	return true, nil
 }
 
 // EncodePayload writes v as the variant name of an externally tagged enum:
-// {name: v} or, for a struct without fields, the bare name.
+// {name: v}, also for a struct without fields ({name: {}}), or the bare
+// name for a type marked as a unit variant (see [Unit]).
 func EncodePayload(f Format, name string, v any) ([]byte, error) {
-	var (
-		b   []byte
-		err error
-	)
+	unit, err := isUnit(v)
+	if err != nil {
+		return nil, err
+	}
+	var b []byte
 	switch f {
 	case JSON:
-		if isUnit(v) {
+		if unit {
 			b, err = json.Marshal(name)
 		} else {
 			b, err = json.Marshal(map[string]any{name: v})
 		}
 	default:
-		if isUnit(v) {
+		if unit {
 			b, err = encMode.Marshal(name)
 		} else {
 			b, err = encMode.Marshal(map[string]any{name: v})
@@ -109,7 +144,8 @@ func splitPayload(f Format, b []byte) (string, []byte, error) {
 }
 
 // DecodePayload checks that b carries the variant name and decodes its
-// value into v (a pointer). A unit variant leaves v as it is.
+// value into v (a pointer). A unit variant (the bare name) leaves v as it
+// is: both forms are read whatever v's type.
 func DecodePayload(f Format, b []byte, name string, v any) error {
 	got, inner, err := splitPayload(f, b)
 	if err != nil {

@@ -46,8 +46,7 @@ func (r *Runner[T]) prepare(ev sierradb.Event) *item[T] {
 		}
 		return it
 	}
-	hs := c.byName[ev.Name]
-	if len(hs)+len(c.all) == 0 {
+	if !c.wants(ev.Name) {
 		return it
 	}
 	d, err := c.kind.decode(ev)
@@ -57,7 +56,7 @@ func (r *Runner[T]) prepare(ev sierradb.Event) *item[T] {
 		return it
 	}
 	m.Metadata = d.meta
-	for _, h := range slices.Concat(hs, c.all) {
+	for _, h := range c.handlers(d) {
 		call := h.call
 		it.calls = append(it.calls, func(ctx context.Context, tx T) error { return call(ctx, tx, d, m) })
 	}

@@ -28,6 +28,13 @@
 // ("<category>:snapshot-<id>") and events that no handler wants are skipped,
 // but still advance the checkpoint.
 //
+// Handlers see events in their current shape: the entity type's upcasters
+// (see package aggregate, "Event versioning") run on decode, and dispatch is
+// by the current event name, so an event stored under an old name reaches
+// the handler of the type it was renamed to ([Meta.Name] keeps the stored
+// name). An upcaster's failure, or an event written by newer code, is a
+// decode error: the event is poison (tested: TestProjectionSeesCurrentShapes).
+//
 // # Delivery
 //
 // Each batch (up to [Config.BatchSize] events, or what arrived within

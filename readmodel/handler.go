@@ -3,6 +3,7 @@ package readmodel
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,17 +26,22 @@ type Meta struct {
 	TransactionID uuid.UUID
 	StreamID      string
 	StreamVersion uint64
-	Name          string
-	Timestamp     time.Time
+	// Name is the stored event name: for an event renamed since it was
+	// stored, its old name (the typed event is of the current type).
+	Name      string
+	Timestamp time.Time
 	// Metadata is the decoded metadata envelope (empty for [OnOther]
 	// handlers, which get the raw event).
 	Metadata codec.Metadata
 }
 
 // EntityType is the part of an [aggregate.Type] a projection needs.
+// DecodeEvent returns events in their current shape, through the type's
+// upcasters; StoredEventNames says which stored names (old names of renamed
+// events included) are read as which current events.
 type EntityType[ID comparable] interface {
 	Category() string
-	EventNames() []string
+	StoredEventNames() map[string][]string
 	ParseStreamID(streamID string) (ID, error)
 	DecodeEvent(ev sierradb.Event) (aggregate.Event, codec.Metadata, error)
 	EncodeEvent(ev aggregate.Event) (string, []byte, error)
@@ -57,9 +63,11 @@ type Handler[T any] struct {
 // kind is the untyped view of an entity type.
 type kind struct {
 	category string
-	names    []string
-	id       any // the EntityType value, to recognise one type given twice
-	decode   func(ev sierradb.Event) (*decoded, error)
+	// names maps each stored event name to the current names it is read
+	// as (see aggregate.Type.StoredEventNames).
+	names  map[string][]string
+	id     any // the EntityType value, to recognise one type given twice
+	decode func(ev sierradb.Event) (*decoded, error)
 }
 
 // decoded is an event decoded into its entity type.
@@ -72,7 +80,7 @@ type decoded struct {
 func kindOf[ID comparable](typ EntityType[ID]) kind {
 	return kind{
 		category: typ.Category(),
-		names:    typ.EventNames(),
+		names:    typ.StoredEventNames(),
 		id:       typ,
 		decode: func(ev sierradb.Event) (*decoded, error) {
 			id, err := typ.ParseStreamID(ev.StreamID)
@@ -149,8 +157,28 @@ type dispatch[T any] struct {
 type catHandlers[T any] struct {
 	kind   kind
 	known  map[string]bool
-	byName map[string][]Handler[T]
+	byName map[string][]Handler[T] // by current event name
 	all    []Handler[T]
+}
+
+// wants reports whether a stored event name has handlers, so that it is
+// worth decoding: OnAll handlers, or On handlers of a current event it may
+// be read as (itself, or the new name of a renamed event).
+func (c *catHandlers[T]) wants(stored string) bool {
+	if len(c.all) > 0 {
+		return true
+	}
+	for _, n := range c.kind.names[stored] {
+		if len(c.byName[n]) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// handlers returns the handlers of a decoded event, by its current name.
+func (c *catHandlers[T]) handlers(d *decoded) []Handler[T] {
+	return slices.Concat(c.byName[d.event.EventName()], c.all)
 }
 
 func newDispatch[T any](hs []Handler[T]) (*dispatch[T], error) {
@@ -177,7 +205,7 @@ func newDispatch[T any](hs []Handler[T]) (*dispatch[T], error) {
 		c := d.cats[h.category]
 		if c == nil {
 			c = &catHandlers[T]{kind: h.kind, known: make(map[string]bool), byName: make(map[string][]Handler[T])}
-			for _, n := range h.kind.names {
+			for n := range h.kind.names {
 				c.known[n] = true
 			}
 			d.cats[h.category] = c

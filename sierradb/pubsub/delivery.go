@@ -147,7 +147,7 @@ func (r *run) read(ctx context.Context, items chan<- item, stop <-chan struct{})
 			}
 			continue
 		}
-		if !send(item{ev: ev, msg: toMessage(&ev), skips: skips}) {
+		if !send(item{ev: ev, msg: r.s.message(&ev), skips: skips}) {
 			return
 		}
 		skips, skipped = nil, 0
@@ -200,7 +200,7 @@ func (r *run) deliver(ctx context.Context, ev *sierradb.Event, msg *message.Mess
 		}
 		// Built again from the event: the consumer may have changed the
 		// message it nacked.
-		msg = toMessage(ev)
+		msg = r.s.message(ev)
 		msg.Metadata[esmill.MetaRedeliveries] = strconv.Itoa(nacks)
 	}
 }
@@ -233,7 +233,7 @@ func (r *run) acked(ctx context.Context, ev *sierradb.Event) {
 // exhausted hands a message that reached MaxRedeliveries to the hook and
 // reports whether to acknowledge it.
 func (r *run) exhausted(ctx context.Context, ev *sierradb.Event, redeliveries int, log *slog.Logger) bool {
-	msg := toMessage(ev)
+	msg := r.s.message(ev)
 	if redeliveries > 0 {
 		msg.Metadata[esmill.MetaRedeliveries] = strconv.Itoa(redeliveries)
 	}

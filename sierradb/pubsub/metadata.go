@@ -151,6 +151,9 @@ func toMessage(ev *sierradb.Event) *message.Message {
 			if env.CommandID != "" {
 				md[esmill.MetaCommandID] = env.CommandID
 			}
+			if env.EventVersion > 1 {
+				md[esmill.MetaEventVersion] = strconv.Itoa(env.EventVersion)
+			}
 		}
 	}
 	eventID := ev.ID.String()

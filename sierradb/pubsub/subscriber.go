@@ -97,6 +97,16 @@ type SubscriberConfig struct {
 
 	// Logger receives errors and debug output. Default: discard.
 	Logger *slog.Logger
+
+	// Upcast rewrites each stored event into its current shape before it
+	// becomes a message (also a redelivered one, and the one given to
+	// OnRedeliveriesExhausted), so that consumers see what the entity
+	// type's current code would decode: give an aggregate.Type's
+	// UpcastStored method, or several chained with [ChainUpcasts]. An
+	// event the hook cannot rewrite is delivered as stored, with the error
+	// under [esmill.MetaUpcastError]. Optional: events are delivered as
+	// stored.
+	Upcast UpcastFunc
 }
 
 func (c *SubscriberConfig) setDefaults() {

@@ -2,6 +2,10 @@
 // externally tagged serde enums, and the metadata envelope with the same
 // field names and serde attributes as kameo_es's Metadata<T> and
 // EventCausation (flattened causation, every part optional).
+//
+// It also writes the stored forms of old event shapes that esmill's
+// upcasting tests read (module `history`), and the metadata envelope with
+// esmill's extension keys (cid, cmid, esv) as serde writes it.
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use uuid::Uuid;
@@ -11,7 +15,62 @@ enum BankAccountEvent {
     Opened { owner: String },
     MoneyDeposited { amount: u32 },
     MoneyWithdrawn { amount: u32 },
+    // A field-less struct variant, as kameo_es's own examples declare
+    // events without data: serde writes {"Frozen": {}}.
+    Frozen {},
+    // A unit variant: serde writes the bare name.
     Closed,
+}
+
+// Shapes of events as they were stored in the past: what kameo_es (or an
+// older esmill) wrote before the current event types existed.
+mod history {
+    use serde::Serialize;
+
+    // Version 1 of Opened is BankAccountEvent::Opened. Version 2 added a
+    // currency; version 3 (the current one in the Go tests) renamed owner
+    // to holder and added an overdraft limit.
+    #[derive(Serialize)]
+    pub enum V2 {
+        Opened { owner: String, currency: String },
+    }
+
+    #[derive(Serialize)]
+    pub enum V3 {
+        Opened { holder: String, currency: String, overdraft: i64 },
+    }
+
+    // An event that was renamed: MoneyAdded is MoneyDeposited's old name.
+    #[derive(Serialize)]
+    pub enum Renamed {
+        MoneyAdded { amount: u32 },
+    }
+
+    // esmill before field-less struct variants wrote an event type
+    // without fields as a unit variant, the bare name.
+    #[derive(Serialize)]
+    pub enum OldEsmill {
+        Frozen,
+    }
+}
+
+// kameo_es's Metadata<T> with esmill's extension keys after it, in the
+// order esmill writes them. kameo_es ignores the extra keys.
+#[derive(Serialize, Default)]
+#[serde(default)]
+struct EsmillMetadata<T> {
+    #[serde(rename = "ccmd", skip_serializing_if = "Option::is_none")]
+    causation_command: Option<Cow<'static, str>>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    causation_event: Option<EventCausation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<T>,
+    #[serde(rename = "cid", skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<String>,
+    #[serde(rename = "cmid", skip_serializing_if = "Option::is_none")]
+    command_id: Option<String>,
+    #[serde(rename = "esv", skip_serializing_if = "Option::is_none")]
+    event_version: Option<u32>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -47,6 +106,26 @@ fn cbor<T: Serialize>(v: &T) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+fn decodes(hex: &str) -> Result<BankAccountEvent, String> {
+    let bytes: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+    ciborium::from_reader(bytes.as_slice()).map_err(|e| e.to_string())
+}
+
+// What serde reads, checked on every run: a field-less struct variant
+// reads only the map form (the bare name fails), while a unit variant
+// reads both. This is why esmill writes an event type without fields as
+// the map form unless the type is marked as a unit variant.
+fn check_reads(vectors: &[(&str, String)]) {
+    let get = |name: &str| vectors.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+    assert!(matches!(decodes(&get("payload_frozen")), Ok(BankAccountEvent::Frozen {})));
+    let bare = decodes(&get("payload_frozen_unit"));
+    assert!(bare.is_err(), "serde read a bare name as a struct variant");
+    eprintln!("serde reading \"Frozen\" as Frozen {{}}: {}", bare.err().unwrap());
+    assert!(matches!(decodes(&get("payload_closed")), Ok(BankAccountEvent::Closed)));
+    let map = decodes("a166436c6f736564a0"); // {"Closed": {}}
+    assert!(matches!(map, Ok(BankAccountEvent::Closed)), "serde did not read {{\"Closed\": {{}}}} as a unit variant");
+}
+
 fn main() {
     let causation = || EventCausation {
         event_id: Uuid::parse_str("01a22828-aa2f-1837-be1f-60b713af75d4").unwrap(),
@@ -58,6 +137,17 @@ fn main() {
         ("payload_deposited", cbor(&BankAccountEvent::MoneyDeposited { amount: 100 })),
         ("payload_withdrawn", cbor(&BankAccountEvent::MoneyWithdrawn { amount: 4294967295 })),
         ("payload_closed", cbor(&BankAccountEvent::Closed)),
+        ("payload_frozen", cbor(&BankAccountEvent::Frozen {})),
+        ("payload_frozen_unit", cbor(&history::OldEsmill::Frozen)),
+        (
+            "payload_opened_v2",
+            cbor(&history::V2::Opened { owner: "alice".into(), currency: "USD".into() }),
+        ),
+        (
+            "payload_opened_v3",
+            cbor(&history::V3::Opened { holder: "alice".into(), currency: "USD".into(), overdraft: -500 }),
+        ),
+        ("payload_money_added", cbor(&history::Renamed::MoneyAdded { amount: 250 })),
         (
             "metadata_command_only",
             cbor(&Metadata::<()> { causation_command: Some("Deposit".into()), causation_event: None, data: None }),
@@ -86,7 +176,46 @@ fn main() {
                 data: Some(Tenant { tenant: "acme".into(), user_id: 42 }),
             }),
         ),
+        (
+            "metadata_esmill_v2",
+            cbor(&EsmillMetadata::<()> {
+                causation_command: Some("Open".into()),
+                command_id: Some("msg-1".into()),
+                event_version: Some(2),
+                ..Default::default()
+            }),
+        ),
+        (
+            "metadata_esmill_v3",
+            cbor(&EsmillMetadata::<()> {
+                causation_command: Some("Open".into()),
+                command_id: Some("msg-1".into()),
+                event_version: Some(3),
+                ..Default::default()
+            }),
+        ),
+        (
+            "metadata_esmill_v4",
+            cbor(&EsmillMetadata::<()> {
+                causation_command: Some("Open".into()),
+                command_id: Some("msg-1".into()),
+                event_version: Some(4),
+                ..Default::default()
+            }),
+        ),
+        (
+            "metadata_esmill_full",
+            cbor(&EsmillMetadata::<Tenant> {
+                causation_command: Some("Withdraw".into()),
+                causation_event: Some(causation()),
+                data: Some(Tenant { tenant: "acme".into(), user_id: 42 }),
+                correlation_id: Some("conv-1".into()),
+                command_id: Some("msg-9".into()),
+                event_version: Some(2),
+            }),
+        ),
     ];
+    check_reads(&vectors);
     println!("{{");
     for (i, (name, hex)) in vectors.iter().enumerate() {
         let comma = if i + 1 < vectors.len() { "," } else { "" };
