@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/esmill/esmill/aggregate"
+	"github.com/esmill/esmill/codec"
 	"github.com/esmill/esmill/cqrs"
 	"github.com/esmill/esmill/internal/testservice"
 	"github.com/esmill/esmill/readmodel"
@@ -165,6 +166,38 @@ func readmeProjection(ctx context.Context, client *sierradb.Client, db *sql.DB) 
 	}
 	return balances, rows.Err()
 }
+
+// README begin
+type Customer struct{ Holder, Currency string }
+
+// OpenedV1 is the shape stored before.
+type OpenedV1 struct {
+	Owner string `cbor:"owner"`
+}
+
+func (OpenedV1) EventName() string { return "Opened" }
+
+type Opened struct {
+	Holder   string `cbor:"holder"`
+	Currency string `cbor:"currency"`
+}
+
+func (Opened) EventName() string { return "Opened" }
+func (Opened) EventVersion() int { return 2 }
+
+var Customers = aggregate.MustDefine[Customer, string]("customer",
+	aggregate.On(func(c *Customer, e Opened) { c.Holder, c.Currency = e.Holder, e.Currency }),
+	// Opened v1 → v2.
+	aggregate.Upcast[Customer](func(o OpenedV1) (Opened, error) {
+		return Opened{Holder: o.Owner, Currency: "EUR"}, nil
+	}),
+	// Older still, the event was called Created: Created v1 → Opened v1 → v2.
+	aggregate.Rename[Customer](
+		aggregate.EventSchema{Name: "Created", Version: 1},
+		aggregate.EventSchema{Name: "Opened", Version: 1}),
+)
+
+// README end
 
 // readmeGoChannel runs the GoChannel wiring snippet.
 func readmeGoChannel(ctx context.Context, exec *aggregate.Executor, logger watermill.LoggerAdapter) (cqrs.Reply, error) {
@@ -311,5 +344,36 @@ func TestReadmeRedisStreams(t *testing.T) {
 	rep, err := cqrs.For(bus, Accounts).Execute(ctx, "erin", Deposit{Amount: 5})
 	if err != nil || rep.Version != 0 || rep.StreamID != "bank_account-erin" {
 		t.Fatalf("%+v %v", rep, err)
+	}
+}
+
+// The versioning snippet reads an event stored under its oldest name and
+// shape (Created v1) as the current Opened v2.
+func TestReadmeEventVersioning(t *testing.T) {
+	srv := embedded.RunT(t)
+	client, err := sierradb.New(sierradb.Config{Addr: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	payload, err := codec.EncodePayload(codec.CBOR, "Created", OpenedV1{Owner: "ann"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	stream := Customers.StreamID("ann")
+	if _, err := client.AppendMulti(ctx, Customers.PartitionKey("ann"), []sierradb.NewEvent{{
+		StreamID: stream, Name: "Created", ExpectedVersion: sierradb.ExpectEmpty, Payload: payload,
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	exec, err := aggregate.NewExecutor(client, aggregate.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exec.Close()
+	c, v, err := aggregate.Bind(exec, Customers).Load(ctx, "ann")
+	if err != nil || v != 0 || c != (Customer{Holder: "ann", Currency: "EUR"}) {
+		t.Fatalf("Load: %+v version %d, %v; want ann in EUR at version 0", c, v, err)
 	}
 }
