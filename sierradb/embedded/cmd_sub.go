@@ -148,6 +148,9 @@ func cmdEsub(c *conn, a *args) error {
 	if err != nil {
 		return err
 	}
+	if err := c.checkSubscriptionLimit(); err != nil {
+		return err
+	}
 	st := c.srv.store
 	sources := make([]*subSource, 0, len(streams))
 	for _, s := range streams {
@@ -232,6 +235,9 @@ func cmdEpsub(c *conn, a *args) error {
 	if err != nil {
 		return err
 	}
+	if err := c.checkSubscriptionLimit(); err != nil {
+		return err
+	}
 	sources := make([]*subSource, 0, len(ids))
 	for _, pid := range ids {
 		if pid >= s.cfg.PartitionCount {
@@ -247,6 +253,18 @@ func cmdEpsub(c *conn, a *args) error {
 		sources = append(sources, &subSource{pid: pid, next: from.position(s.store.partitionLatest(pid), mapped)})
 	}
 	c.subscribe(sources, window)
+	return nil
+}
+
+// checkSubscriptionLimit fails when the connection has as many
+// subscriptions as Config.MaxSubscriptionsPerConn allows.
+func (c *conn) checkSubscriptionLimit() error {
+	c.subsMu.Lock()
+	n := len(c.subs)
+	c.subsMu.Unlock()
+	if max := c.srv.cfg.MaxSubscriptionsPerConn; n >= max {
+		return errorf(msgTooManySubs, max)
+	}
 	return nil
 }
 

@@ -47,6 +47,12 @@ const (
 	msgPartitionUnavailable = "CLUSTERDOWN partition unavailable"
 	msgUnsupportedVersion   = "unsupported version %s, only 3 is supported"
 
+	// Resource limits of the embedded server (no equivalent on SierraDB).
+	msgTooManyConns    = "TRYAGAIN too many connections: the server allows %d (MaxConnections); close idle connections or raise the limit"
+	msgTooManySubs     = "INVALIDARG too many subscriptions on this connection: at most %d (MaxSubscriptionsPerConn); open another connection or raise the limit"
+	msgFrameTooLarge   = "INVALIDARG request too large: a request may take %d bytes once decoded (MaxFrameBytes); send smaller requests or raise the limit"
+	msgFrameBudgetBusy = "TRYAGAIN server busy: the %d bytes for requests in flight (MaxTotalFrameBytes) are in use; retry later"
+
 	// Parser texts (approximate).
 	msgAlreadySpecified = "INVALIDARG %s already specified"
 	msgEndOfInput       = "INVALIDARG unexpected end of input: expected %s"

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/esmill/esmill/sierradb/internal/resp3"
 )
 
 // Version is the SierraDB version the server reports in HELLO.
@@ -24,6 +26,8 @@ type Server struct {
 	ln     net.Listener
 	store  *store
 	peerID string
+
+	frameBudget *resp3.Budget // decoded request memory of all connections
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -71,6 +75,8 @@ func Start(cfg Config) (*Server, error) {
 		ln:       ln,
 		store:    st,
 		peerID:   newPeerID(),
+
+		frameBudget: resp3.NewBudget(cfg.MaxTotalFrameBytes),
 		closing:  make(chan struct{}),
 		conns:    make(map[*conn]struct{}),
 		failNext: make(map[string][]string),
@@ -181,11 +187,25 @@ func (s *Server) acceptLoop() {
 			nc.Close()
 			return
 		}
+		if len(s.conns) >= s.cfg.MaxConnections {
+			s.mu.Unlock()
+			s.refuse(c)
+			continue
+		}
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go c.serve()
 	}
+}
+
+// refuse tells a connection beyond MaxConnections why it is closed. The
+// error is written at once: a fresh connection's send buffer is empty.
+func (s *Server) refuse(c *conn) {
+	s.logger.Warn("refusing a connection: MaxConnections reached",
+		"remote", c.nc.RemoteAddr().String(), "max", s.cfg.MaxConnections)
+	c.writeFinal(fmt.Sprintf(msgTooManyConns, s.cfg.MaxConnections))
+	c.close()
 }
 
 func (s *Server) removeConn(c *conn) {
