@@ -48,6 +48,7 @@ func parseEventOptions(a *args, ev *newEvent, withKey bool) (*uuid.UUID, error) 
 		switch kw {
 		case "EVENT_ID":
 			ev.id, err = a.uuidArg("event id")
+			ev.hasID = true
 		case "PARTITION_KEY":
 			var k uuid.UUID
 			k, err = a.uuidArg("partition key")

@@ -19,7 +19,10 @@ func cmdEget(c *conn, a *args) error {
 	if err := a.end(); err != nil {
 		return err
 	}
-	e := c.srv.store.eventByID(id)
+	e, err := c.srv.store.eventByID(id)
+	if err != nil {
+		return err
+	}
 	c.srv.countRead(e != nil)
 	c.write(func(w *resp3.Writer) {
 		if e == nil {
@@ -88,7 +91,10 @@ func cmdEscan(c *conn, a *args) error {
 			return a.end()
 		}
 	}
-	evs, latest := c.srv.store.streamRange(key, sid, start, end, count)
+	evs, latest, err := c.srv.store.streamRange(key, sid, start, end, count)
+	if err != nil {
+		return err
+	}
 	hasMore := false
 	if latest >= 0 {
 		hi := uint64(latest)
@@ -174,7 +180,10 @@ func cmdEpscan(c *conn, a *args) error {
 	if err := a.end(); err != nil {
 		return err
 	}
-	evs, latest := c.srv.store.partitionRange(pid, start, end, count)
+	evs, latest, err := c.srv.store.partitionRange(pid, start, end, count)
+	if err != nil {
+		return err
+	}
 	hasMore := false
 	if latest >= 0 {
 		if len(evs) > 0 {

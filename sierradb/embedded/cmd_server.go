@@ -54,9 +54,11 @@ func cmdHello(c *conn, a *args) error {
 	return nil
 }
 
-// INFO CACHE. The numbers are plausible, not measured: hits and misses count
-// the events the read commands found and did not find, and the cache is
-// modelled as holding every stored byte up to its capacity.
+// INFO CACHE. In directory mode the figures are those of the block cache the
+// logs are read through. In memory mode there is no cache and the numbers are
+// plausible, not measured: hits and misses count the events the read
+// commands found and did not find, and the cache is modelled as holding
+// every stored byte up to SierraDB's default capacity.
 func cmdInfo(c *conn, a *args) error {
 	if !a.more() {
 		return errorf(msgEndOfInput, "CACHE")
@@ -69,15 +71,23 @@ func cmdInfo(c *conn, a *args) error {
 	}
 	s := c.srv
 	hits, misses := s.cacheHits.Load(), s.cacheMisses.Load()
-	ratio := 0.0
-	if hits+misses > 0 {
-		ratio = math.Round(float64(hits)/float64(hits+misses)*1000) / 1000
-	}
+	maxBytes := int64(cacheMaxBytes)
 	mem := min(s.store.bytes.Load(), cacheMaxBytes)
 	entries := (mem + cacheBlockSize - 1) / cacheBlockSize
 	var evictions int64
 	if b := s.store.bytes.Load(); b > cacheMaxBytes {
 		evictions = (b - cacheMaxBytes + cacheBlockSize - 1) / cacheBlockSize
+	}
+	if bc := s.store.cache; bc != nil {
+		// Directory mode: the block cache's own figures.
+		hits, misses, evictions = bc.hits.Load(), bc.misses.Load(), int64(bc.evictions.Load())
+		var n int
+		n, mem = bc.stats()
+		entries, maxBytes = int64(n), bc.max
+	}
+	ratio := 0.0
+	if hits+misses > 0 {
+		ratio = math.Round(float64(hits)/float64(hits+misses)*1000) / 1000
 	}
 	c.write(func(w *resp3.Writer) {
 		w.WriteMapHeader(8)
@@ -92,7 +102,7 @@ func cmdInfo(c *conn, a *args) error {
 		w.WriteBlobString("memory_bytes")
 		w.WriteInt(mem)
 		w.WriteBlobString("max_bytes")
-		w.WriteInt(cacheMaxBytes)
+		w.WriteInt(maxBytes)
 		w.WriteBlobString("block_size_bytes")
 		w.WriteInt(cacheBlockSize)
 		w.WriteBlobString("evictions")

@@ -41,6 +41,7 @@ const (
 	msgSystemTime           = msgDBOpFailed + "system time is incorrect"
 	msgEventNameTooLong     = msgDBOpFailed + "event name too long"
 	msgServerClosed         = msgDBOpFailed + "server closed"
+	msgPartitionFull        = msgDBOpFailed + "partition %d is full: it holds the most events the embedded server keeps in one partition (%d)"
 
 	msgSubscriptionNotFound = "NOTFOUND subscription not found"
 	msgAckFailed            = "failed to acknowledge events"

@@ -28,6 +28,7 @@ type Server struct {
 	peerID string
 
 	frameBudget *resp3.Budget // decoded request memory of all connections
+	recovery    []RecoveryAction
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -54,12 +55,13 @@ func Start(cfg Config) (*Server, error) {
 	}
 	cfg.setDefaults()
 	st := newStore(cfg.PartitionCount, cfg.Logger)
+	var recovery []RecoveryAction
 	if cfg.Dir != "" {
 		d, err := openDataDir(cfg.Dir, cfg.PartitionCount, cfg.Logger)
 		if err != nil {
 			return nil, err
 		}
-		if err := st.load(d); err != nil {
+		if recovery, err = st.openDir(d, cfg.CacheBytes, cfg.Salvage); err != nil {
 			d.close()
 			return nil, err
 		}
@@ -74,6 +76,7 @@ func Start(cfg Config) (*Server, error) {
 		logger:   cfg.Logger,
 		ln:       ln,
 		store:    st,
+		recovery: recovery,
 		peerID:   newPeerID(),
 
 		frameBudget: resp3.NewBudget(cfg.MaxTotalFrameBytes),
@@ -213,6 +216,11 @@ func (s *Server) removeConn(c *conn) {
 	delete(s.conns, c)
 	s.mu.Unlock()
 }
+
+// Recovery returns what [Start] did to the partition logs of Config.Dir:
+// torn tails cut off and, with Config.Salvage, damaged logs cut short, each
+// with what was dropped. It is empty when every log was intact.
+func (s *Server) Recovery() []RecoveryAction { return append([]RecoveryAction(nil), s.recovery...) }
 
 // ConnectionCount returns the number of open client connections.
 func (s *Server) ConnectionCount() int {
