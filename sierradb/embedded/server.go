@@ -80,10 +80,10 @@ func Start(cfg Config) (*Server, error) {
 		peerID:   newPeerID(),
 
 		frameBudget: resp3.NewBudget(cfg.MaxTotalFrameBytes),
-		closing:  make(chan struct{}),
-		conns:    make(map[*conn]struct{}),
-		failNext: make(map[string][]string),
-		dropNext: make(map[string]int),
+		closing:     make(chan struct{}),
+		conns:       make(map[*conn]struct{}),
+		failNext:    make(map[string][]string),
+		dropNext:    make(map[string]int),
 	}
 	s.wg.Add(1)
 	go s.acceptLoop()
