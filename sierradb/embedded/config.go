@@ -65,6 +65,10 @@ type Config struct {
 	// once its first byte has arrived; a connection idle between requests
 	// is never timed out. Default: 30 s.
 	FrameTimeout time.Duration
+	// IdleTimeout closes a connection that sends nothing for this long
+	// between requests (subscribers included: they EACK or PING). Default:
+	// 0, never, like SierraDB.
+	IdleTimeout time.Duration
 }
 
 // Defaults of the zero Config fields.
@@ -72,8 +76,8 @@ const (
 	DefaultCacheBytes              = 64 << 20
 	DefaultMaxConnections          = 1024
 	DefaultMaxSubscriptionsPerConn = 256
-	DefaultMaxFrameBytes           = 64 << 20
-	DefaultMaxTotalFrameBytes      = 128 << 20
+	DefaultMaxFrameBytes           = 32 << 20
+	DefaultMaxTotalFrameBytes      = 64 << 20
 	DefaultFrameTimeout            = 30 * time.Second
 )
 
@@ -140,6 +144,7 @@ func (c Config) Validate() error {
 		{"MaxFrameBytes", int64(c.MaxFrameBytes)},
 		{"MaxTotalFrameBytes", c.MaxTotalFrameBytes},
 		{"FrameTimeout", int64(c.FrameTimeout)},
+		{"IdleTimeout", int64(c.IdleTimeout)},
 	} {
 		if f.v < 0 {
 			errs = append(errs, fmt.Errorf("embedded: %s is negative (%d); use 0 for the default", f.name, f.v))

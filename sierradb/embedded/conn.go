@@ -114,9 +114,16 @@ func (c *conn) serve() {
 	})
 	defer r.Release()
 	for {
-		// An idle connection waits without a deadline; a request, once
-		// begun, must arrive whole within FrameTimeout.
+		// An idle connection waits without a deadline (or IdleTimeout); a
+		// request, once begun, must arrive whole within FrameTimeout.
+		if s.cfg.IdleTimeout > 0 {
+			_ = c.nc.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		}
 		err := r.WaitFrame()
+		if err != nil && s.cfg.IdleTimeout > 0 && r.Buffered() == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			s.logger.Debug("closing an idle connection", "remote", c.nc.RemoteAddr().String(), "idle", s.cfg.IdleTimeout)
+			return
+		}
 		if err == nil {
 			_ = c.nc.SetReadDeadline(time.Now().Add(s.cfg.FrameTimeout))
 			var v resp3.Value

@@ -66,6 +66,7 @@ func Start(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	capConnections(&cfg)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		st.close()
@@ -90,6 +91,30 @@ func Start(cfg Config) (*Server, error) {
 	s.logger.Debug("sierradb-embedded listening", "addr", s.Addr(), "dir", cfg.Dir,
 		"partitions", cfg.PartitionCount, "events", st.events.Load())
 	return s, nil
+}
+
+// capConnections lowers MaxConnections below the process's limit on open
+// files, so that a connection beyond it is refused with an error instead of
+// waiting in the listen queue while accept fails.
+func capConnections(cfg *Config) {
+	limit, ok := fileLimit()
+	if !ok {
+		return
+	}
+	reserve := uint64(64) // listener, logs, whatever else the process opens
+	if cfg.Dir != "" {
+		reserve += uint64(cfg.PartitionCount)
+	}
+	if limit > reserve && uint64(cfg.MaxConnections) <= limit-reserve {
+		return
+	}
+	capped := 1
+	if limit > reserve {
+		capped = int(limit - reserve)
+	}
+	cfg.Logger.Warn("MaxConnections lowered to fit the limit on open files (ulimit -n)",
+		"configured", cfg.MaxConnections, "effective", capped, "open_files_limit", limit)
+	cfg.MaxConnections = capped
 }
 
 // Run starts an in-memory server with the default configuration.

@@ -1,5 +1,0 @@
-package embedded_test
-
-const hostileHelperEnv = "EMBEDDED_HOSTILE_HELPER"
-
-func runHostileHelper() {}
