@@ -29,15 +29,15 @@ func cmdHello(c *conn, a *args) error {
 	if err != nil {
 		return err
 	}
-	n, ok := numberValue(v)
+	n, ok := int64Value(v)
 	if !ok {
-		return errorf(msgUnexpected, kindOf(v), "number")
+		return unexpected(v, "number")
 	}
 	if err := a.end(); err != nil {
 		return err
 	}
 	if n != 3 {
-		return errorf(msgUnsupportedVersion, strconv.FormatUint(n, 10))
+		return errorf(msgUnsupportedVersion, strconv.FormatInt(n, 10))
 	}
 	s := c.srv
 	c.write(func(w *resp3.Writer) {
@@ -60,11 +60,12 @@ func cmdHello(c *conn, a *args) error {
 // commands found and did not find, and the cache is modelled as holding
 // every stored byte up to SierraDB's default capacity.
 func cmdInfo(c *conn, a *args) error {
-	if !a.more() {
-		return errorf(msgEndOfInput, "CACHE")
+	v, err := a.next("CACHE")
+	if err != nil {
+		return err
 	}
-	if !a.keyword("CACHE") {
-		return cmdError(msgUnknownSection)
+	if kw, _ := keywordOf(v); kw != "CACHE" {
+		return unexpected(v, "CACHE")
 	}
 	if err := a.end(); err != nil {
 		return err

@@ -10,10 +10,10 @@ import (
 	"github.com/esmill/esmill/sierradb"
 )
 
-// Error texts sent on the wire. They are identical to SierraDB 0.3.1's where
-// the protocol notes quote them; the parser texts (the ones built by the
-// helpers in args.go) only approximate the real server's combine-generated
-// messages, and share its INVALIDARG code.
+// Error texts sent on the wire, identical to SierraDB 0.3.1's. The parser
+// texts are assembled by the helpers in args.go the way SierraDB's parser
+// assembles them; the conformance suite compares them with the real
+// server's.
 const (
 	msgExpectedArray      = "expected array command"
 	msgEmptyCommand       = "empty command"
@@ -54,13 +54,14 @@ const (
 	msgFrameTooLarge   = "INVALIDARG request too large: a request may take %d bytes once decoded (MaxFrameBytes); send smaller requests or raise the limit"
 	msgFrameBudgetBusy = "TRYAGAIN server busy: the %d bytes for requests in flight (MaxTotalFrameBytes) are in use; retry later"
 
-	// Parser texts (approximate).
+	// Parser texts, as SierraDB's combine-based parser words them.
 	msgAlreadySpecified = "INVALIDARG %s already specified"
 	msgEndOfInput       = "INVALIDARG unexpected end of input: expected %s"
 	msgUnexpected       = "INVALIDARG unexpected %s: expected %s"
 	msgInvalid          = "INVALIDARG invalid %s"
 	msgMinNumber        = "INVALIDARG number %d must not be less than %d"
-	msgUnknownSection   = "INVALIDARG unexpected string: expected CACHE"
+	msgMissingEquals    = "INVALIDARG missing `=` in stream id version"
+	msgBadStreamVersion = "INVALIDARG invalid stream id version number"
 	msgNoEvents         = "INVALIDARG unexpected end of input: expected stream id"
 )
 

@@ -69,7 +69,8 @@ type newEvent struct {
 	id       uuid.UUID
 	hasID    bool // id was given (it may be the nil UUID); otherwise one is generated
 	expected sierradb.ExpectedVersion
-	tsNanos  uint64
+	tsMillis uint64 // TIMESTAMP as given
+	tsNanos  uint64 // TIMESTAMP in nanoseconds, once checked
 	hasTS    bool
 	payload  []byte
 	metadata []byte
