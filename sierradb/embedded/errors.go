@@ -139,11 +139,13 @@ var (
 	ErrDirLocked = errors.New("embedded: data directory in use")
 )
 
-// CorruptLogError reports damage inside a partition log that cannot be a torn
-// write at the end of the file: a bad record followed by further valid data,
-// a record whose checksum matches but whose content is wrong, or a file that
-// is not a partition log. [Start] refuses to open such a directory rather than
-// drop acknowledged events.
+// CorruptLogError reports damage inside a partition log that a crash during
+// the last write cannot leave: a full-length record that fails its checksum
+// (the last one too), a record header that fails its checksum followed by
+// anything but zeros, a record whose checksums match but whose content is
+// wrong, or a file that is not a partition log. Offset is the start of the
+// damaged record. [Start] refuses to open such a directory rather than drop
+// acknowledged events, unless Config.Salvage is set.
 type CorruptLogError struct {
 	Path   string
 	Offset int64
