@@ -30,6 +30,10 @@ func TestMain(m *testing.M) {
 		runCrashHelper(dir)
 		return
 	}
+	if mode := os.Getenv(scaleChildEnv); mode != "" {
+		runScaleChild(mode)
+		return
+	}
 	os.Exit(m.Run())
 }
 
