@@ -5,14 +5,15 @@
 //	sierradb-embedded [-addr 127.0.0.1:9090] [-dir path] [-partitions 32] [-relaxed-versioning]
 //	                  [-cache-bytes 64MiB] [-salvage]
 //	                  [-max-connections 1024] [-max-subscriptions-per-conn 256]
-//	                  [-max-frame-bytes 64MiB] [-max-total-frame-bytes 128MiB]
+//	                  [-max-frame-bytes 32MiB] [-max-total-frame-bytes 64MiB]
 //	                  [-frame-timeout 30s] [-idle-timeout 0]
 //
 // Without -dir the events are kept in memory and lost on exit. The program
 // logs "ready to receive connections on <addr>" once it listens and stops
 // cleanly on SIGINT or SIGTERM. With -salvage a directory whose logs are
 // damaged opens with what precedes the damage; each log cut short is logged
-// and printed on stderr as "salvaged: ..." with what was dropped.
+// and printed on stderr as "damaged log salvaged: <log> at offset ...: dropped
+// ..." with what was dropped.
 package main
 
 import (
@@ -76,7 +77,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	for _, a := range srv.Recovery() {
 		if a.Kind == embedded.Salvaged {
-			fmt.Fprintln(stderr, "salvaged:", a)
+			fmt.Fprintln(stderr, a)
 		}
 	}
 	logger.Info("ready to receive connections on " + srv.Addr())

@@ -7,11 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/esmill/esmill/sierradb"
 	"github.com/esmill/esmill/sierradb/embedded"
+	"github.com/esmill/esmill/sierradb/internal/resp3"
 )
 
 // faultRuns is how many runs each fault test makes: EMBEDDED_FAULT_RUNS, or
@@ -74,18 +76,18 @@ func TestFaultByteFlips(t *testing.T) {
 	srv := startDir(t, seed, 4)
 	key := sierradb.StreamPartitionKey("s")
 	pid := sierradb.PartitionID(key, 4)
+	c := dial(t, srv)
 	for i := range n {
 		// Alternate single events and three-event transactions.
-		evs := []sierradb.NewEvent{{StreamID: "s", Name: "e", ExpectedVersion: sierradb.ExpectAfter(int64(len(srv.Stream("s"))) - 1),
-			Payload: bytes.Repeat([]byte{byte(i)}, 84), Metadata: []byte("m")}}
+		next := len(srv.Stream("s"))
+		args := []any{"EMAPPEND", key.String(), "s", "e", "EXPECTED_VERSION", expectArg(int64(next)),
+			"PAYLOAD", strings.Repeat(string(rune('a'+i)), 84), "METADATA", "m"}
 		if i%2 == 1 {
-			base := int64(len(srv.Stream("s"))) - 1
-			evs = append(evs,
-				sierradb.NewEvent{StreamID: "s", Name: "f", ExpectedVersion: sierradb.ExpectAfter(base + 1), Payload: []byte("x")},
-				sierradb.NewEvent{StreamID: "s", Name: "g", ExpectedVersion: sierradb.ExpectAfter(base + 2)})
+			args = append(args, "s", "f", "EXPECTED_VERSION", expectArg(int64(next+1)), "PAYLOAD", "x",
+				"s", "g", "EXPECTED_VERSION", expectArg(int64(next+2)))
 		}
-		if _, err := srv.Append(key, evs...); err != nil {
-			t.Fatal(err)
+		if v := c.do(args...); v.Type != resp3.Map {
+			t.Fatalf("EMAPPEND: %s", v)
 		}
 	}
 	all := srv.Stream("s")
