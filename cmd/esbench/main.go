@@ -33,6 +33,8 @@ type run struct {
 	bench     string
 	benchtime string
 	quick     string
+	env       []string // added to the environment
+	quickEnv  []string // added instead with -quick
 }
 
 // row compares a measured benchmark with its baseline from the same run.
@@ -61,6 +63,8 @@ var runs = []run{
 	{pkg: "./sierradb/pubsub", bench: `^BenchmarkPublish$/(embedded|sierradb)/(adapter|raw)/(serial|batch10|goroutines16)$`, benchtime: "2s", quick: "300ms"},
 	{pkg: "./sierradb/pubsub", bench: `^BenchmarkSubscribe$`, benchtime: "3x", quick: "1x"},
 	{pkg: "./test/readmodel", bench: `^BenchmarkCatchUp$`, benchtime: "3x", quick: "1x"},
+	{pkg: "./sierradb/embedded", bench: `^BenchmarkDirectoryScale$`, benchtime: "1x", quick: "1x",
+		env: []string{"EMBEDDED_SCALE_EVENTS=5000000"}, quickEnv: []string{"EMBEDDED_SCALE_EVENTS=500000"}},
 }
 
 func rows() []row {
@@ -99,6 +103,19 @@ func rows() []row {
 			row{"Watermill Pub/Sub adapter (" + srv + ")", "subscribe with a consumer group: adapter vs raw subscription",
 				fmt.Sprintf("BenchmarkSubscribe/%s/adapter/group", srv), fmt.Sprintf("BenchmarkSubscribe/%s/raw", srv), "msgs/s", false})
 	}
+	const scale = "Embedded SierraDB, directory mode at scale (5,000,000 events of 84 bytes; -quick: 500,000)"
+	for _, r := range []struct{ label, metric string }{
+		{"ESCAN of 100-event streams: directory vs memory mode", "escan-events/s"},
+		{"EPSCAN of 1000 events: directory vs memory mode", "epscan-events/s"},
+		{"EAPPEND from 16 connections (fsync per append): directory vs memory mode", "eappend-events/s"},
+	} {
+		rs = append(rs, row{scale, r.label, "BenchmarkDirectoryScale/directory", "BenchmarkDirectoryScale/memory", r.metric, false})
+	}
+	rs = append(rs,
+		row{scale, "resident bytes per stored event: directory (beyond the block cache) vs memory mode",
+			"BenchmarkDirectoryScale/directory", "BenchmarkDirectoryScale/memory", "rss-B/event", true},
+		row{scale, "start-up per million events: directory mode vs reading its log files",
+			"BenchmarkDirectoryScale/directory", "BenchmarkDirectoryScale/read-files", "startup-s/Mevents", true})
 	for _, store := range []string{"memory", "file", "sqlite", "postgres", "mongodb-ferretdb"} {
 		for _, batch := range []int{10, 100, 1000} {
 			rs = append(rs, row{"Projection catch-up (embedded SierraDB)", fmt.Sprintf("%s, batch %d: store vs raw subscription read", store, batch),
@@ -148,6 +165,9 @@ func format(v float64, metric string) string {
 	if metric == "ns/op" {
 		return time.Duration(v).Round(time.Microsecond).String()
 	}
+	if v < 10 {
+		return strconv.FormatFloat(v, 'f', 2, 64) + " " + metric
+	}
 	return strconv.FormatFloat(v, 'f', 0, 64) + " " + metric
 }
 
@@ -172,6 +192,10 @@ func main() {
 		args := []string{"test", "-run", "^$", "-bench", r.bench, "-benchtime", bt, "-timeout", "60m", r.pkg}
 		log.Printf("go %s", strings.Join(args, " "))
 		cmd := exec.Command("go", args...)
+		cmd.Env = append(os.Environ(), r.env...)
+		if *quick {
+			cmd.Env = append(os.Environ(), r.quickEnv...)
+		}
 		var buf bytes.Buffer
 		cmd.Stdout = io.MultiWriter(&buf, &logs)
 		cmd.Stderr = io.MultiWriter(&buf, &logs)

@@ -8,7 +8,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -181,5 +183,43 @@ func TestSignalStopsCleanly(t *testing.T) {
 		if !strings.Contains(log.String(), "goodbye") {
 			t.Fatalf("%v: log:\n%s", sig, log.String())
 		}
+	}
+}
+
+// TestRunSalvage: a damaged log refuses to start, naming the file and the
+// offset; -salvage starts with what precedes the damage and prints what was
+// dropped.
+func TestRunSalvage(t *testing.T) {
+	dir := t.TempDir()
+	addr, stop := start(t, "-addr", "127.0.0.1:0", "-dir", dir, "-partitions", "1")
+	for _, ev := range []string{"empty", "0"} {
+		req := "*5\r\n$7\r\nEAPPEND\r\n$1\r\ns\r\n$1\r\ne\r\n$16\r\nEXPECTED_VERSION\r\n$" +
+			strconv.Itoa(len(ev)) + "\r\n" + ev + "\r\n"
+		if got := roundTrip(t, addr, req, 1); got != "%6\r\n" {
+			t.Fatalf("EAPPEND: %q", got)
+		}
+	}
+	stop()
+	path := filepath.Join(dir, "partition-00000.log")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-3] ^= 0xff // inside the last record's body
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var log syncBuffer
+	err = run(context.Background(), []string{"-addr", "127.0.0.1:0", "-dir", dir, "-partitions", "1"}, &log)
+	if err == nil || !strings.Contains(err.Error(), "corrupt log "+path+" at offset ") {
+		t.Fatalf("run on a damaged directory: %v", err)
+	}
+	addr, stop = start(t, "-addr", "127.0.0.1:0", "-dir", dir, "-partitions", "1", "-salvage")
+	if got := roundTrip(t, addr, "*2\r\n$5\r\nESVER\r\n$1\r\ns\r\n", 1); got != ":0\r\n" {
+		t.Fatalf("ESVER after salvage: %q", got)
+	}
+	out := stop()
+	if !regexp.MustCompile(`(?m)^damaged log salvaged: \S+partition-00000.log at offset \d+ \(record checksum mismatch\): dropped \d+ bytes, 1 records, 1 events; saved to \S+damaged-\d+`).MatchString(out) {
+		t.Fatalf("no salvage report in:\n%s", out)
 	}
 }

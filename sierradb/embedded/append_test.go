@@ -99,8 +99,12 @@ func TestEappendErrors(t *testing.T) {
 			"WRONGVER current stream version is empty but expected 0 for partition key " + sierradb.StreamPartitionKey("t").String() + " and stream id t"},
 		{"event id without hash", []any{"EAPPEND", "t", "e", "EXPECTED_VERSION", "empty", "EVENT_ID", sierradb.NewEventID(otherKey).String()},
 			"the event id must embed the partition hash"},
-		{"bad event id", []any{"EAPPEND", "t", "e", "EXPECTED_VERSION", "empty", "EVENT_ID", "nope"}, "INVALIDARG invalid event id"},
-		{"bad partition key", []any{"EAPPEND", "t", "e", "EXPECTED_VERSION", "empty", "PARTITION_KEY", "nope"}, "INVALIDARG invalid partition key"},
+		// An option whose value does not parse ends the options; the
+		// request must then end, so it fails on the option's keyword.
+		{"bad event id", []any{"EAPPEND", "t", "e", "EXPECTED_VERSION", "empty", "EVENT_ID", "nope"}, "INVALIDARG unexpected string: expected EVENT_ID, PARTITION_KEY, EXPECTED_VERSION, TIMESTAMP, PAYLOAD, METADATA or end of input"},
+		{"bad partition key", []any{"EAPPEND", "t", "e", "EXPECTED_VERSION", "empty", "PARTITION_KEY", "nope"}, "INVALIDARG unexpected string: expected EVENT_ID, PARTITION_KEY, EXPECTED_VERSION, TIMESTAMP, PAYLOAD, METADATA or end of input"},
+		{"nil event id", []any{"EAPPEND", "t", "e", "EXPECTED_VERSION", "empty", "EVENT_ID", uuid.Nil.String()},
+			"the event id must embed the partition hash"},
 		{"stream id too long", []any{"EAPPEND", long, "e", "EXPECTED_VERSION", "empty"},
 			"INVALIDARG stream id must be between 1 and 64 characters in length, but got 65 for '" + long + "'"},
 		{"empty stream id", []any{"EAPPEND", "", "e", "EXPECTED_VERSION", "empty"},
@@ -116,17 +120,20 @@ func TestEappendErrors(t *testing.T) {
 			"DBOPFAILED database operation failed: partition key must be the same for all events in a stream: expected " +
 				skey.String() + ", got " + otherKey.String()},
 		{"repeated expected version", []any{"EAPPEND", "t", "e", "EXPECTED_VERSION", "empty", "EXPECTED_VERSION", "empty"}, "INVALIDARG expected version already specified"},
-		{"repeated any", []any{"EAPPEND", "t", "e", "EXPECTED_VERSION", "any", "EXPECTED_VERSION", "empty"}, "INVALIDARG expected version already specified"},
+		{"repeat after exists", []any{"EAPPEND", "t", "e", "EXPECTED_VERSION", "exists", "EXPECTED_VERSION", "empty"}, "INVALIDARG expected version already specified"},
 		{"repeated event id", []any{"EAPPEND", "t", "e", "EVENT_ID", uuid.NewString(), "EVENT_ID", uuid.NewString()}, "INVALIDARG event id already specified"},
 		{"repeated partition key", []any{"EAPPEND", "t", "e", "PARTITION_KEY", uuid.NewString(), "PARTITION_KEY", uuid.NewString()}, "INVALIDARG partition key already specified"},
 		{"repeated timestamp", []any{"EAPPEND", "t", "e", "TIMESTAMP", "1", "TIMESTAMP", "2"}, "INVALIDARG timestamp already specified"},
-		{"repeated payload", []any{"EAPPEND", "t", "e", "PAYLOAD", "", "PAYLOAD", "x"}, "INVALIDARG payload already specified"},
+		{"repeated payload", []any{"EAPPEND", "t", "e", "PAYLOAD", "a", "PAYLOAD", "x"}, "INVALIDARG payload already specified"},
 		{"repeated metadata", []any{"EAPPEND", "t", "e", "METADATA", "a", "metadata", "b"}, "INVALIDARG metadata already specified"},
-		{"unknown option", []any{"EAPPEND", "t", "e", "EXPECTED_VERSION", "empty", "COLOR", "red"}, "INVALIDARG "},
-		{"option without value", []any{"EAPPEND", "t", "e", "EXPECTED_VERSION"}, "INVALIDARG "},
-		{"bad expected version", []any{"EAPPEND", "t", "e", "EXPECTED_VERSION", "latest"}, "INVALIDARG "},
-		{"missing event name", []any{"EAPPEND", "t"}, "INVALIDARG "},
-		{"no arguments", []any{"EAPPEND"}, "INVALIDARG "},
+		{"unknown option", []any{"EAPPEND", "t", "e", "EXPECTED_VERSION", "empty", "COLOR", "red"}, "INVALIDARG unexpected string: expected EVENT_ID, PARTITION_KEY, EXPECTED_VERSION, TIMESTAMP, PAYLOAD, METADATA or end of input"},
+		{"option without value", []any{"EAPPEND", "t", "e", "EXPECTED_VERSION"}, "INVALIDARG unexpected string: expected EVENT_ID, PARTITION_KEY, EXPECTED_VERSION, TIMESTAMP, PAYLOAD, METADATA or end of input"},
+		{"bad expected version", []any{"EAPPEND", "t", "e", "EXPECTED_VERSION", "latest"}, "INVALIDARG unexpected string: expected EVENT_ID, PARTITION_KEY, EXPECTED_VERSION, TIMESTAMP, PAYLOAD, METADATA or end of input"},
+		{"number after the name", []any{"EAPPEND", "t", "e", 5},
+			"INVALIDARG unexpected number: expected EVENT_ID, PARTITION_KEY, EXPECTED_VERSION, TIMESTAMP, PAYLOAD, METADATA or end of input"},
+		{"missing event name", []any{"EAPPEND", "t"}, "INVALIDARG unexpected end of input: expected event name"},
+		{"no arguments", []any{"EAPPEND"}, "INVALIDARG unexpected end of input: expected stream id"},
+		{"stream id not UTF-8", []any{"EAPPEND", "\xff", "e"}, "INVALIDARG unexpected string: expected stream id"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -308,5 +315,72 @@ func TestConcurrentAppendsOneWinner(t *testing.T) {
 	}
 	if ok != 1 {
 		t.Fatalf("%d appends with EXPECTED_VERSION empty succeeded", ok)
+	}
+}
+
+// TestRepeatedDefaultOptions: SierraDB detects a repeated option by
+// comparing the earlier value with the default, so repeating
+// EXPECTED_VERSION any or an empty PAYLOAD/METADATA is accepted and the last
+// value wins.
+func TestRepeatedDefaultOptions(t *testing.T) {
+	srv := embedded.RunT(t)
+	c := dial(t, srv)
+	v := c.do("EAPPEND", "r", "e", "EXPECTED_VERSION", "any", "PAYLOAD", "", "METADATA", "", "EXPECTED_VERSION", "empty",
+		"PAYLOAD", "p2", "METADATA", "m2")
+	wantMapShape(t, v, eaappendFields)
+	e := c.do("EGET", getStr(t, v, "event_id"))
+	if getStr(t, e, "payload") != "p2" || getStr(t, e, "metadata") != "m2" {
+		t.Fatalf("EGET: %s", e)
+	}
+	// The later EXPECTED_VERSION applies: empty fails on a stream that has
+	// an event.
+	wantErrorPrefix(t, c.do("EAPPEND", "r", "e", "EXPECTED_VERSION", "any", "EXPECTED_VERSION", "empty"), "WRONGVER ")
+	key := uuid.NewString()
+	v = c.do("EMAPPEND", key, "m", "e", "EXPECTED_VERSION", "any", "EXPECTED_VERSION", "empty", "PAYLOAD", "", "PAYLOAD", "x")
+	if v.Type != resp3.Map {
+		t.Fatalf("EMAPPEND: %s", v)
+	}
+}
+
+func TestEmappendParse(t *testing.T) {
+	srv := embedded.RunT(t)
+	c := dial(t, srv)
+	key := uuid.NewString()
+	trailing := "INVALIDARG unexpected number: expected stream id, event name, EVENT_ID, EXPECTED_VERSION, TIMESTAMP, PAYLOAD, METADATA or end of input"
+	for _, tt := range []struct {
+		args []any
+		want string
+	}{
+		{[]any{"EMAPPEND", key, "s", "e", "EXPECTED_VERSION", "empty", 5}, trailing},
+		// An option whose value does not parse starts the next event.
+		{[]any{"EMAPPEND", key, "s", "e", "EXPECTED_VERSION", "nope"}, "INVALIDARG strict versioning mode rejects EXPECTED_VERSION any"},
+		{[]any{"EMAPPEND", key, "s", "e", "EXPECTED_VERSION", "empty", "PAYLOAD", 5}, "INVALIDARG unexpected number: expected event name"},
+		{[]any{"EMAPPEND", key, "s", "e", "EXPECTED_VERSION", "empty", "PARTITION_KEY"}, "INVALIDARG unexpected end of input: expected event name"},
+		{[]any{"EMAPPEND", key, 5}, "INVALIDARG unexpected number: expected stream id"},
+		{[]any{"EMAPPEND", key}, "INVALIDARG unexpected end of input: expected stream id"},
+		{[]any{"EMAPPEND", "nope"}, "INVALIDARG invalid partition key"},
+		{[]any{"EMAPPEND", key, "s", "e", "EXPECTED_VERSION", "empty", "EVENT_ID", uuid.Nil.String()},
+			"INVALIDARG the event id must embed the partition hash"},
+		{[]any{"EMAPPEND", key, "s", "e", "EXPECTED_VERSION", "empty", "TIMESTAMP", "18446744073710"},
+			"INVALIDARG invalid timestamp format: expected milliseconds, got nanoseconds"},
+	} {
+		wantError(t, c.do(tt.args...), tt.want)
+	}
+	wantNull(t, c.do("ESVER", "s", "PARTITION_KEY", key))
+}
+
+// TestNilEventIDAccepted: the nil UUID is an event id like any other; it is
+// accepted where its partition hash (0) matches the key's.
+func TestNilEventIDAccepted(t *testing.T) {
+	srv := embedded.RunT(t)
+	c := dial(t, srv)
+	key := sierradb.WithPartitionHash(uuid.New(), 0)
+	v := c.do("EMAPPEND", key.String(), "n", "e", "EXPECTED_VERSION", "empty", "EVENT_ID", uuid.Nil.String(), "PAYLOAD", "nil")
+	if v.Type != resp3.Map {
+		t.Fatalf("EMAPPEND with the nil id under a hash-0 key: %s", v)
+	}
+	e := c.do("EGET", uuid.Nil.String())
+	if getStr(t, e, "event_id") != uuid.Nil.String() || getStr(t, e, "payload") != "nil" {
+		t.Fatalf("EGET nil: %s", e)
 	}
 }

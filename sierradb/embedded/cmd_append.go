@@ -9,64 +9,97 @@ import (
 	"github.com/esmill/esmill/sierradb/internal/resp3"
 )
 
-// Option keywords of EAPPEND and EMAPPEND, and the names their repeat errors
-// use.
-var eventOptions = map[string]string{
-	"EVENT_ID":         "event id",
-	"PARTITION_KEY":    "partition key",
-	"EXPECTED_VERSION": "expected version",
-	"TIMESTAMP":        "timestamp",
-	"PAYLOAD":          "payload",
-	"METADATA":         "metadata",
-}
+// What SierraDB's parser expects where the options of an event end and the
+// request does not.
+const (
+	eappendOptions  = "EVENT_ID, PARTITION_KEY, EXPECTED_VERSION, TIMESTAMP, PAYLOAD, METADATA"
+	emappendOptions = "stream id, event name, EVENT_ID, EXPECTED_VERSION, TIMESTAMP, PAYLOAD, METADATA"
+)
 
-// parseEventOptions reads the options of one event while the next argument
-// is one of them. withKey allows PARTITION_KEY (EAPPEND only); for EMAPPEND
-// any other token ends the event. It returns the partition key if given.
+// parseEventOptions reads the options after an event's name the way
+// SierraDB's parser does. An option is taken only when its keyword is
+// followed by a value that parses; otherwise the options end at the keyword
+// (EAPPEND then fails on it, EMAPPEND starts its next event there). A
+// repeated option fails unless the earlier value equals the default
+// (EXPECTED_VERSION any, an empty PAYLOAD or METADATA): SierraDB detects
+// repeats that way, and the later value wins. withKey allows PARTITION_KEY
+// (EAPPEND only); the key is returned if given.
 func parseEventOptions(a *args, ev *newEvent, withKey bool) (*uuid.UUID, error) {
-	seen := make(map[string]bool, 6)
 	var key *uuid.UUID
-	for a.more() {
-		v := a.v[a.i]
-		kw := ""
-		if isString(v) {
-			kw = strings.ToUpper(string(v.Str))
+	for ; a.i+1 < len(a.v); a.i += 2 {
+		kw, ok := keywordOf(a.v[a.i])
+		if !ok {
+			return key, nil
 		}
-		what, isOpt := eventOptions[kw]
-		if !isOpt || (kw == "PARTITION_KEY" && !withKey) {
-			if withKey {
-				return nil, a.end()
-			}
-			return key, nil // the next event starts here
-		}
-		a.i++
-		if seen[kw] {
-			return nil, alreadySpecified(what)
-		}
-		seen[kw] = true
-		var err error
+		val := a.v[a.i+1]
 		switch kw {
 		case "EVENT_ID":
-			ev.id, err = a.uuidArg("event id")
+			id, ok := uuidValue(val)
+			if !ok {
+				return key, nil
+			}
+			if ev.hasID {
+				return nil, alreadySpecified("event id")
+			}
+			ev.id, ev.hasID = id, true
 		case "PARTITION_KEY":
-			var k uuid.UUID
-			k, err = a.uuidArg("partition key")
+			k, ok := uuidValue(val)
+			if !withKey || !ok {
+				return key, nil
+			}
+			if key != nil {
+				return nil, alreadySpecified("partition key")
+			}
 			key = &k
 		case "EXPECTED_VERSION":
-			ev.expected, err = a.expectedVersion()
+			e, ok := expectedVersionValue(val)
+			if !ok {
+				return key, nil
+			}
+			if !ev.expected.IsAny() {
+				return nil, alreadySpecified("expected version")
+			}
+			ev.expected = e
 		case "TIMESTAMP":
-			ev.tsNanos, err = a.timestampNanos()
-			ev.hasTS = true
-		case "PAYLOAD":
-			ev.payload, err = a.bytes("payload")
-		case "METADATA":
-			ev.metadata, err = a.bytes("metadata")
-		}
-		if err != nil {
-			return nil, err
+			ms, ok := numberValue(val)
+			if !ok {
+				return key, nil
+			}
+			if ev.hasTS {
+				return nil, alreadySpecified("timestamp")
+			}
+			ev.tsMillis, ev.hasTS = ms, true
+		case "PAYLOAD", "METADATA":
+			b, ok := dataValue(val)
+			if !ok {
+				return key, nil
+			}
+			dst := &ev.payload
+			if kw == "METADATA" {
+				dst = &ev.metadata
+			}
+			if len(*dst) > 0 {
+				return nil, alreadySpecified(strings.ToLower(kw))
+			}
+			*dst = b
+		default:
+			return key, nil
 		}
 	}
 	return key, nil
+}
+
+// checkTimestamp converts TIMESTAMP's milliseconds to nanoseconds as
+// SierraDB does, rejecting a product that overflows 64 bits.
+func checkTimestamp(ev *newEvent) error {
+	if !ev.hasTS {
+		return nil
+	}
+	if ev.tsMillis > ^uint64(0)/1_000_000 {
+		return cmdError(msgTimestampFormat)
+	}
+	ev.tsNanos = ev.tsMillis * 1_000_000
+	return nil
 }
 
 // checkStrict applies strict versioning: any (also when omitted) and exists
@@ -100,7 +133,13 @@ func cmdEappend(c *conn, a *args) error {
 	if err != nil {
 		return err
 	}
+	if err := a.trailing(eappendOptions); err != nil {
+		return err
+	}
 	if err := c.srv.checkStrict(ev.expected); err != nil {
+		return err
+	}
+	if err := checkTimestamp(&ev); err != nil {
 		return err
 	}
 	key := sierradb.StreamPartitionKey(sid)
@@ -139,7 +178,19 @@ func cmdEmappend(c *conn, a *args) error {
 		return err
 	}
 	var evs []newEvent
-	for len(evs) == 0 || a.more() {
+	for {
+		// An event starts at a text argument; anything else ends the
+		// events (and then the request must end).
+		if len(evs) > 0 && a.more() {
+			if _, ok := textValue(a.v[a.i]); !ok {
+				if err := a.trailing(emappendOptions); err != nil {
+					return err
+				}
+			}
+		}
+		if len(evs) > 0 && !a.more() {
+			break
+		}
 		sid, err := a.streamID()
 		if err != nil {
 			return err
@@ -156,6 +207,11 @@ func cmdEmappend(c *conn, a *args) error {
 	}
 	for _, ev := range evs {
 		if err := c.srv.checkStrict(ev.expected); err != nil {
+			return err
+		}
+	}
+	for i := range evs {
+		if err := checkTimestamp(&evs[i]); err != nil {
 			return err
 		}
 	}

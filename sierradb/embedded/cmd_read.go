@@ -1,8 +1,6 @@
 package embedded
 
 import (
-	"github.com/google/uuid"
-
 	"github.com/esmill/esmill/sierradb"
 	"github.com/esmill/esmill/sierradb/internal/resp3"
 )
@@ -19,7 +17,10 @@ func cmdEget(c *conn, a *args) error {
 	if err := a.end(); err != nil {
 		return err
 	}
-	e := c.srv.store.eventByID(id)
+	e, err := c.srv.store.eventByID(id)
+	if err != nil {
+		return err
+	}
 	c.srv.countRead(e != nil)
 	c.write(func(w *resp3.Writer) {
 		if e == nil {
@@ -39,20 +40,6 @@ func (s *Server) countRead(found bool) {
 	}
 }
 
-// streamKeyOption reads an optional PARTITION_KEY; seen tracks repeats.
-func streamKeyOption(a *args, key *uuid.UUID, seen *bool) error {
-	if *seen {
-		return alreadySpecified("partition key")
-	}
-	*seen = true
-	k, err := a.uuidArg("partition key")
-	if err != nil {
-		return err
-	}
-	*key = k
-	return nil
-}
-
 // ESCAN <stream_id> <start> <end> [PARTITION_KEY key] [COUNT n]
 //
 // Both ends are inclusive. has_more is true when COUNT events were returned
@@ -63,32 +50,56 @@ func cmdEscan(c *conn, a *args) error {
 	if err != nil {
 		return err
 	}
-	start, end, err := a.rangeArgs("version")
+	from, err := a.rangeValue()
 	if err != nil {
 		return err
 	}
+	to, err := a.rangeValue()
+	if err != nil {
+		return err
+	}
+	// Options are taken while a keyword is followed by a value that
+	// parses, as SierraDB's parser does.
 	key := sierradb.StreamPartitionKey(sid)
 	count := uint64(defaultCount)
 	var keySeen, countSeen bool
-	for a.more() {
-		switch {
-		case a.keyword("PARTITION_KEY"):
-			if err := streamKeyOption(a, &key, &keySeen); err != nil {
-				return err
+options:
+	for ; a.i+1 < len(a.v); a.i += 2 {
+		kw, _ := keywordOf(a.v[a.i])
+		switch kw {
+		case "PARTITION_KEY":
+			k, ok := uuidValue(a.v[a.i+1])
+			if !ok {
+				break options
 			}
-		case a.keyword("COUNT"):
+			if keySeen {
+				return alreadySpecified("partition key")
+			}
+			key, keySeen = k, true
+		case "COUNT":
+			n, ok := numberValue(a.v[a.i+1])
+			if !ok {
+				break options
+			}
 			if countSeen {
 				return alreadySpecified("count")
 			}
-			countSeen = true
-			if count, err = a.u64("count"); err != nil {
-				return err
-			}
+			count, countSeen = n, true
 		default:
-			return a.end()
+			break options
 		}
 	}
-	evs, latest := c.srv.store.streamRange(key, sid, start, end, count)
+	if err := a.trailing("PARTITION_KEY", "COUNT"); err != nil {
+		return err
+	}
+	start, end, err := checkRange(from, to, "version")
+	if err != nil {
+		return err
+	}
+	evs, latest, err := c.srv.store.streamRange(key, sid, start, end, count)
+	if err != nil {
+		return err
+	}
 	hasMore := false
 	if latest >= 0 {
 		hi := uint64(latest)
@@ -113,14 +124,13 @@ func cmdEsver(c *conn, a *args) error {
 		return err
 	}
 	key := sierradb.StreamPartitionKey(sid)
-	var keySeen bool
-	for a.more() {
-		if !a.keyword("PARTITION_KEY") {
-			return a.end()
-		}
-		if err := streamKeyOption(a, &key, &keySeen); err != nil {
+	if a.keyword("PARTITION_KEY") {
+		if key, err = a.uuidArg("partition key"); err != nil {
 			return err
 		}
+	}
+	if err := a.end(); err != nil {
+		return err
 	}
 	v := c.srv.store.streamLatest(key, sid)
 	c.write(func(w *resp3.Writer) { writeLatest(w, v) })
@@ -135,46 +145,50 @@ func writeLatest(w *resp3.Writer, v int64) {
 	w.WriteInt(v)
 }
 
-// partitionArg reads a partition selector and checks that the partition
-// exists.
-func (s *Server) partitionArg(a *args) (uint16, error) {
-	pid, err := a.partitionSelector(s.cfg.PartitionCount)
-	if err != nil {
-		return 0, err
-	}
-	if pid >= s.cfg.PartitionCount {
-		return 0, cmdError(msgPartitionUnavailable)
-	}
-	return pid, nil
-}
-
 // EPSCAN <partition> <start> <end> [COUNT n]
 //
 // Both ends are inclusive (the documented meaning). has_more is true iff an
 // event exists after the last one returned, whatever end is; with nothing
 // returned, iff start is at or below the latest sequence.
 func cmdEpscan(c *conn, a *args) error {
-	pid, err := c.srv.partitionArg(a)
+	pid, err := a.partitionSelector(c.srv.cfg.PartitionCount)
 	if err != nil {
 		return err
 	}
-	start, end, err := a.rangeArgs("sequence")
+	from, err := a.rangeValue()
+	if err != nil {
+		return err
+	}
+	to, err := a.rangeValue()
 	if err != nil {
 		return err
 	}
 	count := uint64(defaultCount)
-	if a.keyword("COUNT") {
-		if count, err = a.u64("count"); err != nil {
+	countSeen := false
+	for a.keyword("COUNT") {
+		n, err := a.u64()
+		if err != nil {
 			return err
 		}
-		if a.peekKeyword("COUNT") {
+		if countSeen {
 			return alreadySpecified("count")
 		}
+		count, countSeen = n, true
 	}
-	if err := a.end(); err != nil {
+	if err := a.trailing("COUNT", "number"); err != nil {
 		return err
 	}
-	evs, latest := c.srv.store.partitionRange(pid, start, end, count)
+	start, end, err := checkRange(from, to, "sequence")
+	if err != nil {
+		return err
+	}
+	if pid >= c.srv.cfg.PartitionCount {
+		return cmdError(msgPartitionUnavailable)
+	}
+	evs, latest, err := c.srv.store.partitionRange(pid, start, end, count)
+	if err != nil {
+		return err
+	}
 	hasMore := false
 	if latest >= 0 {
 		if len(evs) > 0 {
@@ -190,12 +204,15 @@ func cmdEpscan(c *conn, a *args) error {
 
 // EPSEQ <partition>
 func cmdEpseq(c *conn, a *args) error {
-	pid, err := c.srv.partitionArg(a)
+	pid, err := a.partitionSelector(c.srv.cfg.PartitionCount)
 	if err != nil {
 		return err
 	}
 	if err := a.end(); err != nil {
 		return err
+	}
+	if pid >= c.srv.cfg.PartitionCount {
+		return cmdError(msgPartitionUnavailable)
 	}
 	v := c.srv.store.partitionLatest(pid)
 	c.write(func(w *resp3.Writer) { writeLatest(w, v) })

@@ -29,15 +29,15 @@ func cmdHello(c *conn, a *args) error {
 	if err != nil {
 		return err
 	}
-	n, ok := numberValue(v)
+	n, ok := int64Value(v)
 	if !ok {
-		return errorf(msgUnexpected, kindOf(v), "number")
+		return unexpected(v, "number")
 	}
 	if err := a.end(); err != nil {
 		return err
 	}
 	if n != 3 {
-		return errorf(msgUnsupportedVersion, strconv.FormatUint(n, 10))
+		return errorf(msgUnsupportedVersion, strconv.FormatInt(n, 10))
 	}
 	s := c.srv
 	c.write(func(w *resp3.Writer) {
@@ -54,30 +54,41 @@ func cmdHello(c *conn, a *args) error {
 	return nil
 }
 
-// INFO CACHE. The numbers are plausible, not measured: hits and misses count
-// the events the read commands found and did not find, and the cache is
-// modelled as holding every stored byte up to its capacity.
+// INFO CACHE. In directory mode the figures are those of the block cache the
+// logs are read through. In memory mode there is no cache and the numbers are
+// plausible, not measured: hits and misses count the events the read
+// commands found and did not find, and the cache is modelled as holding
+// every stored byte up to SierraDB's default capacity.
 func cmdInfo(c *conn, a *args) error {
-	if !a.more() {
-		return errorf(msgEndOfInput, "CACHE")
+	v, err := a.next("CACHE")
+	if err != nil {
+		return err
 	}
-	if !a.keyword("CACHE") {
-		return cmdError(msgUnknownSection)
+	if kw, _ := keywordOf(v); kw != "CACHE" {
+		return unexpected(v, "CACHE")
 	}
 	if err := a.end(); err != nil {
 		return err
 	}
 	s := c.srv
 	hits, misses := s.cacheHits.Load(), s.cacheMisses.Load()
-	ratio := 0.0
-	if hits+misses > 0 {
-		ratio = math.Round(float64(hits)/float64(hits+misses)*1000) / 1000
-	}
+	maxBytes := int64(cacheMaxBytes)
 	mem := min(s.store.bytes.Load(), cacheMaxBytes)
 	entries := (mem + cacheBlockSize - 1) / cacheBlockSize
 	var evictions int64
 	if b := s.store.bytes.Load(); b > cacheMaxBytes {
 		evictions = (b - cacheMaxBytes + cacheBlockSize - 1) / cacheBlockSize
+	}
+	if bc := s.store.cache; bc != nil {
+		// Directory mode: the block cache's own figures.
+		hits, misses, evictions = bc.hits.Load(), bc.misses.Load(), int64(bc.evictions.Load())
+		var n int
+		n, mem = bc.stats()
+		entries, maxBytes = int64(n), bc.max
+	}
+	ratio := 0.0
+	if hits+misses > 0 {
+		ratio = math.Round(float64(hits)/float64(hits+misses)*1000) / 1000
 	}
 	c.write(func(w *resp3.Writer) {
 		w.WriteMapHeader(8)
@@ -92,7 +103,7 @@ func cmdInfo(c *conn, a *args) error {
 		w.WriteBlobString("memory_bytes")
 		w.WriteInt(mem)
 		w.WriteBlobString("max_bytes")
-		w.WriteInt(cacheMaxBytes)
+		w.WriteInt(maxBytes)
 		w.WriteBlobString("block_size_bytes")
 		w.WriteInt(cacheBlockSize)
 		w.WriteBlobString("evictions")

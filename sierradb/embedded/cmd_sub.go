@@ -2,7 +2,6 @@ package embedded
 
 import (
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/google/uuid"
@@ -35,60 +34,44 @@ func (f *fromSpec) position(latest int64, mapped *uint64) uint64 {
 	return uint64(latest + 1)
 }
 
-// parseWindow reads WINDOW's value, at least 1.
-func parseWindow(a *args) (uint64, error) {
-	n, err := a.u64("window")
-	if err != nil {
-		return 0, err
-	}
-	if n < 1 {
-		return 0, errorf(msgMinNumber, n, 1)
-	}
-	return n, nil
-}
-
-// parseSubOptions reads [FROM ...] [WINDOW n] in any order, each once.
+// parseSubOptions reads [FROM LATEST | FROM <n> | FROM MAP ...] then
+// [WINDOW n], in that order, each at most once, as SierraDB's parser does.
 // parseMap reads the entries after FROM MAP.
 func parseSubOptions(a *args, parseMap func(*fromSpec) error) (*fromSpec, uint64, error) {
 	var from *fromSpec
 	window := uint64(defaultWindow)
-	windowSeen := false
-	for a.more() {
+	if a.keyword("FROM") {
+		from = &fromSpec{}
+		v, err := a.next("LATEST, number or MAP")
+		if err != nil {
+			return nil, 0, err
+		}
+		kw, _ := keywordOf(v)
+		n, isNumber := numberValue(v)
 		switch {
-		case a.keyword("FROM"):
-			if from != nil {
-				return nil, 0, alreadySpecified("from")
-			}
-			from = &fromSpec{}
-			switch {
-			case a.keyword("LATEST"):
-				from.latest = true
-			case a.keyword("MAP"):
-				if err := parseMap(from); err != nil {
-					return nil, 0, err
-				}
-			default:
-				n, err := a.u64("LATEST, MAP or a number")
-				if err != nil {
-					return nil, 0, err
-				}
-				from.all = &n
-			}
-		case a.keyword("WINDOW"):
-			if windowSeen {
-				return nil, 0, alreadySpecified("window")
-			}
-			windowSeen = true
-			n, err := parseWindow(a)
-			if err != nil {
+		case kw == "LATEST":
+			from.latest = true
+		case isNumber:
+			from.all = &n
+		case kw == "MAP":
+			if err := parseMap(from); err != nil {
 				return nil, 0, err
 			}
-			window = n
 		default:
-			return nil, 0, a.end()
+			return nil, 0, unexpected(v, "LATEST, number or MAP")
 		}
 	}
-	return from, window, nil
+	if a.keyword("WINDOW") {
+		n, err := a.u64()
+		if err != nil {
+			return nil, 0, err
+		}
+		if n < 1 {
+			return nil, 0, errorf(msgMinNumber, n, 1)
+		}
+		window = n
+	}
+	return from, window, a.end()
 }
 
 // ESUB <stream_id> [PARTITION_KEY key] [<stream_id> [PARTITION_KEY key]]...
@@ -102,7 +85,7 @@ func cmdEsub(c *conn, a *args) error {
 		sid string
 	}
 	var streams []sel
-	for len(streams) == 0 || (a.more() && isString(a.v[a.i]) && !a.peekKeyword("FROM") && !a.peekKeyword("WINDOW")) {
+	for len(streams) == 0 || a.more() && !a.peekKeyword("FROM") && !a.peekKeyword("WINDOW") && isText(a.v[a.i]) {
 		sid, err := a.streamID()
 		if err != nil {
 			return err
@@ -122,30 +105,30 @@ func cmdEsub(c *conn, a *args) error {
 	}
 	from, window, err := parseSubOptions(a, func(f *fromSpec) error {
 		f.streams = make(map[string]uint64)
-		for a.more() && !a.peekKeyword("WINDOW") {
+		for len(f.streams) == 0 || a.more() && !a.peekKeyword("WINDOW") && isText(a.v[a.i]) {
 			s, err := a.str("stream id version value")
 			if err != nil {
 				return err
 			}
 			i := strings.LastIndexByte(s, '=')
 			if i < 0 {
-				return errorf(msgInvalid, "stream id version value: missing `=`")
+				return cmdError(msgMissingEquals)
 			}
 			if err := checkStreamID(s[:i]); err != nil {
 				return err
 			}
 			v, ok := parseDigits(s[i+1:])
 			if !ok {
-				return errorf(msgInvalid, "stream id version number")
+				return cmdError(msgBadStreamVersion)
 			}
 			f.streams[s[:i]] = v
-		}
-		if len(f.streams) == 0 {
-			return errorf(msgEndOfInput, "stream id version value")
 		}
 		return nil
 	})
 	if err != nil {
+		return err
+	}
+	if err := c.checkSubscriptionLimit(); err != nil {
 		return err
 	}
 	st := c.srv.store
@@ -172,56 +155,55 @@ func cmdEsub(c *conn, a *args) error {
 // Partition ids at or beyond the partition count are accepted and never
 // deliver anything (SierraDB only logs such errors).
 func cmdEpsub(c *conn, a *args) error {
-	const what = "comma-separated partition ids"
+	const what = "*, partition id or comma-separated partition ids"
 	s := c.srv
 	v, err := a.next(what)
 	if err != nil {
 		return err
 	}
 	var ids []uint16
+	text, isTextArg := textValue(v)
+	n, isNumber := numberValue(v)
 	switch {
-	case isString(v) && string(v.Str) == "*":
+	case isTextArg && text == "*":
 		for p := range s.cfg.PartitionCount {
 			ids = append(ids, p)
 		}
-	case isString(v):
-		for part := range strings.SplitSeq(string(v.Str), ",") {
-			n, err := strconv.ParseUint(strings.TrimSpace(part), 10, 16)
-			if err != nil {
-				return errorf(msgUnexpected, "string", what)
+	case isNumber && n <= 0xFFFF:
+		ids = append(ids, uint16(n))
+	case isTextArg:
+		for part := range strings.SplitSeq(text, ",") {
+			n, ok := parseDigits(strings.TrimSpace(part))
+			if !ok || n > 0xFFFF {
+				return unexpected(v, what)
 			}
 			ids = append(ids, uint16(n))
 		}
 	default:
-		n, ok := numberValue(v)
-		if !ok || n > 0xFFFF {
-			return errorf(msgUnexpected, kindOf(v), what)
-		}
-		ids = append(ids, uint16(n))
+		return unexpected(v, what)
 	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
 
 	from, window, err := parseSubOptions(a, func(f *fromSpec) error {
+		// Entries are taken while they parse; the first one must.
 		f.parts = make(map[uint16]uint64)
-		for a.more() && !a.peekKeyword("WINDOW") && !a.peekKeyword("DEFAULT") {
-			e, err := a.str("partition id sequence value")
-			if err != nil {
-				return err
+		for a.more() {
+			p, seq, ok := partitionSequence(a.v[a.i])
+			if !ok {
+				break
 			}
-			ps, ss, ok := strings.Cut(e, "=")
-			p, perr := strconv.ParseUint(ps, 10, 16)
-			seq, sok := parseDigits(ss)
-			if !ok || perr != nil || !sok {
-				return errorf(msgUnexpected, "string", "partition id sequence value")
-			}
-			f.parts[uint16(p)] = seq
+			f.parts[p] = seq
+			a.i++
 		}
 		if len(f.parts) == 0 {
-			return errorf(msgEndOfInput, "partition id sequence value")
+			if !a.more() {
+				return endOfInput("partition id sequence value")
+			}
+			return unexpected(a.v[a.i], "partition id sequence value")
 		}
 		if a.keyword("DEFAULT") {
-			n, err := a.u64("default sequence")
+			n, err := a.u64()
 			if err != nil {
 				return err
 			}
@@ -230,6 +212,9 @@ func cmdEpsub(c *conn, a *args) error {
 		return nil
 	})
 	if err != nil {
+		return err
+	}
+	if err := c.checkSubscriptionLimit(); err != nil {
 		return err
 	}
 	sources := make([]*subSource, 0, len(ids))
@@ -250,13 +235,40 @@ func cmdEpsub(c *conn, a *args) error {
 	return nil
 }
 
+// checkSubscriptionLimit fails when the connection has as many
+// subscriptions as Config.MaxSubscriptionsPerConn allows.
+func (c *conn) checkSubscriptionLimit() error {
+	c.subsMu.Lock()
+	n := len(c.subs)
+	c.subsMu.Unlock()
+	if max := c.srv.cfg.MaxSubscriptionsPerConn; n >= max {
+		return errorf(msgTooManySubs, max)
+	}
+	return nil
+}
+
+// partitionSequence reads a FROM MAP entry of EPSUB: <partition>=<sequence>.
+func partitionSequence(v resp3.Value) (uint16, uint64, bool) {
+	s, ok := textValue(v)
+	if !ok {
+		return 0, 0, false
+	}
+	ps, ss, ok := strings.Cut(s, "=")
+	p, pok := parseDigits(ps)
+	seq, sok := parseDigits(ss)
+	if !ok || !pok || p > 0xFFFF || !sok {
+		return 0, 0, false
+	}
+	return uint16(p), seq, true
+}
+
 // EACK <subscription_id> <cursor>
 func cmdEack(c *conn, a *args) error {
 	id, err := a.uuidArg("subscription id")
 	if err != nil {
 		return err
 	}
-	cursor, err := a.u64("cursor")
+	cursor, err := a.u64()
 	if err != nil {
 		return err
 	}

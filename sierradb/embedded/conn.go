@@ -2,48 +2,65 @@ package embedded
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime/debug"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/esmill/esmill/sierradb/internal/resp3"
 )
 
-// requestLimits bound what one request frame may hold. A frame beyond them
+// Fixed bounds on the shape of a request frame; its memory is bounded by
+// Config.MaxFrameBytes and Config.MaxTotalFrameBytes. A frame beyond them
 // closes the connection.
-var requestLimits = resp3.Limits{
-	MaxBlobLen: 256 << 20,
-	MaxElems:   1 << 20,
-	MaxDepth:   16,
-	MaxLineLen: 64 << 10,
-}
+const (
+	maxRequestBlob  = 256 << 20
+	maxRequestElems = 1 << 20
+	maxRequestDepth = 16
+	maxRequestLine  = 64 << 10
+)
 
 // handler runs one command. It either writes exactly one reply with
 // c.write, or returns an error that the dispatcher sends as the reply.
 type handler func(c *conn, a *args) error
 
-var commands map[string]handler
-
-func init() {
-	commands = map[string]handler{
-		"EACK":     cmdEack,
-		"EAPPEND":  cmdEappend,
-		"EGET":     cmdEget,
-		"EMAPPEND": cmdEmappend,
-		"EPSCAN":   cmdEpscan,
-		"EPSEQ":    cmdEpseq,
-		"EPSUB":    cmdEpsub,
-		"ESCAN":    cmdEscan,
-		"ESUB":     cmdEsub,
-		"ESVER":    cmdEsver,
-		"HELLO":    cmdHello,
-		"INFO":     cmdInfo,
-		"PING":     cmdPing,
+// lookupCommand returns the handler of an upper-case command name.
+func lookupCommand(name string) (handler, bool) {
+	switch name {
+	case "EACK":
+		return cmdEack, true
+	case "EAPPEND":
+		return cmdEappend, true
+	case "EGET":
+		return cmdEget, true
+	case "EMAPPEND":
+		return cmdEmappend, true
+	case "EPSCAN":
+		return cmdEpscan, true
+	case "EPSEQ":
+		return cmdEpseq, true
+	case "EPSUB":
+		return cmdEpsub, true
+	case "ESCAN":
+		return cmdEscan, true
+	case "ESUB":
+		return cmdEsub, true
+	case "ESVER":
+		return cmdEsver, true
+	case "HELLO":
+		return cmdHello, true
+	case "INFO":
+		return cmdInfo, true
+	case "PING":
+		return cmdPing, true
 	}
+	return nil, false
 }
 
 // conn is one client connection. Requests are read and run one at a time by
@@ -86,19 +103,72 @@ func (c *conn) serve() {
 	defer c.srv.wg.Done()
 	defer c.srv.removeConn(c)
 	defer c.close()
-	r := resp3.NewReaderLimits(c.nc, requestLimits)
+	s := c.srv
+	r := resp3.NewReaderLimits(c.nc, resp3.Limits{
+		MaxBlobLen:    maxRequestBlob,
+		MaxElems:      maxRequestElems,
+		MaxDepth:      maxRequestDepth,
+		MaxLineLen:    maxRequestLine,
+		MaxFrameBytes: s.cfg.MaxFrameBytes,
+		Shared:        s.frameBudget,
+	})
+	defer r.Release()
 	for {
-		v, err := r.ReadValue()
-		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				c.srv.logger.Debug("closing connection", "remote", c.nc.RemoteAddr().String(), "err", err)
+		// An idle connection waits without a deadline (or IdleTimeout); a
+		// request, once begun, must arrive whole within FrameTimeout.
+		if s.cfg.IdleTimeout > 0 {
+			_ = c.nc.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		}
+		err := r.WaitFrame()
+		if err != nil && s.cfg.IdleTimeout > 0 && r.Buffered() == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			s.logger.Debug("closing an idle connection", "remote", c.nc.RemoteAddr().String(), "idle", s.cfg.IdleTimeout)
+			return
+		}
+		if err == nil {
+			_ = c.nc.SetReadDeadline(time.Now().Add(s.cfg.FrameTimeout))
+			var v resp3.Value
+			v, err = r.ReadValue()
+			_ = c.nc.SetReadDeadline(time.Time{})
+			if err == nil {
+				if !c.dispatch(v) {
+					return
+				}
+				continue
 			}
-			return
 		}
-		if !c.dispatch(v) {
-			return
-		}
+		c.readFailed(err)
+		return
 	}
+}
+
+// readFailed logs why a request could not be read and, where the client can
+// act on it, tells it before the connection closes.
+func (c *conn) readFailed(err error) {
+	s := c.srv
+	remote := c.nc.RemoteAddr().String()
+	var be *resp3.BudgetError
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.logger.Warn("closing a connection whose request did not arrive within FrameTimeout",
+			"remote", remote, "timeout", s.cfg.FrameTimeout)
+	case errors.As(err, &be):
+		text := fmt.Sprintf(msgFrameTooLarge, be.Limit)
+		if be.Shared {
+			text = fmt.Sprintf(msgFrameBudgetBusy, be.Limit)
+		}
+		s.logger.Warn("closing a connection whose request exceeds its memory budget", "remote", remote, "err", err)
+		c.writeFinal(text)
+	default:
+		s.logger.Debug("closing connection", "remote", remote, "err", err)
+	}
+}
+
+// writeFinal sends a last error reply, giving up after a second if the
+// client does not read.
+func (c *conn) writeFinal(text string) {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	c.writeError(text)
 }
 
 // dispatch runs one request. It returns false when the connection must
@@ -121,7 +191,7 @@ func (c *conn) dispatch(v resp3.Value) (ok bool) {
 		return c.writeError(msgInvalidCommandType)
 	}
 	cmd := strings.ToUpper(string(name.Str))
-	h, found := commands[cmd]
+	h, found := lookupCommand(cmd)
 	if !found {
 		return c.writeError(errorf(msgUnknownCommand, cmd).Error())
 	}

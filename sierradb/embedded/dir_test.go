@@ -21,7 +21,15 @@ func logPath(dir string, pid uint16) string {
 	return filepath.Join(dir, fmt.Sprintf("partition-%05d.log", pid))
 }
 
-// recordOffsets returns the offset of every record of a partition log.
+// The log format, as documented in format.go: a 32-byte file header, then
+// records of a 28-byte header (body length at offset 4) and a body.
+const (
+	fileHeaderSize   = 32
+	recordHeaderSize = 28
+)
+
+// recordOffsets returns the offset of every record of a partition log and
+// the offset where the last one ends.
 func recordOffsets(t testing.TB, path string) []int64 {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -29,11 +37,20 @@ func recordOffsets(t testing.TB, path string) []int64 {
 		t.Fatal(err)
 	}
 	var offs []int64
-	for off := 16; off+8 <= len(b); {
+	for off := fileHeaderSize; off+recordHeaderSize <= len(b); {
 		offs = append(offs, int64(off))
-		off += 8 + int(binary.BigEndian.Uint32(b[off:]))
+		off += recordHeaderSize + int(binary.BigEndian.Uint32(b[off+4:]))
 	}
 	return offs
+}
+
+func fileSize(t testing.TB, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
 }
 
 func startDir(t testing.TB, dir string, count uint16) *embedded.Server {
@@ -126,6 +143,8 @@ func TestDirLocked(t *testing.T) {
 	}
 }
 
+// TestDirTornTail: what a crash during the last write leaves (an incomplete
+// header, a record shorter than its header says, zeros) is cut off.
 func TestDirTornTail(t *testing.T) {
 	pid := sierradb.PartitionID(sierradb.StreamPartitionKey("s"), 4)
 	tests := []struct {
@@ -134,11 +153,10 @@ func TestDirTornTail(t *testing.T) {
 		keep   int // events of stream s that survive
 	}{
 		{"truncated mid-record", func(t *testing.T, path string, offs []int64) {
-			truncate(t, path, offs[4]+20)
+			truncate(t, path, offs[4]+recordHeaderSize+20)
 		}, 4},
-		{"truncated mid-record with garbage after", func(t *testing.T, path string, offs []int64) {
-			truncate(t, path, offs[4]+20)
-			appendBytes(t, path, []byte("\x13garbage garbage garbage garbage garbage garbage garbage garbage garbage"))
+		{"truncated right after a record header", func(t *testing.T, path string, offs []int64) {
+			truncate(t, path, offs[4]+recordHeaderSize)
 		}, 4},
 		{"truncated inside a record header", func(t *testing.T, path string, offs []int64) {
 			truncate(t, path, offs[4]+3)
@@ -146,12 +164,6 @@ func TestDirTornTail(t *testing.T) {
 		{"zeros after the last record", func(t *testing.T, path string, offs []int64) {
 			appendBytes(t, path, make([]byte, 4096))
 		}, 5},
-		{"garbage after the last record", func(t *testing.T, path string, offs []int64) {
-			appendBytes(t, path, []byte("\xff\xff\xff\xffxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"))
-		}, 5},
-		{"last record checksum mismatch", func(t *testing.T, path string, offs []int64) {
-			flipByte(t, path, offs[4]+40)
-		}, 4},
 		{"truncated inside the file header", func(t *testing.T, path string, offs []int64) {
 			truncate(t, path, 10)
 		}, 0},
@@ -163,7 +175,10 @@ func TestDirTornTail(t *testing.T) {
 			seedStream(t, srv, "s", 5)
 			srv.Close()
 			path := logPath(dir, pid)
-			tt.damage(t, path, recordOffsets(t, path))
+			offs := recordOffsets(t, path)
+			size := fileSize(t, path)
+			tt.damage(t, path, offs)
+			damaged := fileSize(t, path)
 
 			srv = startDir(t, dir, 4)
 			got := srv.Stream("s")
@@ -174,6 +189,15 @@ func TestDirTornTail(t *testing.T) {
 				if string(e.Payload) != "payload-"+strconv.Itoa(i) || e.StreamVersion != uint64(i) {
 					t.Fatalf("event %d: %+v", i, e)
 				}
+			}
+			rec := srv.Recovery()
+			if damaged == size {
+				if len(rec) != 0 {
+					t.Fatalf("Recovery = %v for an intact log", rec)
+				}
+			} else if len(rec) != 1 || rec[0].Kind != embedded.TornTail || rec[0].Path != path || !rec[0].Complete ||
+				rec[0].Bytes != damaged-max(rec[0].Offset, 0) || rec[0].SavedTo != "" {
+				t.Fatalf("Recovery = %+v", rec)
 			}
 			// The tail was cut away: new appends land after the kept
 			// events and survive another restart.
@@ -187,27 +211,58 @@ func TestDirTornTail(t *testing.T) {
 			if n := len(srv.Partition(pid)); n != tt.keep+2 {
 				t.Fatalf("partition has %d events, want %d", n, tt.keep+2)
 			}
+			if rec := srv.Recovery(); len(rec) != 0 {
+				t.Fatalf("second restart: Recovery = %v", rec)
+			}
 		})
 	}
 }
 
-func TestDirCorruptionInTheMiddle(t *testing.T) {
+// TestDirCorruption: damage that a crash cannot leave refuses to open, with
+// the file and the offset of the damage.
+func TestDirCorruption(t *testing.T) {
 	pid := sierradb.PartitionID(sierradb.StreamPartitionKey("s"), 4)
 	tests := []struct {
 		name   string
-		damage func(t *testing.T, path string, offs []int64)
+		damage func(t *testing.T, path string, offs []int64) int64 // returns the offset to report
 	}{
-		{"checksum mismatch on an early record", func(t *testing.T, path string, offs []int64) {
+		{"checksum mismatch on an early record", func(t *testing.T, path string, offs []int64) int64 {
 			flipByte(t, path, offs[1]+60)
+			return offs[1]
 		}},
-		{"corrupt length field", func(t *testing.T, path string, offs []int64) {
-			flipByte(t, path, offs[2])
+		{"checksum mismatch on the last record", func(t *testing.T, path string, offs []int64) int64 {
+			flipByte(t, path, offs[4]+recordHeaderSize+5)
+			return offs[4]
 		}},
-		{"zeroed record in the middle", func(t *testing.T, path string, offs []int64) {
+		{"corrupt length field", func(t *testing.T, path string, offs []int64) int64 {
+			flipByte(t, path, offs[2]+5)
+			return offs[2]
+		}},
+		{"corrupt length field of the last record", func(t *testing.T, path string, offs []int64) int64 {
+			flipByte(t, path, offs[4]+7)
+			return offs[4]
+		}},
+		{"zeroed record in the middle", func(t *testing.T, path string, offs []int64) int64 {
 			zero(t, path, offs[2], offs[3])
+			return offs[2]
 		}},
-		{"bad magic", func(t *testing.T, path string, offs []int64) {
+		{"garbage after the last record", func(t *testing.T, path string, offs []int64) int64 {
+			end := fileSize(t, path)
+			appendBytes(t, path, []byte("\xff\xff\xff\xffxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"))
+			return end
+		}},
+		{"cut record header followed by garbage", func(t *testing.T, path string, offs []int64) int64 {
+			truncate(t, path, offs[4]+20)
+			appendBytes(t, path, []byte("\x13garbage garbage garbage garbage garbage garbage garbage"))
+			return offs[4]
+		}},
+		{"bad magic", func(t *testing.T, path string, offs []int64) int64 {
 			flipByte(t, path, 0)
+			return 0
+		}},
+		{"bad salt", func(t *testing.T, path string, offs []int64) int64 {
+			flipByte(t, path, 20)
+			return 0
 		}},
 	}
 	for _, tt := range tests {
@@ -217,11 +272,20 @@ func TestDirCorruptionInTheMiddle(t *testing.T) {
 			seedStream(t, srv, "s", 5)
 			srv.Close()
 			path := logPath(dir, pid)
-			tt.damage(t, path, recordOffsets(t, path))
-			_, err := embedded.Start(embedded.Config{Dir: dir, PartitionCount: 4})
+			before, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			off := tt.damage(t, path, recordOffsets(t, path))
+			damaged, _ := os.ReadFile(path)
+			_, err = embedded.Start(embedded.Config{Dir: dir, PartitionCount: 4})
 			var ce *embedded.CorruptLogError
-			if !errors.Is(err, embedded.ErrCorruptLog) || !errors.As(err, &ce) || ce.Path != path {
-				t.Fatalf("Start = %v, want a CorruptLogError for %s", err, path)
+			if !errors.Is(err, embedded.ErrCorruptLog) || !errors.As(err, &ce) || ce.Path != path || ce.Offset != off {
+				t.Fatalf("Start = %v, want a CorruptLogError for %s at offset %d", err, path, off)
+			}
+			// Nothing was changed on disk.
+			if after, _ := os.ReadFile(path); !reflect.DeepEqual(after, damaged) || len(before) == 0 {
+				t.Fatal("a refused log was modified")
 			}
 		})
 	}

@@ -58,6 +58,7 @@ func toNewEvent(e sierradb.NewEvent) (newEvent, error) {
 		streamID: e.StreamID,
 		name:     e.Name,
 		id:       e.ID,
+		hasID:    e.ID != uuid.Nil,
 		expected: e.ExpectedVersion,
 		payload:  cloneBytes(e.Payload),
 		metadata: cloneBytes(e.Metadata),
@@ -118,7 +119,10 @@ func (s *Server) Stream(streamID string) []sierradb.Event {
 func (s *Server) StreamWithKey(partitionKey uuid.UUID, streamID string) []sierradb.Event {
 	var out []sierradb.Event
 	for from := uint64(0); ; {
-		evs := s.store.fetchStream(partitionKey, streamID, from, 1024, nil)
+		evs, err := s.store.fetchStream(partitionKey, streamID, from, 1024, nil)
+		if err != nil {
+			return out // logged by the store
+		}
 		for _, e := range evs {
 			out = append(out, e.public())
 		}
@@ -137,7 +141,10 @@ func (s *Server) Partition(id uint16) []sierradb.Event {
 	}
 	var out []sierradb.Event
 	for from := uint64(0); ; {
-		evs := s.store.fetchPartition(id, from, 1024, nil)
+		evs, err := s.store.fetchPartition(id, from, 1024, nil)
+		if err != nil {
+			return out // logged by the store
+		}
 		for _, e := range evs {
 			out = append(out, e.public())
 		}
@@ -152,8 +159,8 @@ func (s *Server) Partition(id uint16) []sierradb.Event {
 // were stored with one id (SierraDB does not reject duplicate EVENT_IDs), the
 // most recent one is returned.
 func (s *Server) Event(id uuid.UUID) (sierradb.Event, bool) {
-	e := s.store.eventByID(id)
-	if e == nil {
+	e, err := s.store.eventByID(id)
+	if e == nil || err != nil {
 		return sierradb.Event{}, false
 	}
 	return e.public(), true

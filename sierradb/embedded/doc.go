@@ -19,9 +19,19 @@
 // With Config.Dir set, each partition has an append-only log in that
 // directory. Every transaction (one EAPPEND or EMAPPEND) is one checksummed
 // record, fsynced before the reply, so every acknowledged append survives a
-// crash. On start the logs are replayed; a torn tail left by a crash is cut
-// away and logged, while damage followed by valid data fails [Start] with a
-// [*CorruptLogError] rather than dropping acknowledged events.
+// crash. Payloads stay on disk and are read through a block cache of
+// Config.CacheBytes; memory holds a compact index. On start every record is
+// checked: a torn tail left by a crash is cut away and reported in
+// [Server.Recovery], while damage anywhere fails [Start] with a
+// [*CorruptLogError] naming the file and offset, unless Config.Salvage keeps
+// what precedes it and reports what was dropped.
+//
+// # Limits
+//
+// Config caps the connections, the subscriptions of a connection, the
+// decoded memory of one request and of all requests in flight, and the time
+// a request may take to arrive; going beyond a cap gives the client a clear
+// error, and the other clients keep being served.
 //
 // # Commands
 //

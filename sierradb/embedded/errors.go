@@ -11,10 +11,10 @@ import (
 	"github.com/esmill/esmill/sierradb"
 )
 
-// Error texts sent on the wire. They are identical to SierraDB 0.3.1's where
-// the protocol notes quote them; the parser texts (the ones built by the
-// helpers in args.go) only approximate the real server's combine-generated
-// messages, and share its INVALIDARG code.
+// Error texts sent on the wire, identical to SierraDB 0.3.1's. The parser
+// texts are assembled by the helpers in args.go the way SierraDB's parser
+// assembles them; the conformance suite compares them with the real
+// server's.
 const (
 	msgExpectedArray      = "expected array command"
 	msgEmptyCommand       = "empty command"
@@ -42,19 +42,27 @@ const (
 	msgSystemTime           = msgDBOpFailed + "system time is incorrect"
 	msgEventNameTooLong     = msgDBOpFailed + "event name too long"
 	msgServerClosed         = msgDBOpFailed + "server closed"
+	msgPartitionFull        = msgDBOpFailed + "partition %d is full: it holds the most events the embedded server keeps in one partition (%d)"
 
 	msgSubscriptionNotFound = "NOTFOUND subscription not found"
 	msgAckFailed            = "failed to acknowledge events"
 	msgPartitionUnavailable = "CLUSTERDOWN partition unavailable"
 	msgUnsupportedVersion   = "unsupported version %s, only 3 is supported"
 
-	// Parser texts (approximate).
+	// Resource limits of the embedded server (no equivalent on SierraDB).
+	msgTooManyConns    = "TRYAGAIN too many connections: the server allows %d (MaxConnections); close idle connections or raise the limit"
+	msgTooManySubs     = "INVALIDARG too many subscriptions on this connection: at most %d (MaxSubscriptionsPerConn); open another connection or raise the limit"
+	msgFrameTooLarge   = "INVALIDARG request too large: a request may take %d bytes once decoded (MaxFrameBytes); send smaller requests or raise the limit"
+	msgFrameBudgetBusy = "TRYAGAIN server busy: the %d bytes for requests in flight (MaxTotalFrameBytes) are in use; retry later"
+
+	// Parser texts, as SierraDB's combine-based parser words them.
 	msgAlreadySpecified = "INVALIDARG %s already specified"
 	msgEndOfInput       = "INVALIDARG unexpected end of input: expected %s"
 	msgUnexpected       = "INVALIDARG unexpected %s: expected %s"
 	msgInvalid          = "INVALIDARG invalid %s"
 	msgMinNumber        = "INVALIDARG number %d must not be less than %d"
-	msgUnknownSection   = "INVALIDARG unexpected string: expected CACHE"
+	msgMissingEquals    = "INVALIDARG missing `=` in stream id version"
+	msgBadStreamVersion = "INVALIDARG invalid stream id version number"
 	msgNoEvents         = "INVALIDARG unexpected end of input: expected stream id"
 )
 
@@ -133,11 +141,13 @@ var (
 	ErrDirLocked = errors.New("embedded: data directory in use")
 )
 
-// CorruptLogError reports damage inside a partition log that cannot be a torn
-// write at the end of the file: a bad record followed by further valid data,
-// a record whose checksum matches but whose content is wrong, or a file that
-// is not a partition log. [Start] refuses to open such a directory rather than
-// drop acknowledged events.
+// CorruptLogError reports damage inside a partition log that a crash during
+// the last write cannot leave: a full-length record that fails its checksum
+// (the last one too), a record header that fails its checksum followed by
+// anything but zeros, a record whose checksums match but whose content is
+// wrong, or a file that is not a partition log. Offset is the start of the
+// damaged record. [Start] refuses to open such a directory rather than drop
+// acknowledged events, unless Config.Salvage is set.
 type CorruptLogError struct {
 	Path   string
 	Offset int64

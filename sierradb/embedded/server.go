@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/esmill/esmill/sierradb/internal/resp3"
 )
 
 // Version is the SierraDB version the server reports in HELLO.
@@ -24,6 +26,9 @@ type Server struct {
 	ln     net.Listener
 	store  *store
 	peerID string
+
+	frameBudget *resp3.Budget // decoded request memory of all connections
+	recovery    []RecoveryAction
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -50,16 +55,18 @@ func Start(cfg Config) (*Server, error) {
 	}
 	cfg.setDefaults()
 	st := newStore(cfg.PartitionCount, cfg.Logger)
+	var recovery []RecoveryAction
 	if cfg.Dir != "" {
 		d, err := openDataDir(cfg.Dir, cfg.PartitionCount, cfg.Logger)
 		if err != nil {
 			return nil, err
 		}
-		if err := st.load(d); err != nil {
+		if recovery, err = st.openDir(d, cfg.CacheBytes, cfg.Salvage); err != nil {
 			d.close()
 			return nil, err
 		}
 	}
+	capConnections(&cfg)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		st.close()
@@ -70,17 +77,44 @@ func Start(cfg Config) (*Server, error) {
 		logger:   cfg.Logger,
 		ln:       ln,
 		store:    st,
+		recovery: recovery,
 		peerID:   newPeerID(),
-		closing:  make(chan struct{}),
-		conns:    make(map[*conn]struct{}),
-		failNext: make(map[string][]string),
-		dropNext: make(map[string]int),
+
+		frameBudget: resp3.NewBudget(cfg.MaxTotalFrameBytes),
+		closing:     make(chan struct{}),
+		conns:       make(map[*conn]struct{}),
+		failNext:    make(map[string][]string),
+		dropNext:    make(map[string]int),
 	}
 	s.wg.Add(1)
 	go s.acceptLoop()
 	s.logger.Debug("sierradb-embedded listening", "addr", s.Addr(), "dir", cfg.Dir,
 		"partitions", cfg.PartitionCount, "events", st.events.Load())
 	return s, nil
+}
+
+// capConnections lowers MaxConnections below the process's limit on open
+// files, so that a connection beyond it is refused with an error instead of
+// waiting in the listen queue while accept fails.
+func capConnections(cfg *Config) {
+	limit, ok := fileLimit()
+	if !ok {
+		return
+	}
+	reserve := uint64(64) // listener, logs, whatever else the process opens
+	if cfg.Dir != "" {
+		reserve += uint64(cfg.PartitionCount)
+	}
+	if limit > reserve && uint64(cfg.MaxConnections) <= limit-reserve {
+		return
+	}
+	capped := 1
+	if limit > reserve {
+		capped = int(limit - reserve)
+	}
+	cfg.Logger.Warn("MaxConnections lowered to fit the limit on open files (ulimit -n)",
+		"configured", cfg.MaxConnections, "effective", capped, "open_files_limit", limit)
+	cfg.MaxConnections = capped
 }
 
 // Run starts an in-memory server with the default configuration.
@@ -181,6 +215,11 @@ func (s *Server) acceptLoop() {
 			nc.Close()
 			return
 		}
+		if len(s.conns) >= s.cfg.MaxConnections {
+			s.mu.Unlock()
+			s.refuse(c)
+			continue
+		}
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
@@ -188,11 +227,25 @@ func (s *Server) acceptLoop() {
 	}
 }
 
+// refuse tells a connection beyond MaxConnections why it is closed. The
+// error is written at once: a fresh connection's send buffer is empty.
+func (s *Server) refuse(c *conn) {
+	s.logger.Warn("refusing a connection: MaxConnections reached",
+		"remote", c.nc.RemoteAddr().String(), "max", s.cfg.MaxConnections)
+	c.writeFinal(fmt.Sprintf(msgTooManyConns, s.cfg.MaxConnections))
+	c.close()
+}
+
 func (s *Server) removeConn(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
 }
+
+// Recovery returns what [Start] did to the partition logs of Config.Dir:
+// torn tails cut off and, with Config.Salvage, damaged logs cut short, each
+// with what was dropped. It is empty when every log was intact.
+func (s *Server) Recovery() []RecoveryAction { return append([]RecoveryAction(nil), s.recovery...) }
 
 // ConnectionCount returns the number of open client connections.
 func (s *Server) ConnectionCount() int {

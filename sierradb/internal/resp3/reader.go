@@ -6,7 +6,6 @@ import (
 	"io"
 	"math"
 	"math/big"
-	"slices"
 	"strconv"
 )
 
@@ -23,6 +22,19 @@ type Limits struct {
 	// MaxLineLen is the longest header or simple line, CRLF excluded.
 	// Default: 64 KiB.
 	MaxLineLen int
+	// MaxFrameBytes bounds the decoded memory of one frame: every element
+	// of an aggregate counts [ValueSize] bytes (as its slice grows), every
+	// string its bytes. A frame beyond it fails with a [*BudgetError]
+	// before the memory is allocated. Zero or less: no bound.
+	MaxFrameBytes int
+	// Shared, if set, is a budget shared with other readers: the memory of
+	// a frame beyond SharedFree bytes is reserved from it, and a frame that
+	// finds it exhausted fails with a [*BudgetError].
+	Shared *Budget
+	// SharedFree is the part of each frame not taken from Shared, so that
+	// small frames never wait on, or fail because of, the shared budget.
+	// Default: 16 KiB.
+	SharedFree int
 }
 
 // DefaultLimits are the limits a [Reader] uses for zero fields.
@@ -46,6 +58,9 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxLineLen <= 0 {
 		l.MaxLineLen = DefaultLimits.MaxLineLen
 	}
+	if l.SharedFree <= 0 {
+		l.SharedFree = 16 << 10
+	}
 	return l
 }
 
@@ -59,9 +74,11 @@ const (
 // Reader decodes RESP3 frames from a byte stream. It is not safe for
 // concurrent use.
 type Reader struct {
-	br     *bufio.Reader
-	limits Limits
-	line   []byte
+	br       *bufio.Reader
+	limits   Limits
+	line     []byte
+	used     int64 // decoded bytes charged to the current frame
+	reserved int64 // bytes of limits.Shared held for the current frame
 }
 
 // NewReader returns a Reader over r with the default limits.
@@ -86,9 +103,24 @@ func (r *Reader) Buffered() int { return r.br.Buffered() }
 //
 // A malformed frame gives a [*ProtocolError]; a stream that ends inside a
 // frame gives io.ErrUnexpectedEOF; a stream that ends between frames gives
-// io.EOF.
+// io.EOF. A frame beyond the memory limits gives a [*BudgetError].
+//
+// The memory charged to the previous frame is released first: the caller is
+// assumed to be done with it.
 func (r *Reader) ReadValue() (Value, error) {
+	r.Release()
+	if err := r.charge(ValueSize); err != nil {
+		return Value{}, err
+	}
 	return r.read(0)
+}
+
+// WaitFrame blocks until the first byte of the next frame has arrived (or
+// the stream fails). A server uses it to wait for an idle client without a
+// deadline and then give the frame itself a deadline.
+func (r *Reader) WaitFrame() error {
+	_, err := r.br.Peek(1)
+	return err
 }
 
 func (r *Reader) read(depth int) (Value, error) {
@@ -109,6 +141,9 @@ func (r *Reader) read(depth int) (Value, error) {
 		case SimpleString, SimpleError:
 			if bytes.IndexByte(rest, '\r') >= 0 {
 				return Value{}, protoErrorf("CR inside a %s", t)
+			}
+			if err := r.charge(len(rest)); err != nil {
+				return Value{}, err
 			}
 			return Value{Type: t, Str: bytes.Clone(rest)}, nil
 		case Integer:
@@ -139,6 +174,9 @@ func (r *Reader) read(depth int) (Value, error) {
 		case BigNumber:
 			if _, ok := new(big.Int).SetString(string(rest), 10); !ok {
 				return Value{}, protoErrorf("invalid big number %q", rest)
+			}
+			if err := r.charge(len(rest)); err != nil {
+				return Value{}, err
 			}
 			return Value{Type: t, Str: bytes.Clone(rest)}, nil
 		case BlobString, BlobError, Verbatim:
@@ -178,8 +216,16 @@ func (r *Reader) read(depth int) (Value, error) {
 			if t == Map || t == Attribute {
 				count *= 2
 			}
-			elems := make([]Value, 0, min(count, initialElems))
+			var elems []Value
 			for i := 0; i < count; i++ {
+				if len(elems) == cap(elems) {
+					// Grow by hand, charging the new capacity first.
+					grow := min(count-len(elems), max(cap(elems), initialElems))
+					if err := r.charge(grow * ValueSize); err != nil {
+						return Value{}, err
+					}
+					elems = append(make([]Value, 0, len(elems)+grow), elems...)
+				}
 				e, err := r.read(depth + 1)
 				if err != nil {
 					return Value{}, eofInside(err)
@@ -242,10 +288,18 @@ func (r *Reader) checkLine(line []byte) ([]byte, error) {
 // readBlob reads n bytes and the CRLF after them. Memory grows with the bytes
 // that really arrive, never with the declared length alone.
 func (r *Reader) readBlob(n int) ([]byte, error) {
-	buf := make([]byte, 0, min(n, initialBlobAlloc))
+	first := min(n, initialBlobAlloc)
+	if err := r.charge(first); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 0, first)
 	for len(buf) < n {
 		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, min(n-len(buf), max(cap(buf), initialBlobAlloc)))
+			grow := min(n-len(buf), max(cap(buf), initialBlobAlloc))
+			if err := r.charge(grow); err != nil {
+				return nil, err
+			}
+			buf = append(make([]byte, 0, len(buf)+grow), buf...)
 		}
 		m, err := r.br.Read(buf[len(buf):min(n, cap(buf))])
 		buf = buf[:len(buf)+m]
