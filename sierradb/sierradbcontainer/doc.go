@@ -25,7 +25,14 @@
 // volume finds the events of the old one.
 //
 // [RunT] and [RunEmbeddedT] start a container for one test and terminate it
-// with the test. Without a Docker engine, or without the image (nothing to
+// with the test:
+//
+//	func TestOrders(t *testing.T) {
+//		ctr := sierradbcontainer.RunT(t, sierradbcontainer.DefaultImage)
+//		client, err := ctr.Client(context.Background())
+//		...
+//	}
+// Without a Docker engine, or without the image (nothing to
 // pull it from), they skip the test with the reason, or fail it under
 // CI=true (the rule of sierradbtest.Unavailable); any other failure fails
 // the test with the container's output.

@@ -35,16 +35,3 @@ func Example() {
 	v, err := client.StreamVersion(ctx, "order-1")
 	fmt.Println(v, err)
 }
-
-// In a test, RunT skips without Docker (fails under CI=true) and terminates
-// the container when the test ends.
-func ExampleRunT() {
-	var t fakeT // a *testing.T in a real test
-	ctr := sierradbcontainer.RunT(&t, sierradbcontainer.DefaultImage)
-	if ctr == nil {
-		return // skipped
-	}
-	addr, _ := ctr.Address(context.Background())
-	client, _ := sierradb.New(sierradb.Config{Addr: addr})
-	defer client.Close()
-}
