@@ -32,6 +32,7 @@
 //		client, err := ctr.Client(context.Background())
 //		...
 //	}
+//
 // Without a Docker engine, or without the image (nothing to
 // pull it from), they skip the test with the reason, or fail it under
 // CI=true (the rule of sierradbtest.Unavailable); any other failure fails
