@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/testcontainers/testcontainers-go"
+	tclog "github.com/testcontainers/testcontainers-go/log"
 
 	"github.com/esmill/esmill/sierradb"
 	"github.com/esmill/esmill/sierradb/sierradbcontainer"
@@ -24,7 +25,6 @@ import (
 const (
 	envImage         = "ESMILL_SIERRADB_IMAGE"
 	envEmbeddedImage = "ESMILL_SIERRADB_EMBEDDED_IMAGE"
-	envCIRun         = "ESMILL_CI_RUN"
 )
 
 func TestMain(m *testing.M) {
@@ -71,10 +71,14 @@ func embeddedImage(t *testing.T) string {
 	return img
 }
 
-// labels marks the containers of one CI run, so that .ci/run can remove any
-// that a crashed test binary left behind.
-func labels() testcontainers.CustomizeRequestOption {
-	return testcontainers.WithLabels(map[string]string{"esmill.ci.run": os.Getenv(envCIRun)})
+// testOpts marks the containers of one CI run, so that .ci/run can remove
+// any that a crashed test binary left behind, and sends testcontainers' log
+// lines to the test's log.
+func testOpts(t *testing.T) testcontainers.CustomizeRequestOption {
+	return func(req *testcontainers.GenericContainerRequest) error {
+		req.Logger = tclog.TestLogger(t)
+		return testcontainers.WithLabels(map[string]string{"esmill.ci.run": os.Getenv("ESMILL_CI_RUN")})(req)
+	}
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -146,7 +150,7 @@ func wantPayloads(t *testing.T, got []string, n int) {
 func TestAppendReadSubscribe(t *testing.T) {
 	for _, f := range flavors {
 		t.Run(f.name, func(t *testing.T) {
-			ctr := f.run(t, f.image(t), sierradbcontainer.WithPartitions(8), sierradbcontainer.WithHostPort(0), labels())
+			ctr := f.run(t, f.image(t), sierradbcontainer.WithPartitions(8), sierradbcontainer.WithHostPort(0), testOpts(t))
 			c := client(t, ctr)
 			info, err := c.Hello(ctxT(t))
 			if err != nil {
@@ -204,7 +208,7 @@ func TestRestartWithVolumeKeepsData(t *testing.T) {
 			img := f.image(t)
 			volume := fmt.Sprintf("esmill-test-%s-%d", f.name, time.Now().UnixNano())
 			port := freePort(t)
-			ctr := f.run(t, img, sierradbcontainer.WithDataVolume(volume), sierradbcontainer.WithHostPort(port), labels())
+			ctr := f.run(t, img, sierradbcontainer.WithDataVolume(volume), sierradbcontainer.WithHostPort(port), testOpts(t))
 			c := client(t, ctr)
 			stream := "restart-" + f.name
 			appendN(t, c, stream, 0, 5)
@@ -226,7 +230,7 @@ func TestRestartWithVolumeKeepsData(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			again := f.run(t, img, sierradbcontainer.WithDataVolume(volume), sierradbcontainer.WithHostPort(0), labels())
+			again := f.run(t, img, sierradbcontainer.WithDataVolume(volume), sierradbcontainer.WithHostPort(0), testOpts(t))
 			t.Cleanup(func() {
 				// The volume goes with the last container.
 				if err := testcontainers.TerminateContainer(again, testcontainers.RemoveVolumes(volume)); err != nil {
@@ -253,8 +257,8 @@ func containerLogs(t *testing.T, ctr *sierradbcontainer.Container) string {
 // WithLogLevel reaches the real server; the embedded server refuses it.
 func TestLogLevel(t *testing.T) {
 	img := realImage(t)
-	quiet := sierradbcontainer.RunT(t, img, sierradbcontainer.WithLogLevel("warn"), sierradbcontainer.WithHostPort(0), labels())
-	loud := sierradbcontainer.RunT(t, img, sierradbcontainer.WithHostPort(0), labels())
+	quiet := sierradbcontainer.RunT(t, img, sierradbcontainer.WithLogLevel("warn"), sierradbcontainer.WithHostPort(0), testOpts(t))
+	loud := sierradbcontainer.RunT(t, img, sierradbcontainer.WithHostPort(0), testOpts(t))
 	if logs := containerLogs(t, loud); !strings.Contains(logs, "ready to receive connections") {
 		t.Fatalf("default log level: no INFO line in\n%s", logs)
 	}
@@ -302,7 +306,7 @@ func TestFailedStartFailsWithOutput(t *testing.T) {
 				sierradbtest.Unavailable(t, "%v", err)
 			}
 			f := &fakeT{}
-			ctr := tc.f.run(f, img, testcontainers.WithCmdArgs(tc.arg), sierradbcontainer.WithStartupTimeout(30*time.Second), labels())
+			ctr := tc.f.run(f, img, testcontainers.WithCmdArgs(tc.arg), sierradbcontainer.WithStartupTimeout(30*time.Second), testOpts(t))
 			f.done()
 			if ctr != nil || f.skipped != "" || !strings.Contains(f.failed, "before SierraDB answered") || !strings.Contains(f.failed, tc.want) {
 				t.Fatalf("container %v, skipped %q, failed %q; want a failure with the server's output", ctr, f.skipped, f.failed)
