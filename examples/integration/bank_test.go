@@ -105,13 +105,20 @@ func TestBankEndToEnd(t *testing.T) {
 		if err := s.waitConfirmed(ctx, total/3+accounts); err != nil {
 			return err
 		}
-		restart(t, svc.sierra, func() { s.down(ctx, &s.sierraDown, &s.sierraHits) })
+		if err := restart(svc.sierra, func() { s.down(ctx, &s.sierraDown, &s.sierraHits) }); err != nil {
+			return fmt.Errorf("SierraDB: %w", err)
+		}
 		if err := s.waitConfirmed(ctx, 2*total/3+accounts); err != nil {
 			return err
 		}
-		restart(t, svc.redis, func() { s.down(ctx, &s.redisDown, &s.redisHits) })
+		if err := restart(svc.redis, func() { s.down(ctx, &s.redisDown, &s.redisHits) }); err != nil {
+			return fmt.Errorf("Redis: %w", err)
+		}
 		return nil
 	}()
+	if faultErr != nil {
+		cancel() // the senders give up rather than wait for a service that is gone
+	}
 	wg.Wait()
 	// The deposits' counts, before the overdraft below.
 	sent, attempts, failures := s.sent.Load()-accounts, s.attempts.Load()-accounts, s.failures.Load()

@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -141,18 +142,18 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// restart stops a container and starts it again; Start waits until the
-// service answers again.
-func restart(t *testing.T, ctr testcontainers.Container, stopped func()) {
-	t.Helper()
+// restart stops a container and starts it again once stopped returns;
+// Start waits until the service answers again.
+func restart(ctr testcontainers.Container, stopped func()) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	timeout := 10 * time.Second
 	if err := ctr.Stop(ctx, &timeout); err != nil {
-		t.Fatalf("stop: %v", err)
+		return fmt.Errorf("stop: %w", err)
 	}
 	stopped()
 	if err := ctr.Start(ctx); err != nil {
-		t.Fatalf("start again: %v", err)
+		return fmt.Errorf("start again: %w", err)
 	}
+	return nil
 }
