@@ -3,14 +3,17 @@ package testservice
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Environment variables that steer RequirePostgres.
@@ -40,7 +43,7 @@ func postgresBinDir() (string, error) {
 	}
 	for _, b := range []string{"initdb", "postgres", "pg_isready"} {
 		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
-			return "", fmt.Errorf("no PostgreSQL binaries in %s ($%s; install Debian's postgresql-15): %w", dir, EnvPostgresBinDir, err)
+			return "", fmt.Errorf("%w: no PostgreSQL binaries in %s ($%s; install Debian's postgresql-15): %v", errNotInstalled, dir, EnvPostgresBinDir, err)
 		}
 	}
 	return dir, nil
@@ -76,7 +79,8 @@ func asPostgres(dir, bin string, args ...string) (string, []string, error) {
 
 // StartPostgres creates a cluster in a temporary directory (owned by the
 // postgres user when running as root) and starts it on a free loopback
-// port, trusting local connections. Stop it with Close.
+// port, trusting local connections. It waits until the server on that port
+// is this one (its data directory is this cluster's). Stop it with Close.
 func StartPostgres() (*PostgresServer, error) {
 	bin, err := postgresBinDir()
 	if err != nil {
@@ -97,61 +101,55 @@ func StartPostgres() (*PostgresServer, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
 	}
-	var lastErr error
-	for range 3 {
-		port, err := FreePort()
-		if err != nil {
-			return nil, err
-		}
-		name, args, err := asPostgres(dir, filepath.Join(bin, "postgres"),
-			"-D", data, "-p", strconv.Itoa(port), "-k", dir,
-			"-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200",
-			"-c", "shared_buffers=64MB", "-c", "log_min_messages=warning")
-		if err != nil {
-			return nil, err
-		}
-		proc, err := StartProcess(dir, name, args, nil)
-		if err != nil {
-			return nil, err
-		}
-		isready := filepath.Join(bin, "pg_isready")
-		err = proc.WaitReady(30*time.Second, func(ctx context.Context) error {
-			out, err := exec.CommandContext(ctx, isready, "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "postgres").CombinedOutput()
-			if err != nil {
-				return fmt.Errorf("pg_isready: %w: %s", err, out)
-			}
-			return nil
-		})
-		if err != nil {
-			proc.Kill()
-			lastErr = err
-			continue
-		}
-		return &PostgresServer{
-			DSN:  fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port),
-			Port: port, Proc: proc, dir: dir,
-		}, nil
+	name, prefix, err := asPostgres(dir, filepath.Join(bin, "postgres"))
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
 	}
-	os.RemoveAll(dir)
-	return nil, fmt.Errorf("starting postgres: %w", lastErr)
+	p, addr, err := startOnFreePort(dir, name, func(_ string, port int) []string {
+		return slices.Concat(prefix, []string{"-D", data, "-p", strconv.Itoa(port), "-k", dir,
+			"-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200",
+			"-c", "shared_buffers=64MB", "-c", "log_min_messages=warning"})
+	}, nil, 30*time.Second, func(ctx context.Context, addr string, _ *Process) error {
+		return ownPostgres(ctx, postgresDSN(addr), data)
+	})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("starting postgres: %w", err)
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(port)
+	return &PostgresServer{DSN: postgresDSN(addr), Port: n, Proc: p, dir: dir}, nil
+}
+
+func postgresDSN(addr string) string {
+	return fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", addr)
+}
+
+// ownPostgres checks that the server behind dsn runs on the data directory
+// data: the cluster started here.
+func ownPostgres(ctx context.Context, dsn, data string) error {
+	var got string
+	if err := pgQuery(ctx, dsn, &got); err != nil {
+		return err
+	}
+	if filepath.Clean(got) != filepath.Clean(data) {
+		return fmt.Errorf("the PostgreSQL at %s runs on %s, not on the cluster started here (%s)", dsn, got, data)
+	}
+	return nil
 }
 
 // Close stops the server with a fast shutdown (SIGINT), kills it if it
 // lingers, and removes its directory.
 func (s *PostgresServer) Close() {
-	syscall.Kill(-s.Proc.Pid(), syscall.SIGINT)
-	select {
-	case <-s.Proc.Exited():
-	case <-time.After(10 * time.Second):
-		s.Proc.Kill()
-	}
+	s.Proc.StopInterrupt(10 * time.Second)
 	os.RemoveAll(s.dir)
 }
 
 // RequirePostgres returns the DSN of a PostgreSQL for t: POSTGRES_DSN, or a
 // throwaway cluster started for this test binary (stopped by Main). Tests
 // share it: give each its own schema or tables. Without the binaries, t is
-// skipped, or failed under CI=true.
+// skipped, or failed under CI=true; binaries that fail to start fail t.
 func RequirePostgres(t testing.TB) string {
 	t.Helper()
 	if dsn := os.Getenv(EnvPostgresDSN); dsn != "" {
@@ -165,7 +163,17 @@ func RequirePostgres(t testing.TB) string {
 		return s.DSN, s.Close, nil
 	})
 	if err != nil {
-		unavailable(t, "PostgreSQL: %v", err)
+		require(t, "PostgreSQL", err)
 	}
 	return dsn
+}
+
+// pgQuery reads the data directory of the server behind dsn.
+func pgQuery(ctx context.Context, dsn string, dir *string) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	return conn.QueryRow(ctx, "SHOW data_directory").Scan(dir)
 }

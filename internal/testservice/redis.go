@@ -6,8 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/esmill/esmill/internal/proc"
 )
 
 // EnvRedisAddr points the tests at a running Redis instead of starting one.
@@ -20,27 +23,46 @@ type RedisServer struct {
 }
 
 // StartRedis starts redis-server on a free loopback port, without
-// persistence, and waits until it answers PING.
+// persistence, and waits until the server on that port is this one: it
+// answers HELLO as Redis and INFO gives this process's id.
 func StartRedis() (*RedisServer, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		return nil, fmt.Errorf("no redis-server on PATH (install Debian's redis-server): %w", err)
+		return nil, fmt.Errorf("%w: no redis-server on PATH (install Debian's redis-server): %v", errNotInstalled, err)
 	}
 	dir, err := os.MkdirTemp("", "esmill-redis-")
 	if err != nil {
 		return nil, err
 	}
-	proc, addr, err := startOnFreePort(dir, bin, func(_ string, port int) []string {
+	p, addr, err := startOnFreePort(dir, bin, func(_ string, port int) []string {
 		return []string{
 			"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no",
 			"--dir", dir, "--protected-mode", "yes",
 		}
-	}, nil, 15*time.Second, pingRedis)
+	}, nil, 15*time.Second, ownRedis)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("starting redis-server: %w", err)
 	}
-	return &RedisServer{Addr: addr, Proc: proc}, nil
+	return &RedisServer{Addr: addr, Proc: p}, nil
+}
+
+// ownRedis checks that the server at addr is Redis and is process p.
+func ownRedis(ctx context.Context, addr string, p *Process) error {
+	if err := proc.CheckHello(addr, "redis")(ctx); err != nil {
+		return err
+	}
+	info, err := proc.Do(ctx, addr, "INFO", "server")
+	if err != nil {
+		return err
+	}
+	want := "process_id:" + strconv.Itoa(p.Pid())
+	for line := range strings.SplitSeq(info, "\n") {
+		if strings.TrimSpace(line) == want {
+			return nil
+		}
+	}
+	return fmt.Errorf("the Redis at %s is not the one started here (pid %d)", addr, p.Pid())
 }
 
 // Close stops the server and removes its directory.
@@ -49,14 +71,18 @@ func (s *RedisServer) Close() {
 	os.RemoveAll(s.Proc.Dir)
 }
 
-func pingRedis(ctx context.Context, addr string) error { return pingLine(ctx, addr, "PING\r\n") }
-
-// RequireRedis returns the address of a Redis for t: REDIS_ADDR, or one
-// started for this test binary (stopped by Main). Without redis-server, t is
-// skipped, or failed under CI=true.
+// RequireRedis returns the address of a Redis for t: REDIS_ADDR (checked to
+// answer HELLO as Redis), or one started for this test binary (stopped by
+// Main). Without redis-server, t is skipped, or failed under CI=true; a
+// redis-server that fails to start fails t.
 func RequireRedis(t testing.TB) string {
 	t.Helper()
 	if addr := os.Getenv(EnvRedisAddr); addr != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := proc.CheckHello(addr, "redis")(ctx); err != nil {
+			t.Fatalf("$%s=%s: %v", EnvRedisAddr, addr, err)
+		}
 		return addr
 	}
 	addr, err := shared("redis", func() (string, func(), error) {
@@ -67,7 +93,7 @@ func RequireRedis(t testing.TB) string {
 		return s.Addr, s.Close, nil
 	})
 	if err != nil {
-		unavailable(t, "Redis: %v", err)
+		require(t, "Redis", err)
 	}
 	return addr
 }

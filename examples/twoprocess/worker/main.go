@@ -138,7 +138,9 @@ func run(ctx context.Context, sierraAddr, redisAddr, pgDSN string, partitions in
 	}
 	// Several workers may run the projection: the store's guard lets one
 	// advance it, and a worker that loses the race stands by and tries
-	// again later.
+	// again later. A projection stopped by an outage (SierraDB or
+	// PostgreSQL restarting) is started again from its checkpoints too,
+	// rather than taking the worker down.
 	project := func(ctx context.Context) error {
 		for {
 			p, err := newProjection()
@@ -146,10 +148,14 @@ func run(ctx context.Context, sierraAddr, redisAddr, pgDSN string, partitions in
 				return err
 			}
 			err = p.Run(ctx)
-			if !errors.Is(err, readmodel.ErrCheckpointConflict) {
+			switch {
+			case ctx.Err() != nil:
 				return err
+			case errors.Is(err, readmodel.ErrCheckpointConflict):
+				logger.Info("another worker runs the projection; standing by")
+			default:
+				logger.Warn("projection stopped; starting it again", "error", err)
 			}
-			logger.Info("another worker runs the projection; standing by")
 			select {
 			case <-ctx.Done():
 				return ctx.Err()

@@ -9,7 +9,6 @@ package ferret
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/esmill/esmill/internal/testservice"
 )
@@ -75,13 +78,8 @@ func Start() (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		err = proc.WaitReady(30*time.Second, func(ctx context.Context) error {
-			var d net.Dialer
-			c, err := d.DialContext(ctx, "tcp", addr)
-			if err == nil {
-				c.Close()
-			}
-			return err
+		err = proc.WaitReady(context.Background(), 30*time.Second, func(ctx context.Context) error {
+			return ownFerret(ctx, addr, proc.Pid())
 		})
 		if err != nil {
 			proc.Kill()
@@ -92,6 +90,29 @@ func Start() (*Server, error) {
 	}
 	os.RemoveAll(dir)
 	return nil, fmt.Errorf("starting ferretserver: %w", lastErr)
+}
+
+// ownFerret checks that the server at addr speaks the MongoDB protocol and
+// is process pid (serverStatus reports the pid of the FerretDB process): the
+// server started here, not another one that took the port.
+func ownFerret(ctx context.Context, addr string, pid int) error {
+	c, err := mongo.Connect(options.Client().ApplyURI("mongodb://" + addr + "/").
+		SetServerSelectionTimeout(time.Second).SetDirect(true))
+	if err != nil {
+		return err
+	}
+	defer c.Disconnect(context.Background())
+	var status struct {
+		PID     int64  `bson:"pid"`
+		Process string `bson:"process"`
+	}
+	if err := c.Database("admin").RunCommand(ctx, bson.D{{Key: "serverStatus", Value: 1}}).Decode(&status); err != nil {
+		return err
+	}
+	if status.PID != int64(pid) {
+		return fmt.Errorf("the server at %s is process %d (%s), not the FerretDB started here (pid %d)", addr, status.PID, status.Process, pid)
+	}
+	return nil
 }
 
 // Close stops the server and removes its data.
