@@ -18,6 +18,10 @@ import (
 	"github.com/esmill/esmill/lease/leasetest"
 )
 
+// childEnv makes the test binary a child process of
+// TestMultiProcessExclusive (Linux only).
+const childEnv = "ESMILL_LEASE_CHILD"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(childMain())

@@ -28,7 +28,6 @@ import (
 // The child side of TestMultiProcessExclusive: a process that joins a
 // group and, while it holds a partition, writes a line per 5ms of work
 // ("<partition> <token> <unix nanos> <instance>") to its log.
-const childEnv = "ESMILL_LEASE_CHILD"
 
 func childMain() int {
 	args := strings.Split(os.Getenv(childEnv), ",") // addr, prefix, group, instance, partitions, log
