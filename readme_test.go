@@ -38,21 +38,29 @@ func dedent(s string) string {
 	return strings.TrimRight(strings.Join(lines, "\n"), "\n") + "\n"
 }
 
-// Every Go block of the README is code that readme_example_test.go compiles
-// and runs, word for word: change one, and this test says which.
+// snippetFiles hold the README's Go blocks, in README order: the root
+// module's, then the container module's (which may import testcontainers-go).
+var snippetFiles = []string{"readme_example_test.go", "sierradb/sierradbcontainer/readme_example_test.go"}
+
+// Every Go block of the README is code that the snippet files compile and
+// run, word for word: change one, and this test says which.
 func TestReadmeSnippets(t *testing.T) {
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, err := os.ReadFile("readme_example_test.go")
-	if err != nil {
-		t.Fatal(err)
+	var code []byte
+	for _, f := range snippetFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code = append(code, b...)
 	}
 	blocks := readmeGoBlock.FindAllStringSubmatch(string(readme), -1)
 	snippets := testedSnippet.FindAllStringSubmatch(string(code), -1)
 	if len(blocks) == 0 || len(blocks) != len(snippets) {
-		t.Fatalf("README.md has %d Go blocks, readme_example_test.go %d tested snippets", len(blocks), len(snippets))
+		t.Fatalf("README.md has %d Go blocks, %v %d tested snippets", len(blocks), snippetFiles, len(snippets))
 	}
 	for i := range blocks {
 		want, got := dedent(snippets[i][1]), dedent(blocks[i][1])
