@@ -49,34 +49,41 @@ func (f *forwarder) accept() {
 			return
 		}
 		f.mu.Lock()
-		blocked := f.blocked
-		f.mu.Unlock()
-		if blocked {
-			c.Close()
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
-		up, err := dialIn(ctx, f.netns, f.target)
-		cancel()
-		if err != nil {
-			// The node is down: the client sees its connection closed at once.
-			c.Close()
-			continue
-		}
-		f.mu.Lock()
 		if f.closed || f.blocked {
 			f.mu.Unlock()
 			c.Close()
-			up.Close()
 			continue
 		}
-		f.conns[c] = struct{}{}
-		f.conns[up] = struct{}{}
-		f.wg.Add(2)
+		f.wg.Add(1)
 		f.mu.Unlock()
-		go f.pipe(c, up)
-		go f.pipe(up, c)
+		go f.connect(c)
 	}
+}
+
+// connect dials the node for client connection c and starts the pipes.
+func (f *forwarder) connect(c net.Conn) {
+	defer f.wg.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+	up, err := dialIn(ctx, f.netns, f.target)
+	cancel()
+	if err != nil {
+		// The node is down: the client sees its connection closed at once.
+		c.Close()
+		return
+	}
+	f.mu.Lock()
+	if f.closed || f.blocked {
+		f.mu.Unlock()
+		c.Close()
+		up.Close()
+		return
+	}
+	f.conns[c] = struct{}{}
+	f.conns[up] = struct{}{}
+	f.wg.Add(2)
+	f.mu.Unlock()
+	go f.pipe(c, up)
+	go f.pipe(up, c)
 }
 
 func (f *forwarder) pipe(dst, src net.Conn) {

@@ -41,6 +41,7 @@ type Node struct {
 	waitErr  error
 	starts   int
 	cut      bool
+	blocked  []string // IPs whose traffic BlockPeer drops
 	startLog int64 // size of the log when the current process started
 }
 
@@ -181,13 +182,19 @@ func (n *Node) Stop(timeout time.Duration) error {
 
 // Restart starts the node again on the same data directory (it must be
 // stopped) and waits until the whole cluster has formed again, bounded by
-// ctx.
+// ctx. A node that does not join within 10 s is started again (see
+// Cluster.Rejoins).
 func (n *Node) Restart(ctx context.Context) error {
 	if n.Running() {
 		return fmt.Errorf("node %d is running: Stop or Kill it first", n.Index)
 	}
-	n.c.markAll()
-	if err := n.start(); err != nil {
+	var members []*Node
+	for _, m := range n.c.nodes {
+		if m == n || m.Running() {
+			members = append(members, m)
+		}
+	}
+	if err := n.c.startAndJoin(ctx, n, members); err != nil {
 		return err
 	}
 	return n.c.WaitFormed(ctx)

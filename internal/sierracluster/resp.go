@@ -69,6 +69,28 @@ func (c *Conn) deadline(ctx context.Context) {
 	c.nc.SetDeadline(dl)
 }
 
+// Next returns the next push frame, waiting until ctx ends (without a
+// deadline in ctx, for as long as the connection lasts). Replies that
+// arrive meanwhile (such as EACK's OK) are dropped.
+func (c *Conn) Next(ctx context.Context) (Push, error) {
+	if len(c.pushes) > 0 {
+		p := c.pushes[0]
+		c.pushes = c.pushes[1:]
+		return p, nil
+	}
+	dl, _ := ctx.Deadline()
+	c.nc.SetReadDeadline(dl)
+	for {
+		v, err := c.read()
+		if err != nil {
+			return nil, err
+		}
+		if p, ok := v.(Push); ok {
+			return p, nil
+		}
+	}
+}
+
 // Send writes one command without reading its reply.
 func (c *Conn) Send(ctx context.Context, args ...string) error {
 	c.deadline(ctx)
@@ -107,25 +129,6 @@ func (c *Conn) Reply(ctx context.Context) (any, error) {
 	}
 }
 
-// Next returns the next push frame, waiting until ctx ends. Replies that
-// arrive meanwhile (such as EACK's OK) are dropped.
-func (c *Conn) Next(ctx context.Context) (Push, error) {
-	if len(c.pushes) > 0 {
-		p := c.pushes[0]
-		c.pushes = c.pushes[1:]
-		return p, nil
-	}
-	c.deadline(ctx)
-	for {
-		v, err := c.read()
-		if err != nil {
-			return nil, err
-		}
-		if p, ok := v.(Push); ok {
-			return p, nil
-		}
-	}
-}
 
 func (c *Conn) line() (string, error) {
 	s, err := c.r.ReadString('\n')
