@@ -163,7 +163,7 @@ type Cluster struct {
 	// until WaitFormed first succeeded.
 	FormedIn time.Duration
 
-	mu     sync.Mutex
+	mu      sync.Mutex
 	marks   map[int]int64 // log offsets before which membership lines no longer count
 	rejoins int
 	closed  bool

@@ -42,7 +42,7 @@ type Node struct {
 	starts   int
 	cut      bool
 	blocked  []string // IPs whose traffic BlockPeer drops
-	startLog int64 // size of the log when the current process started
+	startLog int64    // size of the log when the current process started
 }
 
 // Addr is a loopback address of the test's own namespace that forwards to

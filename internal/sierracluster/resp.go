@@ -129,7 +129,6 @@ func (c *Conn) Reply(ctx context.Context) (any, error) {
 	}
 }
 
-
 func (c *Conn) line() (string, error) {
 	s, err := c.r.ReadString('\n')
 	if err != nil {
