@@ -69,6 +69,15 @@ func (c Config) Validate() error {
 	if c.Buckets < 0 || c.Buckets > 65535 {
 		errs = append(errs, fmt.Errorf("Buckets %d: want 0 (server default) to 65535", c.Buckets))
 	}
+	nodes := c.Nodes
+	if nodes == 0 {
+		nodes = 3
+	}
+	if nodes > c.EffectiveBuckets()+c.EffectiveReplicationFactor()-1 {
+		errs = append(errs, fmt.Errorf("%d nodes with %d buckets and replication factor %d: nodes from index %d on hold no bucket, "+
+			"and SierraDB 0.3.1 panics on such a node (TestKnownDifferenceNodeWithoutBuckets); raise Buckets",
+			nodes, c.EffectiveBuckets(), c.EffectiveReplicationFactor(), c.EffectiveBuckets()+c.EffectiveReplicationFactor()-1))
+	}
 	if c.HeartbeatInterval < 0 || c.HeartbeatTimeout < 0 || c.FormTimeout < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
 	}
@@ -101,7 +110,11 @@ func (c Config) EffectiveReplicationFactor() int {
 	if rf == 0 {
 		rf = 3
 	}
-	return min(rf, max(c.Nodes, 1))
+	nodes := c.Nodes
+	if nodes == 0 {
+		nodes = 3
+	}
+	return min(rf, nodes)
 }
 
 // EffectivePartitions is the partition count the nodes run with.
@@ -166,6 +179,7 @@ type Cluster struct {
 	mu      sync.Mutex
 	marks   map[int]int64 // log offsets before which membership lines no longer count
 	rejoins int
+	repairs int
 	closed  bool
 }
 
@@ -224,6 +238,26 @@ func Start(t testing.TB, cfg Config) *Cluster {
 // Config.FormTimeout. Close it when done, even after an error-free start
 // has failed later.
 func New(ctx context.Context, cfg Config) (*Cluster, error) {
+	c, err := newCluster(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	begin := time.Now()
+	fctx, cancel := context.WithTimeout(ctx, c.cfg.FormTimeout)
+	defer cancel()
+	if err := c.startNodes(fctx); err != nil {
+		return nil, errors.Join(err, c.logTails(), c.Close())
+	}
+	if err := c.WaitFormed(fctx); err != nil {
+		return nil, errors.Join(err, c.logTails(), c.Close())
+	}
+	c.FormedIn = time.Since(begin)
+	return c, nil
+}
+
+// newCluster validates cfg and sets up namespaces, links, directories and
+// forwarders, without starting any node.
+func newCluster(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -245,16 +279,6 @@ func New(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err := c.setup(ctx); err != nil {
 		return nil, errors.Join(err, c.Close())
 	}
-	begin := time.Now()
-	fctx, cancel := context.WithTimeout(ctx, cfg.FormTimeout)
-	defer cancel()
-	if err := c.startNodes(fctx); err != nil {
-		return nil, errors.Join(err, c.logTails(), c.Close())
-	}
-	if err := c.WaitFormed(fctx); err != nil {
-		return nil, errors.Join(err, c.logTails(), c.Close())
-	}
-	c.FormedIn = time.Since(begin)
 	return c, nil
 }
 

@@ -46,7 +46,16 @@ func (f *forwarder) accept() {
 	for {
 		c, err := f.ln.Accept()
 		if err != nil {
-			return
+			f.mu.Lock()
+			closed := f.closed
+			f.mu.Unlock()
+			if closed {
+				return
+			}
+			// A transient failure (such as too many open files): keep
+			// serving rather than leave clients hanging in the backlog.
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
 		f.mu.Lock()
 		if f.closed || f.blocked {

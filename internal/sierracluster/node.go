@@ -43,6 +43,7 @@ type Node struct {
 	cut      bool
 	blocked  []string // IPs whose traffic BlockPeer drops
 	startLog int64    // size of the log when the current process started
+	started  time.Time
 }
 
 // Addr is a loopback address of the test's own namespace that forwards to
@@ -133,7 +134,7 @@ func (n *Node) start() error {
 		n.startLog = st.Size()
 	}
 	exited := make(chan struct{})
-	n.cmd, n.exited = cmd, exited
+	n.cmd, n.exited, n.started = cmd, exited, time.Now()
 	go func() {
 		err := cmd.Wait()
 		lf.Close()
@@ -253,4 +254,10 @@ func (n *Node) exitErr() error {
 		return n.waitErr
 	}
 	return errors.New("exited")
+}
+
+func (n *Node) startedAt() time.Time {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.started
 }

@@ -44,11 +44,36 @@ const logFilter = "info,sierradb_topology::behaviour=trace"
 // that sees a quorum of the partition's replicas gets to check).
 // TestFormedMeansWritable shows that appends to every partition through
 // every node then succeed at once and reach every replica.
+//
+// When every node has joined but the appends to some partition keep
+// failing with "all replica nodes failed" for stuckTimeout, a coordinator
+// has dropped itself from its own replica map
+// (TestKnownDifferenceStuckCoordinator). WaitFormed then restarts the most
+// recently started node (the youngest, which coordinates nothing while
+// older holders live), which makes every node recompute its map, up to
+// three times; Repairs counts these.
 func (c *Cluster) WaitFormed(ctx context.Context) error {
 	var last error
+	var stuckSince time.Time
+	repairs := 0
 	for {
 		if last = c.formed(ctx); last == nil {
 			return nil
+		}
+		if errors.Is(last, errStuck) {
+			if stuckSince.IsZero() {
+				stuckSince = time.Now()
+			}
+			if time.Since(stuckSince) > stuckTimeout && repairs < 3 {
+				repairs++
+				if err := c.repair(ctx); err != nil {
+					return fmt.Errorf("SierraDB cluster stuck (%v), and restarting a node failed: %w", last, err)
+				}
+				stuckSince = time.Time{}
+				continue
+			}
+		} else {
+			stuckSince = time.Time{}
 		}
 		select {
 		case <-ctx.Done():
@@ -183,6 +208,9 @@ func probe(ctx context.Context, n *Node, keys []uuid.UUID) error {
 		_, err := conn.Do(ctx, "EAPPEND", probeStream, "Probe", "PARTITION_KEY", key.String(),
 			"EXPECTED_VERSION", "1000000000")
 		if !IsVersionConflict(err) {
+			if err != nil && strings.Contains(err.Error(), "all replica nodes failed") {
+				return fmt.Errorf("%w: probe append to partition %d: %v", errStuck, p, err)
+			}
 			return fmt.Errorf("probe append to partition %d: want a version conflict, got %v", p, err)
 		}
 	}
@@ -247,4 +275,46 @@ func tracesHeartbeats(filter string) bool {
 	return strings.Contains(filter, "sierradb_topology::behaviour=trace") ||
 		strings.Contains(filter, "sierradb_topology=trace") ||
 		strings.TrimSpace(filter) == "trace"
+}
+
+// errStuck marks a probe failure typical of a coordinator missing from its
+// own replica map.
+var errStuck = errors.New("appends fail on every replica")
+
+// stuckTimeout is how long WaitFormed lets a stuck partition recover on its
+// own before it restarts a node.
+const stuckTimeout = 3 * time.Second
+
+// repair restarts the running node that started last and waits until it
+// has joined again.
+func (c *Cluster) repair(ctx context.Context) error {
+	var victim *Node
+	var members []*Node
+	for _, n := range c.nodes {
+		if !n.Running() {
+			continue
+		}
+		members = append(members, n)
+		if victim == nil || n.startedAt().After(victim.startedAt()) {
+			victim = n
+		}
+	}
+	if victim == nil {
+		return errors.New("no node running")
+	}
+	c.mu.Lock()
+	c.repairs++
+	c.mu.Unlock()
+	if err := victim.Kill(); err != nil {
+		return err
+	}
+	return c.startAndJoin(ctx, victim, members)
+}
+
+// Repairs counts the nodes WaitFormed restarted to get a stuck partition
+// going again.
+func (c *Cluster) Repairs() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.repairs
 }
