@@ -72,7 +72,11 @@ func inNetns(name string, f func() error) error {
 			return
 		}
 		ferr := f()
-		if err := setns(self); err != nil {
+		if err := setns(self); err == nil && !sameNetns(self) {
+			err = errors.New("thread still in another namespace after setns")
+			errc <- errors.Join(ferr, err)
+			return
+		} else if err != nil {
 			// Keep the thread locked: it dies with this goroutine.
 			errc <- errors.Join(ferr, fmt.Errorf("leave network namespace %s: %w", name, err))
 			return
@@ -95,4 +99,17 @@ func dialIn(ctx context.Context, netns, addr string) (net.Conn, error) {
 		return err
 	})
 	return conn, err
+}
+
+// sameNetns reports whether the calling thread is in the namespace f
+// refers to.
+func sameNetns(f *os.File) bool {
+	var a, b unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &a) != nil {
+		return false
+	}
+	if unix.Stat(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), &b) != nil {
+		return false
+	}
+	return a.Ino == b.Ino && a.Dev == b.Dev
 }

@@ -57,8 +57,12 @@ func (c *Cluster) WaitFormed(ctx context.Context) error {
 	var stuckSince time.Time
 	repairs := 0
 	for {
-		if last = c.formed(ctx); last == nil {
+		err := c.formed(ctx)
+		if err == nil {
 			return nil
+		}
+		if ctx.Err() == nil || last == nil {
+			last = err // keep the last error seen before ctx ended
 		}
 		if errors.Is(last, errStuck) {
 			if stuckSince.IsZero() {
