@@ -201,20 +201,36 @@ func (c *Cluster) Addrs() []string {
 	return addrs
 }
 
-// Start starts a cluster for t and waits until it has formed. It is closed
-// when t ends; if t failed, the tail of every node's log is logged first.
-// Without root, the ip tool or the sierradb binary, t is skipped, or failed
-// under CI=true.
-func Start(t testing.TB, cfg Config) *Cluster {
+// EnvClusterTests switches the SierraDB cluster tests on: they need root,
+// create network namespaces and take minutes, so `go test ./...` skips them
+// unless it is set to 1; .ci/run runs them in a step of their own.
+const EnvClusterTests = "ESMILL_CLUSTER_TESTS"
+
+// Enabled reports whether EnvClusterTests is set to 1.
+func Enabled() bool { return os.Getenv(EnvClusterTests) == "1" }
+
+// Require skips t unless the cluster tests are switched on (EnvClusterTests),
+// and skips it, or fails it under CI=true, without root, the ip tool or the
+// sierradb binary.
+func Require(t testing.TB) {
 	t.Helper()
+	if !Enabled() {
+		t.Skipf("SierraDB cluster tests are off: set %s=1 (they need root and take minutes; .ci/run runs them)", EnvClusterTests)
+	}
 	if err := checkPrivileges(); err != nil {
 		unavailable(t, "%v", err)
 	}
-	if cfg.Binary == "" {
-		if _, err := testservice.SierraDBBinary(); err != nil {
-			unavailable(t, "%v", err)
-		}
+	if _, err := testservice.SierraDBBinary(); err != nil {
+		unavailable(t, "%v", err)
 	}
+}
+
+// Start starts a cluster for t and waits until it has formed. It is closed
+// when t ends; if t failed, the tail of every node's log is logged first.
+// It calls Require first.
+func Start(t testing.TB, cfg Config) *Cluster {
+	t.Helper()
+	Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.FormTimeout+time.Minute)
 	defer cancel()
 	c, err := New(ctx, cfg)

@@ -32,6 +32,7 @@ func rootInterfaces(t *testing.T) map[string]bool {
 // listener joined to the mDNS group on every root interface while the
 // cluster forms and runs.
 func TestIsolation(t *testing.T) {
+	Require(t)
 	before := rootInterfaces(t)
 	mdns := listenMDNS(t)
 	c := Start(t, Config{Nodes: 3})
@@ -270,10 +271,8 @@ func readFile(t testing.TB, path string) string {
 // TestCloseRemovesEverything checks that Close leaves no namespace, no
 // process and no directory, and that a second Close is a no-op.
 func TestCloseRemovesEverything(t *testing.T) {
+	Require(t)
 	ctx := testCtx(t, 2*time.Minute)
-	if err := checkPrivileges(); err != nil {
-		unavailable(t, "%v", err)
-	}
 	c, err := New(ctx, Config{Nodes: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -311,9 +310,7 @@ func TestCloseRemovesEverything(t *testing.T) {
 // process that has died, and checks that Sweep removes them and leaves
 // those of live processes alone.
 func TestSweepRemovesStale(t *testing.T) {
-	if err := checkPrivileges(); err != nil {
-		unavailable(t, "%v", err)
-	}
+	Require(t)
 	ctx := testCtx(t, time.Minute)
 	dead := deadPid(t)
 	staleNS := fmt.Sprintf("%s%d-sweep1n0", NamePrefix, dead)

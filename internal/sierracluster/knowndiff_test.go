@@ -144,6 +144,7 @@ func TestKnownDifferenceNodeWithoutBuckets(t *testing.T) {
 }
 
 func binaryOrSkip(t *testing.T) string {
+	Require(t)
 	cfg := Config{}
 	if err := cfg.setDefaults(); err != nil {
 		unavailable(t, "%v", err)
@@ -379,9 +380,7 @@ func TestKnownDifferenceStuckCoordinator(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("ESMILL_STUCK_ATTEMPTS")); err == nil && v > 0 {
 		attempts = v
 	}
-	if err := checkPrivileges(); err != nil {
-		unavailable(t, "%v", err)
-	}
+	Require(t)
 	for attempt := 1; attempt <= attempts; attempt++ {
 		ctx := testCtx(t, 2*time.Minute)
 		c, err := newCluster(ctx, Config{Nodes: 5, ReplicationFactor: 3, StartTogether: true})

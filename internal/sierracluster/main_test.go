@@ -9,6 +9,9 @@ import (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if !Enabled() {
+		os.Exit(code)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	Sweep(ctx)
 	cancel()
