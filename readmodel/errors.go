@@ -26,6 +26,9 @@ var (
 	// ErrSubscriptionEnded: the SierraDB subscription ended. The error is
 	// a [*SubscriptionEndedError].
 	ErrSubscriptionEnded = errors.New("readmodel: subscription ended")
+	// ErrNotParked: no event of the projection is parked at the position
+	// (it never was, or it was replayed or skipped already).
+	ErrNotParked = errors.New("readmodel: no event is parked at this position")
 )
 
 // SubscriptionEndedError ends a runner whose SierraDB subscription ended
@@ -107,3 +110,16 @@ func (e *PanicError) Error() string { return fmt.Sprintf("readmodel: handler pan
 // ErrorClass is [esmill.Poison]: the event is parked at once, as a panic
 // is poison in every layer.
 func (e *PanicError) ErrorClass() esmill.Class { return esmill.Poison }
+
+// NotParkedError details an [ErrNotParked].
+type NotParkedError struct {
+	Projection string
+	Position   Position
+}
+
+func (e *NotParkedError) Error() string {
+	return fmt.Sprintf("readmodel: projection %q has no event parked at %s (it was never parked, or was replayed or skipped already; list them with Store.Parked)", e.Projection, e.Position)
+}
+
+// Is reports whether target is [ErrNotParked].
+func (e *NotParkedError) Is(target error) bool { return target == ErrNotParked }

@@ -43,6 +43,11 @@ const (
 	// of a handled category, and the projection's [Config.UnknownEvents]
 	// is [PoisonUnknown].
 	CauseUnknown Cause = "unknown-event"
+	// CauseHeld: the event was not applied because an earlier event of its
+	// stream is parked and the projection's [Config.Hold] is [HoldEntity].
+	// It is applied, in stream order, once that event is replayed or
+	// skipped.
+	CauseHeld Cause = "held"
 )
 
 // ParkedEvent is a poison event set aside with the reason, so that the
@@ -87,7 +92,11 @@ type Store[T any] interface {
 	Begin(ctx context.Context, projection string) (Tx[T], error)
 	// Parked lists the projection's parked events in position order.
 	Parked(ctx context.Context, projection string) ([]ParkedEvent, error)
-	// Reset forgets the projection: its checkpoints and parked events, and
+	// Resolved lists the projection's parked events that were replayed or
+	// skipped, in position order, each with its [Resolution].
+	Resolved(ctx context.Context, projection string) ([]ResolvedEvent, error)
+	// Reset forgets the projection: its checkpoints, parked and resolved
+	// events, and
 	// its read model, which drop removes (drop may be nil for stores that
 	// own the model, memory and file). No runner of the projection may be
 	// running.
@@ -100,8 +109,20 @@ type Tx[T any] interface {
 	// Stores that guard writes per position (MongoDB) bind it to pos;
 	// the others return the same transaction for every position.
 	Handle(pos Position) T
-	// Park records a poison event, committed with the checkpoint.
+	// Park records a poison event, committed with the checkpoint. Parking
+	// a position already parked replaces its cause, reason, attempts and
+	// time.
 	Park(ctx context.Context, ev ParkedEvent) error
+	// Unpark takes the event parked at pos off the projection's parked
+	// list in this transaction, records r as how it was resolved (see
+	// [Store.Resolved]) and returns the event as it was parked. It fails
+	// with [ErrNotParked] when no event is parked there. Of two
+	// transactions that unpark one event, at most one commits; the other
+	// fails here, or at Commit with ErrNotParked or
+	// [ErrCheckpointConflict]. Stores that guard writes per position
+	// (MongoDB) guard the writes made through Handle(pos) of an unparked
+	// position per replay instead, since the partition has moved past it.
+	Unpark(ctx context.Context, pos Position, r Resolution) (ParkedEvent, error)
 	// Commit applies the advances (compare-and-set) and commits. On any
 	// error nothing is committed, except where the store documents
 	// otherwise; an ambiguous failure (the connection dropped during the
@@ -109,6 +130,36 @@ type Tx[T any] interface {
 	Commit(ctx context.Context, advances []Advance) error
 	// Rollback abandons the transaction. It is safe after Commit.
 	Rollback(ctx context.Context) error
+}
+
+// Action is what was done with a parked event.
+type Action string
+
+const (
+	// Replayed: the event was applied through the projection's handlers
+	// (after they were fixed), in the transaction that took it off the
+	// parked list.
+	Replayed Action = "replayed"
+	// Skipped: the event was dropped without being applied.
+	Skipped Action = "skipped"
+)
+
+// Resolution records how a parked event left the parked list: what was
+// done, by whom, why and when.
+type Resolution struct {
+	Action Action
+	// By names who did it (a user, a tool); Note says why. Both are free
+	// text, kept as given.
+	By   string
+	Note string
+	At   time.Time
+}
+
+// ResolvedEvent is a parked event that was replayed or skipped, with the
+// record of it.
+type ResolvedEvent struct {
+	ParkedEvent
+	Resolution Resolution
 }
 
 // Switcher is implemented by stores that keep a pointer from a read-model

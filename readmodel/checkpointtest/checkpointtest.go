@@ -64,6 +64,8 @@ func Run[T any](t *testing.T, h Harness[T]) {
 	t.Run("ConcurrentDisjointCommits", s.disjointCommits)
 	t.Run("ProjectionsAreIsolated", s.isolated)
 	t.Run("Park", s.park)
+	t.Run("Unpark", s.unparkCase)
+	t.Run("UnparkOnce", s.unparkOnce)
 	t.Run("Reset", s.reset)
 	t.Run("Switch", s.switcher)
 	t.Run("Durable", s.durable)

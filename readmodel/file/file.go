@@ -120,6 +120,7 @@ type document struct {
 	Projection  string            `json:"projection" cbor:"projection"`
 	Checkpoints map[string]uint64 `json:"checkpoints" cbor:"checkpoints"`
 	Parked      []parkedDoc       `json:"parked,omitempty" cbor:"parked,omitempty"`
+	Resolved    []resolvedDoc     `json:"resolved,omitempty" cbor:"resolved,omitempty"`
 	Model       json.RawMessage   `json:"model" cbor:"-"`
 	ModelCBOR   cbor.RawMessage   `json:"-" cbor:"model"`
 }
@@ -137,6 +138,32 @@ type parkedDoc struct {
 	Reason        string    `json:"reason" cbor:"reason"`
 	Attempts      int       `json:"attempts" cbor:"attempts"`
 	ParkedAt      int64     `json:"parked_at_unix_nano" cbor:"parked_at_unix_nano"`
+}
+
+// resolvedDoc is a parked event that was replayed or skipped.
+type resolvedDoc struct {
+	parkedDoc
+	Action     string `json:"action" cbor:"action"`
+	By         string `json:"by,omitempty" cbor:"by,omitempty"`
+	Note       string `json:"note,omitempty" cbor:"note,omitempty"`
+	ResolvedAt int64  `json:"resolved_at_unix_nano" cbor:"resolved_at_unix_nano"`
+}
+
+func toParkedDoc(ev readmodel.ParkedEvent) parkedDoc {
+	return parkedDoc{
+		Partition: ev.Partition, Sequence: ev.Sequence, EventID: ev.EventID, StreamID: ev.StreamID,
+		StreamVersion: ev.StreamVersion, Name: ev.Name, Payload: ev.Payload, Metadata: ev.Metadata,
+		Cause: string(ev.Cause), Reason: ev.Reason, Attempts: ev.Attempts, ParkedAt: ev.ParkedAt.UnixNano(),
+	}
+}
+
+func (d parkedDoc) event() readmodel.ParkedEvent {
+	return readmodel.ParkedEvent{
+		Position: readmodel.Position{Partition: d.Partition, Sequence: d.Sequence}, EventID: d.EventID,
+		StreamID: d.StreamID, StreamVersion: d.StreamVersion, Name: d.Name, Payload: d.Payload,
+		Metadata: d.Metadata, Cause: readmodel.Cause(d.Cause), Reason: d.Reason, Attempts: d.Attempts,
+		ParkedAt: time.Unix(0, d.ParkedAt).UTC(),
+	}
 }
 
 // projLocked loads (and locks) a projection on first use.
@@ -206,13 +233,14 @@ func (s *Store[M]) load(name string) (*projection[M], error) {
 		p.Checkpoints[uint16(n)] = v
 	}
 	for _, d := range doc.Parked {
-		ev := readmodel.ParkedEvent{
-			Position: readmodel.Position{Partition: d.Partition, Sequence: d.Sequence}, EventID: d.EventID,
-			StreamID: d.StreamID, StreamVersion: d.StreamVersion, Name: d.Name, Payload: d.Payload,
-			Metadata: d.Metadata, Cause: readmodel.Cause(d.Cause), Reason: d.Reason, Attempts: d.Attempts,
-			ParkedAt: time.Unix(0, d.ParkedAt).UTC(),
-		}
+		ev := d.event()
 		p.Parked[ev.Position] = ev
+	}
+	for _, d := range doc.Resolved {
+		ev := readmodel.ResolvedEvent{ParkedEvent: d.event(), Resolution: readmodel.Resolution{
+			Action: readmodel.Action(d.Action), By: d.By, Note: d.Note, At: time.Unix(0, d.ResolvedAt).UTC(),
+		}}
+		p.Resolved[ev.Position] = ev
 	}
 	return p, nil
 }
@@ -256,6 +284,17 @@ func (s *Store[M]) Parked(ctx context.Context, projection string) ([]readmodel.P
 		return nil, err
 	}
 	return wholemodel.SortedParked(p.Parked), nil
+}
+
+// Resolved implements [readmodel.Store].
+func (s *Store[M]) Resolved(ctx context.Context, projection string) ([]readmodel.ResolvedEvent, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, err := s.projLocked(projection)
+	if err != nil {
+		return nil, err
+	}
+	return wholemodel.SortedResolved(p.Resolved), nil
 }
 
 // Begin implements [readmodel.Store]: the transaction works on a copy of

@@ -27,6 +27,18 @@ func (t *Tx[M]) Handle(readmodel.Position) *Tx[M] { return t }
 // Park implements [readmodel.Tx].
 func (t *Tx[M]) Park(ctx context.Context, ev readmodel.ParkedEvent) error { return t.b.Park(ev) }
 
+// Unpark implements [readmodel.Tx].
+func (t *Tx[M]) Unpark(ctx context.Context, pos readmodel.Position, r readmodel.Resolution) (readmodel.ParkedEvent, error) {
+	s := t.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, err := s.projLocked(t.b.Projection)
+	if err != nil {
+		return readmodel.ParkedEvent{}, err
+	}
+	return t.b.Unpark(&p.Committed, pos, r)
+}
+
 // Commit implements [readmodel.Tx]: the projection's file is replaced
 // atomically.
 func (t *Tx[M]) Commit(ctx context.Context, advances []readmodel.Advance) error {

@@ -27,7 +27,7 @@ func (s *Store[M]) commit(t *Tx[M], advances []readmodel.Advance) error {
 	if err := p.Check(t.b.Projection, t.b.Gen, advances); err != nil {
 		return err
 	}
-	next := p.Next(advances, t.b.Parked)
+	next := p.Next(advances, &t.b.BatchEvents)
 	b, err := s.encodeDocument(t.b.Projection, next, raw)
 	if err != nil {
 		return err
@@ -46,11 +46,12 @@ func (s *Store[M]) encodeDocument(projection string, c wholemodel.Committed, raw
 		doc.Checkpoints[strconv.Itoa(int(k))] = v
 	}
 	for _, ev := range wholemodel.SortedParked(c.Parked) {
-		doc.Parked = append(doc.Parked, parkedDoc{
-			Partition: ev.Partition, Sequence: ev.Sequence, EventID: ev.EventID, StreamID: ev.StreamID,
-			StreamVersion: ev.StreamVersion, Name: ev.Name, Payload: ev.Payload, Metadata: ev.Metadata,
-			Cause: string(ev.Cause), Reason: ev.Reason, Attempts: ev.Attempts, ParkedAt: ev.ParkedAt.UnixNano(),
-		})
+		doc.Parked = append(doc.Parked, toParkedDoc(ev))
+	}
+	for _, ev := range wholemodel.SortedResolved(c.Resolved) {
+		doc.Resolved = append(doc.Resolved, resolvedDoc{parkedDoc: toParkedDoc(ev.ParkedEvent),
+			Action: string(ev.Resolution.Action), By: ev.Resolution.By, Note: ev.Resolution.Note,
+			ResolvedAt: ev.Resolution.At.UnixNano()})
 	}
 	var b []byte
 	var err error

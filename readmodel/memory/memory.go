@@ -96,6 +96,16 @@ func (s *Store[M]) Parked(ctx context.Context, projection string) ([]readmodel.P
 	return wholemodel.SortedParked(s.projLocked(projection).Parked), nil
 }
 
+// Resolved implements [readmodel.Store].
+func (s *Store[M]) Resolved(ctx context.Context, projection string) ([]readmodel.ResolvedEvent, error) {
+	if err := readmodel.ValidateName(projection); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return wholemodel.SortedResolved(s.projLocked(projection).Resolved), nil
+}
+
 // Begin implements [readmodel.Store]: the transaction works on a copy of
 // the committed model.
 func (s *Store[M]) Begin(ctx context.Context, projection string) (readmodel.Tx[*Tx[M]], error) {
@@ -174,6 +184,13 @@ func (t *Tx[M]) Handle(readmodel.Position) *Tx[M] { return t }
 // Park implements [readmodel.Tx].
 func (t *Tx[M]) Park(ctx context.Context, ev readmodel.ParkedEvent) error { return t.b.Park(ev) }
 
+// Unpark implements [readmodel.Tx].
+func (t *Tx[M]) Unpark(ctx context.Context, pos readmodel.Position, r readmodel.Resolution) (readmodel.ParkedEvent, error) {
+	t.s.mu.Lock()
+	defer t.s.mu.Unlock()
+	return t.b.Unpark(&t.s.projLocked(t.b.Projection).Committed, pos, r)
+}
+
 // Commit implements [readmodel.Tx]: the model and the checkpoints are
 // swapped in under the store's lock.
 func (t *Tx[M]) Commit(ctx context.Context, advances []readmodel.Advance) error {
@@ -187,7 +204,7 @@ func (t *Tx[M]) Commit(ctx context.Context, advances []readmodel.Advance) error 
 	if err := p.Check(t.b.Projection, t.b.Gen, advances); err != nil {
 		return err
 	}
-	p.Committed = p.Next(advances, t.b.Parked)
+	p.Committed = p.Next(advances, &t.b.BatchEvents)
 	p.model = t.b.Model
 	return nil
 }

@@ -28,6 +28,10 @@ type Handle struct {
 	projection string
 	pos        readmodel.Position
 	bound      bool
+	// replay: the event is a parked one being replayed (or a held one
+	// being released), whose partition has moved past it; its writes
+	// are guarded by a field of their own (see key).
+	replay bool
 }
 
 // Projection returns the projection's name.
@@ -65,7 +69,19 @@ type Collection struct {
 // guarded.
 func (c *Collection) Raw() *mongo.Collection { return c.c }
 
-func (c *Collection) field() string { return PositionField(c.h.projection, c.h.pos.Partition) }
+func (c *Collection) field() string { return "_esmill." + c.h.projection + "." + c.key() }
+
+// key is the last part of the guard field: "p<partition>", the
+// partition's position, for an event applied in order; "r<partition>_<sequence>"
+// for a replayed one, which the partition's position cannot guard (a
+// document written by a later event of the partition would skip it), so
+// it records that the document has applied this replay.
+func (c *Collection) key() string {
+	if c.h.replay {
+		return fmt.Sprintf("r%d_%d", c.h.pos.Partition, c.h.pos.Sequence)
+	}
+	return "p" + fmt.Sprint(c.h.pos.Partition)
+}
 
 func (c *Collection) seq() int64 { return int64(c.h.pos.Sequence) }
 
@@ -256,7 +272,7 @@ func (c *Collection) ReplaceOne(ctx context.Context, filter, replacement any, up
 	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
 		return false, err
 	}
-	pos := setPath(cur.Pos, []string{c.h.projection, "p" + fmt.Sprint(c.h.pos.Partition)}, c.seq())
+	pos := setPath(cur.Pos, []string{c.h.projection, c.key()}, c.seq())
 	doc := make(bson.D, 0, len(r)+1)
 	for _, e := range r {
 		if e.Key != "_esmill" {
@@ -320,7 +336,7 @@ func (c *Collection) InsertOne(ctx context.Context, doc any) (bool, error) {
 	if i < 0 {
 		return false, ErrNeedsID
 	}
-	d = append(append(bson.D{}, d...), bson.E{Key: "_esmill", Value: bson.D{{Key: c.h.projection, Value: bson.D{{Key: "p" + fmt.Sprint(c.h.pos.Partition), Value: c.seq()}}}}})
+	d = append(append(bson.D{}, d...), bson.E{Key: "_esmill", Value: bson.D{{Key: c.h.projection, Value: bson.D{{Key: c.key(), Value: c.seq()}}}}})
 	_, err = c.c.InsertOne(c.h.ctx(ctx), d)
 	if mongo.IsDuplicateKeyError(err) {
 		n, cerr := c.c.CountDocuments(c.h.ctx(ctx), bson.D{{Key: "_id", Value: id}, {Key: c.field(), Value: bson.D{{Key: "$gte", Value: c.seq()}}}})

@@ -33,7 +33,8 @@ const (
 // Config configures a [Store].
 type Config struct {
 	// CollectionPrefix names the store's collections: <prefix>checkpoints,
-	// <prefix>parked and <prefix>active. Default: "esmill_".
+	// <prefix>parked, <prefix>resolved and <prefix>active. Default:
+	// "esmill_".
 	CollectionPrefix string
 	// Transactions says whether to use transactions. Default: Auto.
 	Transactions TxMode
@@ -56,13 +57,14 @@ func (c Config) Validate() error {
 // Store keeps checkpoints in MongoDB and gives handlers a [*Handle]. It
 // implements readmodel.Store[*Handle] and readmodel.Switcher.
 type Store struct {
-	db     *mongo.Database
-	txns   bool
-	mu     sync.Mutex
-	locks  map[string]chan struct{} // one batch at a time per projection
-	cps    *mongo.Collection
-	parked *mongo.Collection
-	active *mongo.Collection
+	db       *mongo.Database
+	txns     bool
+	mu       sync.Mutex
+	locks    map[string]chan struct{} // one batch at a time per projection
+	cps      *mongo.Collection
+	parked   *mongo.Collection
+	resolved *mongo.Collection
+	active   *mongo.Collection
 }
 
 // New returns a store in db. It asks the server whether it supports
@@ -76,11 +78,12 @@ func New(ctx context.Context, db *mongo.Database, cfg Config) (*Store, error) {
 		cfg.CollectionPrefix = "esmill_"
 	}
 	s := &Store{
-		db:     db,
-		locks:  make(map[string]chan struct{}),
-		cps:    db.Collection(cfg.CollectionPrefix + "checkpoints"),
-		parked: db.Collection(cfg.CollectionPrefix + "parked"),
-		active: db.Collection(cfg.CollectionPrefix + "active"),
+		db:       db,
+		locks:    make(map[string]chan struct{}),
+		cps:      db.Collection(cfg.CollectionPrefix + "checkpoints"),
+		parked:   db.Collection(cfg.CollectionPrefix + "parked"),
+		resolved: db.Collection(cfg.CollectionPrefix + "resolved"),
+		active:   db.Collection(cfg.CollectionPrefix + "active"),
 	}
 	switch cfg.Transactions {
 	case Never:
@@ -281,8 +284,10 @@ func (s *Store) Reset(ctx context.Context, projection string, drop func(ctx cont
 			return err
 		}
 	}
-	if _, err := s.parked.DeleteMany(ctx, bson.D{{Key: "projection", Value: projection}}); err != nil {
-		return fmt.Errorf("mongodb: reset: %w", err)
+	for _, c := range []*mongo.Collection{s.parked, s.resolved} {
+		if _, err := c.DeleteMany(ctx, bson.D{{Key: "projection", Value: projection}}); err != nil {
+			return fmt.Errorf("mongodb: reset: %w", err)
+		}
 	}
 	return nil
 }
@@ -322,6 +327,9 @@ type Tx struct {
 	sess       *mongo.Session // nil without transactions
 	unlock     func()
 	done       bool
+	// unparked are the events Unpark took, deleted at Commit without
+	// transactions (see Unpark).
+	unparked []unparked
 }
 
 func (t *Tx) ctx(ctx context.Context) context.Context {
@@ -333,7 +341,7 @@ func (t *Tx) ctx(ctx context.Context) context.Context {
 
 // Handle implements [readmodel.Tx]: the handle is bound to pos.
 func (t *Tx) Handle(pos readmodel.Position) *Handle {
-	return &Handle{s: t.s, tx: t, projection: t.projection, pos: pos, bound: true}
+	return &Handle{s: t.s, tx: t, projection: t.projection, pos: pos, bound: true, replay: t.isUnparked(pos)}
 }
 
 // Park implements [readmodel.Tx]. Without transactions the parked event is
@@ -371,6 +379,10 @@ func (t *Tx) Commit(ctx context.Context, advances []readmodel.Advance) error {
 		defer t.sess.EndSession(ctx)
 	}
 	if err := t.advance(t.ctx(ctx), advances); err != nil {
+		t.abort(ctx)
+		return err
+	}
+	if err := t.resolve(t.ctx(ctx)); err != nil {
 		t.abort(ctx)
 		return err
 	}

@@ -20,8 +20,9 @@ import (
 // Config configures a [Store].
 type Config struct {
 	// TablePrefix names the store's tables: <prefix>checkpoints,
-	// <prefix>parked and <prefix>active, in the connection's search_path.
-	// Letters, digits and '_'. Default: "esmill_".
+	// <prefix>parked, <prefix>resolved and <prefix>active, in the
+	// connection's search_path. Letters, digits and '_'. Default:
+	// "esmill_".
 	TablePrefix string
 	// LockWait is how long Begin waits for the projection's advisory lock
 	// while another transaction of the projection holds it (such as the
@@ -51,6 +52,7 @@ type Store struct {
 
 type queries struct {
 	checkpoints, insertCP, updateCP, park, parked, resetCP, resetParked, setActive, active string
+	parkedQueries
 }
 
 // New returns a store on pool, creating its tables if they do not exist.
@@ -92,7 +94,8 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Store, error) {
 		CREATE TABLE IF NOT EXISTS ` + p + `active (
 			name text PRIMARY KEY,
 			projection text NOT NULL
-		)`
+		);
+		` + resolvedSchema(p)
 	// Two stores creating the tables at once can collide in the catalog;
 	// an advisory lock serialises them.
 	tx, err := pool.Begin(ctx)
@@ -123,10 +126,11 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Store, error) {
 			reason = excluded.reason, attempts = excluded.attempts, parked_at = excluded.parked_at`,
 		parked: `SELECT partition_id, sequence, event_id, stream_id, stream_version, name, payload, metadata,
 			cause, reason, attempts, parked_at FROM ` + p + `parked WHERE projection = $1 ORDER BY partition_id, sequence`,
-		resetCP:     `DELETE FROM ` + p + `checkpoints WHERE projection = $1`,
-		resetParked: `DELETE FROM ` + p + `parked WHERE projection = $1`,
-		setActive:   `INSERT INTO ` + p + `active (name, projection) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET projection = excluded.projection`,
-		active:      `SELECT projection FROM ` + p + `active WHERE name = $1`,
+		resetCP:       `DELETE FROM ` + p + `checkpoints WHERE projection = $1`,
+		resetParked:   `DELETE FROM ` + p + `parked WHERE projection = $1`,
+		setActive:     `INSERT INTO ` + p + `active (name, projection) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET projection = excluded.projection`,
+		active:        `SELECT projection FROM ` + p + `active WHERE name = $1`,
+		parkedQueries: newParkedQueries(p),
 	}}, nil
 }
 
@@ -254,7 +258,7 @@ func (s *Store) Reset(ctx context.Context, projection string, drop func(ctx cont
 			return err
 		}
 	}
-	for _, q := range []string{s.q.resetCP, s.q.resetParked} {
+	for _, q := range []string{s.q.resetCP, s.q.resetParked, s.q.resetResolved} {
 		if _, err := tx.Exec(ctx, q, projection); err != nil {
 			return fmt.Errorf("postgres: reset: %w", err)
 		}

@@ -19,7 +19,8 @@ import (
 // Config configures a [Store].
 type Config struct {
 	// TablePrefix names the store's tables: <prefix>checkpoints,
-	// <prefix>parked and <prefix>active. Letters, digits and '_'.
+	// <prefix>parked, <prefix>resolved and <prefix>active. Letters,
+	// digits and '_'.
 	// Default: "esmill_".
 	TablePrefix string
 }
@@ -60,6 +61,7 @@ type Store struct {
 
 type queries struct {
 	checkpoints, insertCP, updateCP, park, parked, resetCP, resetParked, setActive, active string
+	parkedQueries
 }
 
 // New returns a store on db, creating its tables if they do not exist.
@@ -99,6 +101,7 @@ func New(ctx context.Context, db *sql.DB, cfg Config) (*Store, error) {
 			name TEXT PRIMARY KEY,
 			projection TEXT NOT NULL
 		)`,
+		resolvedSchema(p),
 	}
 	for _, stmt := range schema {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
@@ -115,10 +118,11 @@ func New(ctx context.Context, db *sql.DB, cfg Config) (*Store, error) {
 			reason = excluded.reason, attempts = excluded.attempts, parked_at = excluded.parked_at`,
 		parked: `SELECT partition_id, sequence, event_id, stream_id, stream_version, name, payload, metadata,
 			cause, reason, attempts, parked_at FROM ` + p + `parked WHERE projection = ? ORDER BY partition_id, sequence`,
-		resetCP:     `DELETE FROM ` + p + `checkpoints WHERE projection = ?`,
-		resetParked: `DELETE FROM ` + p + `parked WHERE projection = ?`,
-		setActive:   `INSERT INTO ` + p + `active (name, projection) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET projection = excluded.projection`,
-		active:      `SELECT projection FROM ` + p + `active WHERE name = ?`,
+		resetCP:       `DELETE FROM ` + p + `checkpoints WHERE projection = ?`,
+		resetParked:   `DELETE FROM ` + p + `parked WHERE projection = ?`,
+		setActive:     `INSERT INTO ` + p + `active (name, projection) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET projection = excluded.projection`,
+		active:        `SELECT projection FROM ` + p + `active WHERE name = ?`,
+		parkedQueries: newParkedQueries(p),
 	}}, nil
 }
 
@@ -202,7 +206,7 @@ func (s *Store) Reset(ctx context.Context, projection string, drop func(ctx cont
 			return err
 		}
 	}
-	for _, q := range []string{s.q.resetCP, s.q.resetParked} {
+	for _, q := range []string{s.q.resetCP, s.q.resetParked, s.q.resetResolved} {
 		if _, err := tx.ExecContext(ctx, q, projection); err != nil {
 			return fmt.Errorf("sqlite: reset: %w", err)
 		}

@@ -16,18 +16,23 @@ import (
 // ErrDone: the transaction was already committed or rolled back.
 var ErrDone = errors.New("readmodel: the transaction was already committed or rolled back; begin a new one")
 
-// Committed is a projection's committed checkpoints and parked events.
-// Gen counts commits: a transaction commits only if no other one committed
-// since it began, because it replaces the whole model.
+// Committed is a projection's committed checkpoints, parked and resolved
+// events. Gen counts commits: a transaction commits only if no other one
+// committed since it began, because it replaces the whole model.
 type Committed struct {
 	Checkpoints map[uint16]uint64
 	Parked      map[readmodel.Position]readmodel.ParkedEvent
+	Resolved    map[readmodel.Position]readmodel.ResolvedEvent
 	Gen         uint64
 }
 
 // NewCommitted returns the state of a projection that has applied nothing.
 func NewCommitted() Committed {
-	return Committed{Checkpoints: make(map[uint16]uint64), Parked: make(map[readmodel.Position]readmodel.ParkedEvent)}
+	return Committed{
+		Checkpoints: make(map[uint16]uint64),
+		Parked:      make(map[readmodel.Position]readmodel.ParkedEvent),
+		Resolved:    make(map[readmodel.Position]readmodel.ResolvedEvent),
+	}
 }
 
 // Check is the compare-and-set of a commit by a transaction that began at
@@ -54,18 +59,34 @@ func (c *Committed) Check(projection string, gen uint64, advances []readmodel.Ad
 	return nil
 }
 
-// Next returns the state after a commit of advances and parked events,
-// leaving c as it is (the file store swaps it in only once the file is
-// written).
-func (c *Committed) Next(advances []readmodel.Advance, parked []readmodel.ParkedEvent) Committed {
-	n := Committed{Checkpoints: maps.Clone(c.Checkpoints), Parked: maps.Clone(c.Parked), Gen: c.Gen + 1}
+// Next returns the state after a commit of a batch's advances, parked and
+// unparked events, leaving c as it is (the file store swaps it in only
+// once the file is written).
+func (c *Committed) Next(advances []readmodel.Advance, b *BatchEvents) Committed {
+	n := Committed{Checkpoints: maps.Clone(c.Checkpoints), Parked: maps.Clone(c.Parked), Resolved: maps.Clone(c.Resolved), Gen: c.Gen + 1}
+	if n.Resolved == nil {
+		n.Resolved = make(map[readmodel.Position]readmodel.ResolvedEvent)
+	}
 	for _, a := range advances {
 		n.Checkpoints[a.Partition] = a.Next
 	}
-	for _, ev := range parked {
+	for _, ev := range b.Parked {
 		n.Parked[ev.Position] = ev
 	}
+	for _, ev := range b.Unparked {
+		delete(n.Parked, ev.Position)
+		n.Resolved[ev.Position] = ev
+	}
 	return n
+}
+
+// SortedResolved returns resolved events in position order.
+func SortedResolved(m map[readmodel.Position]readmodel.ResolvedEvent) []readmodel.ResolvedEvent {
+	out := slices.Collect(maps.Values(m))
+	slices.SortFunc(out, func(a, b readmodel.ResolvedEvent) int {
+		return cmp.Or(cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.Sequence, b.Sequence))
+	})
+	return out
 }
 
 // SortedParked returns parked events in position order.
@@ -77,14 +98,20 @@ func SortedParked(m map[readmodel.Position]readmodel.ParkedEvent) []readmodel.Pa
 	return out
 }
 
+// BatchEvents are the events a transaction parks and unparks.
+type BatchEvents struct {
+	Parked   []readmodel.ParkedEvent
+	Unparked []readmodel.ResolvedEvent
+}
+
 // Batch is a transaction's own state: its copy of the model, the events it
-// parks, the generation it began at.
+// parks and unparks, the generation it began at.
 type Batch[M any] struct {
 	Projection string
 	Model      M
-	Parked     []readmodel.ParkedEvent
-	Gen        uint64
-	done       bool
+	BatchEvents
+	Gen  uint64
+	done bool
 }
 
 // Park records a poison event, to be committed with the batch.
@@ -94,6 +121,26 @@ func (b *Batch[M]) Park(ev readmodel.ParkedEvent) error {
 	}
 	b.Parked = append(b.Parked, ev)
 	return nil
+}
+
+// Unpark takes the event at pos, parked in c (the committed state, read
+// under the store's lock), off the parked list with the batch. The commit's
+// generation check makes sure c is still the committed state then.
+func (b *Batch[M]) Unpark(c *Committed, pos readmodel.Position, r readmodel.Resolution) (readmodel.ParkedEvent, error) {
+	if b.done {
+		return readmodel.ParkedEvent{}, ErrDone
+	}
+	ev, ok := c.Parked[pos]
+	if ok {
+		for _, u := range b.Unparked {
+			ok = ok && u.Position != pos
+		}
+	}
+	if !ok {
+		return readmodel.ParkedEvent{}, &readmodel.NotParkedError{Projection: b.Projection, Position: pos}
+	}
+	b.Unparked = append(b.Unparked, readmodel.ResolvedEvent{ParkedEvent: ev, Resolution: r})
+	return ev, nil
 }
 
 // Finish ends the batch for its commit; ErrDone if it had ended.
