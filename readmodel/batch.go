@@ -172,6 +172,8 @@ func (r *Runner[T]) process(ctx context.Context, sub *sierradb.Subscription, ite
 
 // commit applies the batch in one store transaction.
 func (r *Runner[T]) commit(ctx context.Context, batch []*item[T]) error {
+	defer r.lockTx()()
+	r.holdBatch(batch)
 	tx, err := r.cfg.Store.Begin(ctx, r.cfg.Name)
 	if err != nil {
 		return err
@@ -261,6 +263,7 @@ func (r *Runner[T]) wasCommitted(ctx context.Context, batch []*item[T]) (bool, e
 
 // committed records a committed batch and acknowledges its events.
 func (r *Runner[T]) committed(sub *sierradb.Subscription, batch []*item[T]) {
+	r.heldCommitted(batch)
 	r.prog.mu.Lock()
 	for _, it := range batch {
 		if s, ok := r.prog.applied[it.pos.Partition]; !ok || it.pos.Sequence > s {

@@ -75,6 +75,9 @@ type Config[T any] struct {
 	// UnknownEvents says what to do with unregistered event names of a
 	// handled category. Default: SkipUnknown.
 	UnknownEvents UnknownPolicy
+	// Hold says what to do with the later events of a stream one of whose
+	// events is parked (under either OnPoison). Default: HoldNothing.
+	Hold HoldPolicy
 
 	// LagInterval is how often the partitions' latest sequences are read
 	// (EPSEQ) for [Runner.Status]. Default: 1s; a negative value disables
@@ -159,6 +162,9 @@ func (c Config[T]) Validate() error {
 	}
 	if c.OnPoison != Park && c.OnPoison != Stop {
 		errs = append(errs, fmt.Errorf("readmodel: unknown OnPoison %d", c.OnPoison))
+	}
+	if c.Hold != HoldNothing && c.Hold != HoldEntity {
+		errs = append(errs, fmt.Errorf("readmodel: unknown Hold %d", c.Hold))
 	}
 	if c.UnknownEvents != SkipUnknown && c.UnknownEvents != PoisonUnknown {
 		errs = append(errs, fmt.Errorf("readmodel: unknown UnknownEvents %d", c.UnknownEvents))

@@ -38,6 +38,7 @@ type Runner[T any] struct {
 	err     error
 
 	prog progress
+	park parking[T]
 }
 
 // New returns a runner for cfg. It does not start it.
@@ -175,6 +176,12 @@ func (r *Runner[T]) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("readmodel: %s: read partition heads: %w", cfg.Name, err)
 	}
+	var orphans []string
+	if cfg.Hold == HoldEntity {
+		if orphans, err = r.loadHeld(ctx); err != nil {
+			return err
+		}
+	}
 	r.prog.mu.Lock()
 	r.prog.partitions = parts
 	r.prog.applied = cps
@@ -211,6 +218,9 @@ func (r *Runner[T]) run(ctx context.Context) error {
 			cfg.Logger.Info("readmodel: projection started", "projection", cfg.Name, "checkpoints", len(cps))
 			if cfg.LagInterval > 0 {
 				wg.Go(func() { r.refreshHeads(lagCtx) })
+			}
+			if cfg.Hold == HoldEntity {
+				wg.Go(func() { r.keepHeld(lagCtx, orphans) })
 			}
 		}
 		err = r.consume(ctx, sub, from, buf)

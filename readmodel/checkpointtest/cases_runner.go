@@ -14,6 +14,7 @@ import (
 const (
 	alwaysFails = 1313 // the handler always fails: parked
 	failsTwice  = 4242 // the handler fails twice, then succeeds
+	fixable     = 7777 // the handler fails until fixture.fixed is set
 )
 
 func (s *suite[T]) runner(t *testing.T) {

@@ -74,6 +74,9 @@ func Run[T any](t *testing.T, h Harness[T]) {
 	t.Run("RunnerPoison", s.runnerPoison)
 	t.Run("RunnerPoisonStop", s.runnerPoisonStop)
 	t.Run("TwoRunners", s.twoRunners)
+	t.Run("ReplayAndSkip", s.replayAndSkip)
+	t.Run("AdminWithoutRunner", s.adminWithoutRunner)
+	t.Run("ReleasedElsewhere", s.releasedElsewhere)
 	t.Run("Rebuild", s.rebuild)
 }
 

@@ -55,6 +55,8 @@ type fixture[T any] struct {
 	n        int
 	failed   sync.Map // event id -> failures so far (failsTwice)
 	attempts atomic.Int64
+	// fixed makes the handler of the fixable deposits succeed.
+	fixed atomic.Bool
 }
 
 func (s *suite[T]) fixture(t *testing.T) *fixture[T] {
@@ -87,6 +89,10 @@ func (f *fixture[T]) handlers() []readmodel.Handler[T] {
 				n, _ := f.failed.LoadOrStore(m.EventID, new(atomic.Int64))
 				if n.(*atomic.Int64).Add(1) <= 2 {
 					return errors.New("checkpointtest: a passing failure")
+				}
+			case fixable:
+				if !f.fixed.Load() {
+					return errors.New("checkpointtest: a bug, until the handler is fixed")
 				}
 			}
 			if err := add(ctx, tx, m.Projection, "bal/"+id, e.Amount); err != nil {

@@ -1,0 +1,410 @@
+package readmodel
+
+// Parked events, resolved: listed, shown, replayed through the
+// projection's handlers or skipped, each exactly once, and the events held
+// behind them released in stream order.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/esmill/esmill/sierradb"
+)
+
+// Admin resolves the parked events of one projection: [Admin.List] and
+// [Admin.Show] them, [Admin.Replay] them through the projection's handlers
+// once they are fixed, or [Admin.Skip] them, each with who did it and why
+// ([Store.Resolved] keeps the record). It works without a running runner,
+// from another process too (an admin tool that builds the projection's
+// Config), on every store but memory and file while a runner of the
+// projection runs elsewhere in the process: those replace their whole
+// model per transaction, so use [Runner.Replay] and [Runner.Skip] there
+// (the file store's lock keeps other processes out anyway).
+//
+// Replaying or skipping the first parked event of a stream releases the
+// events held behind it ([CauseHeld], see [Config.Hold]): they are applied
+// in stream order, each in its own transaction, until one fails (it stays
+// parked, now as the stream's first) or none is left.
+type Admin[T any] struct {
+	cfg Config[T]
+	// r prepares events for the handlers; it never runs.
+	r *Runner[T]
+	// lock serialises the admin's transactions with a runner's batches
+	// (the runner's own admin); nil otherwise.
+	lock func() (unlock func())
+	// changed tells the runner's held streams what a resolution did.
+	changed func(stream string, first *ParkedEvent)
+	// claim marks a stream as being resolved by this admin, so that the
+	// runner does not release it at the same time; nil when not the
+	// runner's.
+	claim func(stream string) (done func(), ok bool)
+}
+
+// NewAdmin returns the admin of the projection cfg describes. It needs
+// Name, Store and Handlers (to replay); Client is optional: with it a
+// replayed event is read back from SierraDB, so that handlers see its
+// Timestamp and TransactionID, which the parked copy does not keep.
+// Logger and Now are used as by a runner; the other fields are ignored.
+func NewAdmin[T any](cfg Config[T]) (*Admin[T], error) {
+	var errs []error
+	if err := ValidateName(cfg.Name); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.Store == nil {
+		errs = append(errs, errors.New("readmodel: Store is required"))
+	}
+	if len(cfg.Handlers) == 0 {
+		errs = append(errs, errors.New("readmodel: Handlers are required (to replay parked events)"))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	cfg.setDefaults()
+	disp, err := newDispatch(cfg.Handlers)
+	if err != nil {
+		return nil, err
+	}
+	return &Admin[T]{cfg: cfg, r: &Runner[T]{cfg: cfg, disp: disp}}, nil
+}
+
+// ReplayError is a replay whose event failed again: it does not decode,
+// or a handler returned an error. Nothing of it was applied; the event
+// stays parked, its cause, reason and attempts updated.
+type ReplayError struct {
+	Projection string
+	Event      ParkedEvent
+	Err        error
+}
+
+func (e *ReplayError) Error() string {
+	return fmt.Sprintf("readmodel: projection %q: replaying %s (%s %s v%d) failed: %v; it stays parked: fix the handler and replay it again, or skip it",
+		e.Projection, e.Event.Position, e.Event.StreamID, e.Event.Name, e.Event.StreamVersion, e.Err)
+}
+
+func (e *ReplayError) Unwrap() error { return e.Err }
+
+// ErrNotFirst: an event cannot be replayed while an earlier event of its
+// stream is parked. The error is a [*NotFirstError].
+var ErrNotFirst = errors.New("readmodel: an earlier event of the stream is parked")
+
+// NotFirstError refuses to replay a parked event ahead of an earlier
+// parked event of its stream: it would be applied out of order.
+type NotFirstError struct {
+	Projection string
+	Position   Position
+	StreamID   string
+	// First is the stream's first parked event, to replay or skip first.
+	First Position
+}
+
+func (e *NotFirstError) Error() string {
+	return fmt.Sprintf("readmodel: projection %q: %s cannot be replayed before %s, an earlier parked event of stream %s: replay or skip %s first",
+		e.Projection, e.Position, e.First, e.StreamID, e.First)
+}
+
+// Is reports whether target is [ErrNotFirst].
+func (e *NotFirstError) Is(target error) bool { return target == ErrNotFirst }
+
+// Outcome is what a replay or a skip did.
+type Outcome struct {
+	// Event is the event replayed or skipped.
+	Event ParkedEvent
+	// Released are the events held behind it that were applied, in
+	// stream order.
+	Released []Position
+	// Blocked is the held event whose replay failed during the release,
+	// if any: it stays parked, as the stream's first, with the failure
+	// as its reason; the events behind it stay held.
+	Blocked *ParkedEvent
+	// BlockedErr is why Blocked failed.
+	BlockedErr error
+}
+
+// List returns the projection's parked events in position order.
+func (a *Admin[T]) List(ctx context.Context) ([]ParkedEvent, error) {
+	return a.cfg.Store.Parked(ctx, a.cfg.Name)
+}
+
+// Show returns the event parked at pos, or an error matching
+// [ErrNotParked].
+func (a *Admin[T]) Show(ctx context.Context, pos Position) (ParkedEvent, error) {
+	evs, err := a.List(ctx)
+	if err != nil {
+		return ParkedEvent{}, err
+	}
+	for _, ev := range evs {
+		if ev.Position == pos {
+			return ev, nil
+		}
+	}
+	return ParkedEvent{}, &NotParkedError{Projection: a.cfg.Name, Position: pos}
+}
+
+// Resolved returns the record of the projection's replayed and skipped
+// events.
+func (a *Admin[T]) Resolved(ctx context.Context) ([]ResolvedEvent, error) {
+	return a.cfg.Store.Resolved(ctx, a.cfg.Name)
+}
+
+// Replay applies the event parked at pos through the projection's handlers
+// (fixed since it was parked) in one store transaction that also takes it
+// off the parked list, so it is applied exactly once (tested:
+// checkpointtest's ReplayAndSkip and UnparkOnce), then releases the events
+// held behind it. by and note say who and why.
+//
+// Errors: [ErrNotParked]; [ErrNotFirst] when an earlier event of its
+// stream is parked; a [*ReplayError] when it fails again (it stays
+// parked); store errors.
+func (a *Admin[T]) Replay(ctx context.Context, pos Position, by, note string) (Outcome, error) {
+	return a.resolve(ctx, pos, Replayed, by, note)
+}
+
+// Skip takes the event parked at pos off the parked list without applying
+// it, recording who skipped it and why, then, if it was the first parked
+// event of its stream, releases the events held behind it.
+func (a *Admin[T]) Skip(ctx context.Context, pos Position, by, note string) (Outcome, error) {
+	return a.resolve(ctx, pos, Skipped, by, note)
+}
+
+func (a *Admin[T]) resolve(ctx context.Context, pos Position, action Action, by, note string) (Outcome, error) {
+	evs, err := a.List(ctx)
+	if err != nil {
+		return Outcome{}, err
+	}
+	// ev is the event; first, an earlier parked event of its stream (a
+	// stream lives in one partition, so position order is stream order).
+	var ev, first *ParkedEvent
+	for i := range evs {
+		if evs[i].Position == pos {
+			ev = &evs[i]
+			break
+		}
+	}
+	if ev == nil {
+		return Outcome{}, &NotParkedError{Projection: a.cfg.Name, Position: pos}
+	}
+	for i := range evs {
+		if evs[i].StreamID == ev.StreamID && before(evs[i].Position, pos) {
+			first = &evs[i]
+			break
+		}
+	}
+	if first != nil && action == Replayed {
+		return Outcome{}, &NotFirstError{Projection: a.cfg.Name, Position: pos, StreamID: ev.StreamID, First: first.Position}
+	}
+	if a.claim != nil {
+		if done, ok := a.claim(ev.StreamID); ok {
+			defer done()
+		}
+	}
+	res := Resolution{Action: action, By: by, Note: note, At: a.cfg.Now().UTC()}
+	done, err := a.applyParked(ctx, *ev, res)
+	if err != nil {
+		return Outcome{}, err
+	}
+	out := Outcome{Event: done}
+	a.cfg.Logger.Info("readmodel: parked event "+string(action), "projection", a.cfg.Name, "position", pos.String(),
+		"stream", done.StreamID, "event", done.Name, "by", by, "note", note)
+	if first != nil {
+		// An earlier parked event still holds the stream.
+		return out, nil
+	}
+	how := fmt.Sprintf("held behind %s, which was %s", pos, action)
+	out.Released, out.Blocked, out.BlockedErr, err = a.release(ctx, done.StreamID, by, how)
+	return out, err
+}
+
+// maxReleaseConflicts bounds the transactions of a release that may meet
+// another transaction of the projection.
+const maxReleaseConflicts = 100
+
+func before(a, b Position) bool {
+	return a.Partition < b.Partition || (a.Partition == b.Partition && a.Sequence < b.Sequence)
+}
+
+// release applies, in order, the held events at the front of a stream's
+// parked events, each in its own transaction, until the stream's first
+// parked event is not a held one, or none is left, or one fails.
+func (a *Admin[T]) release(ctx context.Context, stream, by, note string) ([]Position, *ParkedEvent, error, error) {
+	var released []Position
+	conflicts := 0
+	for {
+		// The check and what it tells the runner happen under the
+		// runner's lock: no batch parks a held event of the stream in
+		// between, so none is left behind a stream the runner no longer
+		// holds.
+		mine, done, err := a.releaseCheck(ctx, stream)
+		if err != nil || done {
+			return released, nil, nil, err
+		}
+		progressed := false
+	events:
+		for _, ev := range mine {
+			if ev.Cause != CauseHeld {
+				break
+			}
+			res := Resolution{Action: Replayed, By: by, Note: note, At: a.cfg.Now().UTC()}
+			_, err := a.applyParked(ctx, ev, res)
+			var re *ReplayError
+			switch {
+			case err == nil:
+				released = append(released, ev.Position)
+				progressed = true
+				continue
+			case errors.Is(err, ErrNotParked):
+				// Released by someone else meanwhile.
+				progressed = true
+				continue
+			case errors.Is(err, ErrCheckpointConflict) && conflicts < maxReleaseConflicts:
+				// Another transaction of the projection committed
+				// meanwhile (memory and file refuse to interleave):
+				// look again.
+				conflicts++
+				progressed = true
+				break events
+			case errors.As(err, &re):
+				blocked := re.Event
+				a.cfg.Logger.Warn("readmodel: a held event failed on release; its stream stays held", "projection", a.cfg.Name,
+					"position", ev.Position.String(), "stream", stream, "event", ev.Name, "error", re.Err)
+				if a.changed != nil {
+					a.changed(stream, &blocked)
+				}
+				return released, &blocked, re.Err, nil
+			default:
+				return released, nil, nil, err
+			}
+		}
+		if !progressed {
+			return released, nil, nil, nil
+		}
+	}
+}
+
+// releaseCheck returns the parked events of a stream, and whether the
+// release is done (none is left, or the first is not a held one).
+func (a *Admin[T]) releaseCheck(ctx context.Context, stream string) ([]ParkedEvent, bool, error) {
+	if a.lock != nil {
+		defer a.lock()()
+	}
+	evs, err := a.List(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	var mine []ParkedEvent
+	for _, ev := range evs {
+		if ev.StreamID == stream {
+			mine = append(mine, ev)
+		}
+	}
+	if len(mine) > 0 && mine[0].Cause == CauseHeld {
+		return mine, false, nil
+	}
+	if a.changed != nil {
+		var first *ParkedEvent
+		if len(mine) > 0 {
+			first = &mine[0]
+		}
+		a.changed(stream, first)
+	}
+	return mine, true, nil
+}
+
+// applyParked takes ev off the parked list with res; for a replay it
+// applies ev through the handlers in the same transaction. A replay that
+// fails again is recorded on the parked event and returned as a
+// *ReplayError.
+func (a *Admin[T]) applyParked(ctx context.Context, ev ParkedEvent, res Resolution) (ParkedEvent, error) {
+	var it *item[T]
+	if res.Action == Replayed {
+		raw, err := a.stored(ctx, ev)
+		if err != nil {
+			return ParkedEvent{}, err
+		}
+		it = a.r.prepare(raw)
+	}
+	if a.lock != nil {
+		defer a.lock()()
+	}
+	tx, err := a.cfg.Store.Begin(ctx, a.cfg.Name)
+	if err != nil {
+		return ParkedEvent{}, err
+	}
+	parked, err := tx.Unpark(ctx, ev.Position, res)
+	if err != nil {
+		tx.Rollback(ctx)
+		return ParkedEvent{}, err
+	}
+	if it != nil {
+		var failure error
+		cause := CauseHandler
+		switch {
+		case it.poison != nil:
+			failure, cause = it.err, it.poison.Cause
+		default:
+			h := tx.Handle(ev.Position)
+			for _, call := range it.calls {
+				if failure = safeCall(ctx, h, call); failure != nil {
+					break
+				}
+			}
+		}
+		if failure != nil {
+			tx.Rollback(ctx)
+			return ParkedEvent{}, a.failed(ctx, parked, cause, failure)
+		}
+	}
+	if err := tx.Commit(ctx, nil); err != nil {
+		tx.Rollback(ctx)
+		return ParkedEvent{}, err
+	}
+	return parked, nil
+}
+
+// failed records a failed replay on the parked event.
+func (a *Admin[T]) failed(ctx context.Context, ev ParkedEvent, cause Cause, failure error) error {
+	ev.Cause, ev.Reason, ev.Attempts, ev.ParkedAt = cause, failure.Error(), ev.Attempts+1, a.cfg.Now().UTC()
+	rerr := &ReplayError{Projection: a.cfg.Name, Event: ev, Err: failure}
+	tx, err := a.cfg.Store.Begin(ctx, a.cfg.Name)
+	if err == nil {
+		if err = tx.Park(ctx, ev); err == nil {
+			err = tx.Commit(ctx, nil)
+		}
+		if err != nil {
+			tx.Rollback(ctx)
+		}
+	}
+	if err != nil {
+		a.cfg.Logger.Warn("readmodel: could not record a failed replay on the parked event", "projection", a.cfg.Name,
+			"position", ev.Position.String(), "error", err)
+	}
+	return rerr
+}
+
+// stored returns the event to replay: as SierraDB holds it when the admin
+// has a client (with its timestamp and transaction id), else the parked
+// copy.
+func (a *Admin[T]) stored(ctx context.Context, ev ParkedEvent) (sierradb.Event, error) {
+	raw := sierradb.Event{
+		ID: ev.EventID, StreamID: ev.StreamID, StreamVersion: ev.StreamVersion, Name: ev.Name,
+		Payload: ev.Payload, Metadata: ev.Metadata, PartitionID: ev.Partition, PartitionSequence: ev.Sequence,
+	}
+	if a.cfg.Client == nil {
+		return raw, nil
+	}
+	got, err := a.cfg.Client.Get(ctx, ev.EventID)
+	switch {
+	case errors.Is(err, sierradb.ErrNotFound):
+		a.cfg.Logger.Warn("readmodel: a parked event is no longer in SierraDB; replaying the parked copy (without timestamp)",
+			"projection", a.cfg.Name, "position", ev.Position.String(), "event_id", ev.EventID)
+		return raw, nil
+	case err != nil:
+		return sierradb.Event{}, fmt.Errorf("readmodel: read parked event %s from SierraDB: %w", ev.EventID, err)
+	case got.StreamID != ev.StreamID || got.StreamVersion != ev.StreamVersion:
+		return sierradb.Event{}, fmt.Errorf("readmodel: parked event %s is %s v%d in SierraDB, not %s v%d: is the projection pointed at another server?",
+			ev.EventID, got.StreamID, got.StreamVersion, ev.StreamID, ev.StreamVersion)
+	}
+	// The position is the one the projection parked it at.
+	got.PartitionID, got.PartitionSequence = ev.Partition, ev.Sequence
+	return got, nil
+}
