@@ -162,14 +162,12 @@ func (r *Runner[T]) keepHeld(ctx context.Context, orphans []string) {
 				done()
 				continue
 			}
-			_, blocked, _, err := r.Admin().release(ctx, stream, "readmodel", "held, with nothing parked before it in its stream any more")
+			var out Outcome
+			err := r.Admin().release(ctx, stream, "readmodel", "held, with nothing parked before it in its stream any more", &out)
 			done()
 			if err != nil && ctx.Err() == nil {
 				r.cfg.Logger.Warn("readmodel: releasing held events failed; trying again later", "projection", r.cfg.Name,
 					"stream", stream, "error", err)
-			} else if blocked != nil {
-				r.cfg.Logger.Warn("readmodel: a held event failed on release", "projection", r.cfg.Name,
-					"stream", stream, "position", blocked.Position.String(), "reason", blocked.Reason)
 			}
 		}
 		select {

@@ -211,7 +211,7 @@ func (a *Admin[T]) resolve(ctx context.Context, pos Position, action Action, by,
 		return out, nil
 	}
 	how := fmt.Sprintf("held behind %s, which was %s", pos, action)
-	out.Released, out.Blocked, out.BlockedErr, err = a.release(ctx, done.StreamID, by, how)
+	err = a.release(ctx, done.StreamID, by, how, &out)
 	return out, err
 }
 
@@ -225,9 +225,9 @@ func before(a, b Position) bool {
 
 // release applies, in order, the held events at the front of a stream's
 // parked events, each in its own transaction, until the stream's first
-// parked event is not a held one, or none is left, or one fails.
-func (a *Admin[T]) release(ctx context.Context, stream, by, note string) ([]Position, *ParkedEvent, error, error) {
-	var released []Position
+// parked event is not a held one, or none is left, or one fails. It
+// records what it did in out's Released and Blocked.
+func (a *Admin[T]) release(ctx context.Context, stream, by, note string, out *Outcome) error {
 	conflicts := 0
 	for {
 		// The check and what it tells the runner happen under the
@@ -236,7 +236,7 @@ func (a *Admin[T]) release(ctx context.Context, stream, by, note string) ([]Posi
 		// holds.
 		mine, done, err := a.releaseCheck(ctx, stream)
 		if err != nil || done {
-			return released, nil, nil, err
+			return err
 		}
 		progressed := false
 	events:
@@ -249,7 +249,7 @@ func (a *Admin[T]) release(ctx context.Context, stream, by, note string) ([]Posi
 			var re *ReplayError
 			switch {
 			case err == nil:
-				released = append(released, ev.Position)
+				out.Released = append(out.Released, ev.Position)
 				progressed = true
 				continue
 			case errors.Is(err, ErrNotParked):
@@ -270,13 +270,14 @@ func (a *Admin[T]) release(ctx context.Context, stream, by, note string) ([]Posi
 				if a.changed != nil {
 					a.changed(stream, &blocked)
 				}
-				return released, &blocked, re.Err, nil
+				out.Blocked, out.BlockedErr = &blocked, re.Err
+				return nil
 			default:
-				return released, nil, nil, err
+				return err
 			}
 		}
 		if !progressed {
-			return released, nil, nil, nil
+			return nil
 		}
 	}
 }

@@ -50,7 +50,7 @@ func (s *suite[T]) replayAndSkip(t *testing.T) {
 	f := s.fixture(t)
 	st := s.h.New(t)
 	cat := f.typ.Category()
-	fix, bad := cat+"-fix", cat+"-bad"
+	fix, bad, blk := cat+"-fix", cat+"-bad", cat+"-blk"
 	evs := f.generate(s.h.Events / 4)
 	evs = append(evs,
 		newEvent{stream: fix, ev: Deposited{Amount: 1}},                   // v0 applied
@@ -59,6 +59,9 @@ func (s *suite[T]) replayAndSkip(t *testing.T) {
 		newEvent{stream: bad, name: "Deposited", raw: []byte{0xff, 0xfe}}, // v0 undecodable: skipped
 		newEvent{stream: fix, ev: Withdrawn{Amount: 3}},                   // v3 held
 		newEvent{stream: bad, ev: Deposited{Amount: 5}},                   // v1 held
+		newEvent{stream: blk, ev: Deposited{Amount: fixable}},             // v0 parked until fixed
+		newEvent{stream: blk, ev: Deposited{Amount: alwaysFails}},         // v1 held, then fails on release
+		newEvent{stream: blk, ev: Deposited{Amount: 6}},                   // v2 held
 	)
 	evs = append(evs, f.generate(s.h.Events/4)...)
 	f.append(t, evs)
@@ -73,7 +76,8 @@ func (s *suite[T]) replayAndSkip(t *testing.T) {
 	f.check(t, st, "replay")
 	parked := s.listParked(t, st, "replay")
 	want := map[string]readmodel.Cause{fix + "/1": readmodel.CauseHandler, fix + "/2": readmodel.CauseHeld,
-		fix + "/3": readmodel.CauseHeld, bad + "/0": readmodel.CauseDecode, bad + "/1": readmodel.CauseHeld}
+		fix + "/3": readmodel.CauseHeld, bad + "/0": readmodel.CauseDecode, bad + "/1": readmodel.CauseHeld,
+		blk + "/0": readmodel.CauseHandler, blk + "/1": readmodel.CauseHeld, blk + "/2": readmodel.CauseHeld}
 	if got := causes(parked); len(got) != len(want) || !equalCauses(got, want) {
 		t.Fatalf("parked = %v, want %v", got, want)
 	}
@@ -125,6 +129,26 @@ func (s *suite[T]) replayAndSkip(t *testing.T) {
 	}
 	f.ref["bal/bad"], f.ref["n/bad"] = 5, 1
 	f.check(t, st, "replay")
+
+	// A held event that fails on release stays parked, now first: the
+	// events behind it stay held until it is resolved.
+	blkHead, blkFails, blkHeld := parkedAt(t, parked, blk, 0), parkedAt(t, parked, blk, 1), parkedAt(t, parked, blk, 2)
+	out, err = r.Replay(ctx, blkHead.Position, "alice", "fixed in v1.2")
+	if err != nil || len(out.Released) != 0 || out.Blocked == nil || out.Blocked.Position != blkFails.Position || out.BlockedErr == nil {
+		t.Fatalf("Replay = %+v, %v; want %s blocked", out, err, blkFails.Position)
+	}
+	if got := causes(s.listParked(t, st, "replay")); !equalCauses(got, map[string]readmodel.Cause{
+		blk + "/1": readmodel.CauseHandler, blk + "/2": readmodel.CauseHeld}) {
+		t.Fatalf("parked after a blocked release = %v", got)
+	}
+	f.ref["bal/blk"], f.ref["n/blk"] = fixable, 1
+	f.check(t, st, "replay")
+	if out, err = r.Skip(ctx, blkFails.Position, "ops", "never applies"); err != nil || !slices.Equal(out.Released, []readmodel.Position{blkHeld.Position}) {
+		t.Fatalf("Skip = %+v, %v; want %s released", out, err, blkHeld.Position)
+	}
+	f.ref["bal/blk"], f.ref["n/blk"] = fixable+6, 2
+	f.check(t, st, "replay")
+
 	if p := s.listParked(t, st, "replay"); len(p) != 0 {
 		t.Fatalf("still parked: %+v", p)
 	}
@@ -156,8 +180,8 @@ func (s *suite[T]) replayAndSkip(t *testing.T) {
 			t.Errorf("resolution of %s = %+v (present %v), want %s by %s, note with %q", w.pos, g, ok, w.action, w.by, w.note)
 		}
 	}
-	if len(resolved) != 5 {
-		t.Errorf("Resolved has %d events, want 5", len(resolved))
+	if len(resolved) != 8 {
+		t.Errorf("Resolved has %d events, want 8", len(resolved))
 	}
 
 	// The streams are free: new events apply at once.
