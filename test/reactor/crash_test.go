@@ -319,10 +319,12 @@ func reactorCrash(t *testing.T, kind string) {
 	for _, c := range got.Caused {
 		commands += c["Credited"] + c["Logged"]
 	}
-	t.Logf("%s: %d order events, 3 instances, %d SIGKILLs, %d restarts after a conflict, in %s; "+
-		"%d commands executed; lost: %d credits, %d logs, %d counts; executed twice: %d credits, %d logs; counted twice: %d; final run: %s",
+	line := fmt.Sprintf("TestReactorCrash/%s: %d order events, 3 instances, %d SIGKILLs, %d restarts after a conflict, in %s; "+
+		"%d commands executed; lost: %d credits, %d logs, %d counts; executed twice: %d credits, %d logs; counted twice: %d; last run: %s",
 		kind, len(ids), killed, restarts, time.Since(began).Round(time.Millisecond), commands,
 		lostCredit, lostLog, lostSeen, twiceCredit, twiceLog, twiceSeen, lastLine(finalLog, "instance final"))
+	t.Log(line)
+	report(t, line)
 	if lostCredit+lostLog+lostSeen+twiceCredit+twiceLog+twiceSeen != 0 || commands != 2*len(ids) || len(got.Caused) != len(ids) {
 		t.Fatalf("commands lost or executed twice (see above); %d commands for %d events caused by %d events", commands, len(ids), len(got.Caused))
 	}
@@ -339,6 +341,22 @@ func commandsDone(ctx context.Context, client *sierradb.Client) (int, error) {
 		n += int(v + 1)
 	}
 	return n, nil
+}
+
+// report appends a line of counts to $ESMILL_REPORT_DIR/reactor.txt when
+// that is set (.ci/run prints them).
+func report(t *testing.T, line string) {
+	dir := os.Getenv("ESMILL_REPORT_DIR")
+	if dir == "" {
+		return
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "reactor.txt"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Errorf("report: %v", err)
+		return
+	}
+	defer f.Close()
+	fmt.Fprintln(f, line)
 }
 
 func lastLine(log, prefix string) string {
