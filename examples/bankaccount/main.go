@@ -6,7 +6,9 @@
 //
 // It opens accounts and moves money through the command bus (Watermill's
 // GoChannel), shows a rejected overdraft and a redelivered command coming
-// back idempotent, projects the balances into SQLite, prints them and exits.
+// back idempotent, transfers money between accounts through a reactor (and
+// sees a transfer to an account that does not exist refunded), projects
+// the balances into SQLite, prints them and exits.
 package main
 
 import (
@@ -29,6 +31,7 @@ import (
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/cqrs"
 	"github.com/esmill/esmill/examples/bank"
+	"github.com/esmill/esmill/reactor"
 	"github.com/esmill/esmill/readmodel"
 	"github.com/esmill/esmill/readmodel/sqlite"
 	"github.com/esmill/esmill/sierradb"
@@ -135,7 +138,7 @@ func run(w io.Writer, addr, dbPath string) error {
 		return failed
 	}
 
-	// 4. The read side: a projection of balances into SQLite.
+	// 4. SQLite keeps the reactor's checkpoints and the read model.
 	if dbPath == "" {
 		dir, err := os.MkdirTemp("", "bankaccount-")
 		if err != nil {
@@ -156,6 +159,54 @@ func run(w io.Writer, addr, dbPath string) error {
 	if err != nil {
 		return err
 	}
+
+	// 5. Transfers: the sender's debit is a command; a reactor credits
+	//    the recipient, caused by the debit (or refunds the sender when
+	//    the recipient has no open account).
+	transfers, err := reactor.New(reactor.Config[*sql.Tx]{
+		Name: "transfers", Client: client, Store: store, Executor: exec,
+		Handlers: []reactor.Handler[*sql.Tx]{bank.Transfers[*sql.Tx]()},
+		Logger:   logger,
+	})
+	if err != nil {
+		return err
+	}
+	if err := transfers.Start(); err != nil {
+		return err
+	}
+	defer transfers.Close()
+	transfer := func(from, to string, amount int64) error {
+		rep, err := accounts.Execute(ctx, from, bank.SendTransfer{To: to, Amount: amount})
+		if err != nil {
+			return err
+		}
+		// Once the reactor has handled the debit, the transfer is done.
+		var at []readmodel.Position
+		for _, e := range rep.Events {
+			at = append(at, readmodel.Position{Partition: e.PartitionID, Sequence: e.PartitionSequence})
+		}
+		return transfers.WaitFor(ctx, at...)
+	}
+	if err := transfer(alice, bob, 20); err != nil {
+		return err
+	}
+	_, bobVersion, err := aggregate.Bind(exec, bank.Accounts).Load(ctx, bob)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "alice transfers 20 to bob: bob credited by the transfers reactor, now at version %d\n", bobVersion)
+	if err := transfer(alice, "carol-"+run, 10); err != nil {
+		return err
+	}
+	a, _, err := aggregate.Bind(exec, bank.Accounts).Load(ctx, alice)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "alice transfers 10 to carol, who has no account: refunded, alice has %d\n", a.Balance)
+	st := transfers.Stats()
+	fmt.Fprintf(w, "the reactor ran %d commands, each caused by its debit\n", st.Executed)
+
+	// 6. The read side: a projection of balances into SQLite.
 	projection, err := readmodel.New(readmodel.Config[*sql.Tx]{
 		Name: "balances", Client: client, Store: store,
 		Handlers: []readmodel.Handler[*sql.Tx]{
@@ -169,6 +220,18 @@ func run(w io.Writer, addr, dbPath string) error {
 			}),
 			readmodel.On(bank.Accounts, func(ctx context.Context, tx *sql.Tx, id string, e bank.Withdrawn, _ readmodel.Meta) error {
 				_, err := tx.ExecContext(ctx, `UPDATE balances SET balance = balance - ? WHERE id = ?`, e.Amount, id)
+				return err
+			}),
+			readmodel.On(bank.Accounts, func(ctx context.Context, tx *sql.Tx, id string, e bank.TransferSent, _ readmodel.Meta) error {
+				_, err := tx.ExecContext(ctx, `UPDATE balances SET balance = balance - ? WHERE id = ?`, e.Amount, id)
+				return err
+			}),
+			readmodel.On(bank.Accounts, func(ctx context.Context, tx *sql.Tx, id string, e bank.TransferReceived, _ readmodel.Meta) error {
+				_, err := tx.ExecContext(ctx, `UPDATE balances SET balance = balance + ? WHERE id = ?`, e.Amount, id)
+				return err
+			}),
+			readmodel.On(bank.Accounts, func(ctx context.Context, tx *sql.Tx, id string, e bank.TransferRefunded, _ readmodel.Meta) error {
+				_, err := tx.ExecContext(ctx, `UPDATE balances SET balance = balance + ? WHERE id = ?`, e.Amount, id)
 				return err
 			}),
 		},

@@ -28,7 +28,10 @@ func TestExample(t *testing.T) {
 				"bob tries to withdraw 80: rejected=true insufficient_funds=true",
 				"bob deposits 25: idempotent=false version=2",
 				"the same deposit redelivered: idempotent=true version=2",
-				"  Alice   70\n  Bob     75\n",
+				"alice transfers 20 to bob: bob credited by the transfers reactor, now at version 3",
+				"alice transfers 10 to carol, who has no account: refunded, alice has 50",
+				"the reactor ran 2 commands, each caused by its debit",
+				"  Alice   50\n  Bob     95\n",
 			} {
 				if !strings.Contains(out.String(), want) {
 					t.Fatalf("output lacks %q:\n%s", want, out.String())
