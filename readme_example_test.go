@@ -27,6 +27,7 @@ import (
 	"github.com/esmill/esmill/codec"
 	"github.com/esmill/esmill/cqrs"
 	"github.com/esmill/esmill/internal/testservice"
+	"github.com/esmill/esmill/reactor"
 	"github.com/esmill/esmill/readmodel"
 	"github.com/esmill/esmill/readmodel/sqlite"
 	"github.com/esmill/esmill/sierradb"
@@ -167,6 +168,35 @@ func readmeProjection(ctx context.Context, client *sierradb.Client, db *sql.DB) 
 	return balances, rows.Err()
 }
 
+// readmeReactor runs the reactor snippet until it has handled everything
+// stored, and returns the cash desk's balance.
+func readmeReactor(ctx context.Context, client *sierradb.Client, exec *aggregate.Executor, db *sql.DB) (int64, error) {
+	store, err := sqlite.New(ctx, db, sqlite.Config{})
+	if err != nil {
+		return 0, err
+	}
+	// README begin
+	cashDesk, _ := reactor.New(reactor.Config[*sql.Tx]{
+		Name: "cash-desk", Client: client, Store: store, Executor: exec,
+		Handlers: []reactor.Handler[*sql.Tx]{
+			// What is withdrawn from an account is paid in at the cash desk:
+			// once per withdrawal, however often it is delivered.
+			reactor.On(Accounts, func(ctx context.Context, a *reactor.Act[*sql.Tx], id string, e Withdrawn) error {
+				_, err := reactor.Execute(ctx, a, Accounts, "cash-desk", Deposit{Amount: e.Amount})
+				return err
+			}),
+		},
+	})
+	cashDesk.Start()
+	defer cashDesk.Close()
+	// README end
+	if err := cashDesk.Sync(ctx); err != nil {
+		return 0, err
+	}
+	desk, _, err := aggregate.Bind(exec, Accounts).Load(ctx, "cash-desk")
+	return desk.Balance, err
+}
+
 // README begin
 type Customer struct{ Holder, Currency string }
 
@@ -292,12 +322,20 @@ func Example_readme() {
 		log.Fatal(err)
 	}
 	fmt.Println("balances:", balances)
+
+	// The reactor, with its checkpoints in the same database.
+	desk, err := readmeReactor(ctx, client, exec, db)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("cash desk:", desk)
 	// Output:
 	// withdrew 30: version 1; delivered again: idempotent=true version 1
 	// overdraft rejected: true
 	// transaction committed=true with 2 commands
 	// deposit through the bus: bank_account-alice version 2
 	// balances: map[alice:80 carol:90 dave:10]
+	// cash desk: 40
 }
 
 // The Redis Streams snippet, between a bus and a router over real Redis.

@@ -62,6 +62,30 @@
 // moves the checkpoint past it; under [Stop] the runner ends with a
 // [*PoisonError] before it. Nothing is skipped silently.
 //
+// # Replaying and skipping parked events
+//
+// An [Admin] (from [NewAdmin], in an admin tool that needs no running
+// runner, or [Runner.Admin] while one runs in the process) lists and shows
+// parked events, replays one through the projection's handlers once they
+// are fixed, or skips it, recording who did it and why
+// ([Store.Resolved]). A replay applies the event and takes it off the
+// parked list ([Tx.Unpark]) in one store transaction, so it is applied
+// exactly once, whoever replays it at the same time (tested by the
+// contract suite on every store: Unpark, UnparkOnce, ReplayAndSkip,
+// AdminWithoutRunner). A replay that fails again leaves the event parked,
+// its reason and attempts updated ([*ReplayError]).
+//
+// Under [Config.Hold] = [HoldEntity] the later events of a stream whose
+// event is parked are parked behind it ([CauseHeld]) instead of being
+// applied out of context; other streams go on. Replaying or skipping the
+// stream's first parked event applies the held ones in stream order, each
+// in its own transaction, until one fails (it stays parked, now first:
+// [Outcome.Blocked]). A held event cannot be replayed ahead of the event it
+// waits for ([ErrNotFirst]). A runner learns of a resolution made by
+// another process within [Config.LagInterval]; until then it holds the
+// stream's new events, and releases them in order (tested:
+// ReleasedElsewhere).
+//
 // # Progress
 //
 // [Runner.Status] reports the lag per partition against the partitions'

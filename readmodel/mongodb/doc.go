@@ -73,6 +73,21 @@
 //     is true of any projection, since SierraDB orders events only within
 //     a partition.
 //
+// # Replayed parked events
+//
+// A parked event replayed (readmodel.Admin.Replay) or released after the
+// event it was held behind sits below its partition's position: documents
+// written since by later events of the partition would make the guard
+// above skip its writes. The handle of an event taken off the parked list
+// in the transaction (Tx.Unpark) therefore guards with a field of the
+// replay's own, _esmill.<projection>.r<partition>_<sequence>: a replay that
+// is repeated after a crash, or by a second process, applies each write
+// once. Without transactions the parked document is deleted at Commit,
+// after the writes (the delete is the claim: of two replays only one
+// deletes it); a crash between the writes and the delete leaves the event
+// parked, and replaying it again changes nothing twice. A crash between the
+// delete and the record of the resolution loses that record only.
+//
 // # With transactions
 //
 // When the server supports them (Config.Transactions Auto detects it with
