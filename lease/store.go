@@ -113,3 +113,26 @@ func validateRequest(group, instance string, ttl time.Duration) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Validate checks the request's group and instance names and its TTL, for
+// [Store] implementations outside this package.
+func (r HeartbeatRequest) Validate() error {
+	errs := []error{validateRequest(r.Group, r.Instance, r.TTL)}
+	if r.Partitions <= 0 || r.Partitions > 1<<16 {
+		errs = append(errs, fmt.Errorf("lease: partition count %d must be 1 to 65536", r.Partitions))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the request's group and instance names, its TTL and its
+// partitions, for [Store] implementations outside this package.
+func (r AcquireRequest) Validate() error {
+	errs := []error{validateRequest(r.Group, r.Instance, r.TTL)}
+	for _, p := range r.Partitions {
+		if p < 0 || p >= 1<<16 {
+			errs = append(errs, fmt.Errorf("lease: partition %d must be 0 to 65535", p))
+			break
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -103,7 +103,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Store, error) {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey(p, "")); err != nil {
 		return nil, fmt.Errorf("postgres: create tables: %w", err)
 	}
-	if _, err := tx.Exec(ctx, schema); err != nil {
+	if _, err := tx.Exec(ctx, schema+";"+leaseSchema(p)); err != nil {
 		return nil, fmt.Errorf("postgres: create tables: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {

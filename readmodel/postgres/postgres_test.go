@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/esmill/esmill/internal/testservice"
+	"github.com/esmill/esmill/lease"
+	"github.com/esmill/esmill/lease/leasetest"
 	"github.com/esmill/esmill/readmodel"
 	"github.com/esmill/esmill/readmodel/checkpointtest"
 	"github.com/esmill/esmill/readmodel/postgres"
@@ -170,4 +172,11 @@ func TestConfigValidate(t *testing.T) {
 	if err := (postgres.Config{TablePrefix: "bad-prefix"}).Validate(); err == nil {
 		t.Fatal("invalid prefix accepted")
 	}
+}
+
+// TestLeaseContract runs the lease contract against the store's leases.
+func TestLeaseContract(t *testing.T) {
+	pool, _ := newSchema(t)
+	s := newStore(t, pool).Leases()
+	leasetest.Run(t, func(*testing.T) lease.Store { return s }, 300*time.Millisecond)
 }

@@ -54,8 +54,9 @@ func OpenDB(path string) (*sql.DB, error) {
 // Store keeps checkpoints in SQLite and gives handlers the batch's
 // *sql.Tx. It implements readmodel.Store[*sql.Tx] and readmodel.Switcher.
 type Store struct {
-	db *sql.DB
-	q  queries
+	db     *sql.DB
+	prefix string
+	q      queries
 }
 
 type queries struct {
@@ -100,12 +101,12 @@ func New(ctx context.Context, db *sql.DB, cfg Config) (*Store, error) {
 			projection TEXT NOT NULL
 		)`,
 	}
-	for _, stmt := range schema {
+	for _, stmt := range append(schema, leaseSchema(p)...) {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			return nil, fmt.Errorf("sqlite: create tables: %w", err)
 		}
 	}
-	return &Store{db: db, q: queries{
+	return &Store{db: db, prefix: p, q: queries{
 		checkpoints: `SELECT partition_id, sequence FROM ` + p + `checkpoints WHERE projection = ?`,
 		insertCP:    `INSERT INTO ` + p + `checkpoints (projection, partition_id, sequence) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
 		updateCP:    `UPDATE ` + p + `checkpoints SET sequence = ? WHERE projection = ? AND partition_id = ? AND sequence = ?`,
