@@ -111,6 +111,21 @@ type Tx[T any] interface {
 	Rollback(ctx context.Context) error
 }
 
+// ServerRecorder is implemented by stores that keep, with a projection's
+// checkpoints, the identity of the SierraDB server whose events they count
+// (sierradb.Client.ServerID). A runner records it when it starts and
+// refuses to go on from checkpoints recorded on another server
+// ([DivergedError]). Every store of this module implements it; for a
+// store that does not, the runner checks the identity only within its own
+// run. [Store.Reset] forgets the identity with the checkpoints.
+type ServerRecorder interface {
+	// RecordServer records id as the projection's server unless one is
+	// recorded already, and returns the one recorded (id, or the older
+	// one). It is atomic: of racing callers with different ids, all get
+	// the same answer.
+	RecordServer(ctx context.Context, projection, id string) (string, error)
+}
+
 // Switcher is implemented by stores that keep a pointer from a read-model
 // name (such as "balances") to the projection that serves it (such as
 // "balances@v2"): the blue/green switch. Readers look the pointer up to

@@ -212,6 +212,31 @@ func (s *Store[M]) Parked(ctx context.Context, name string) (evs []readmodel.Par
 	return evs, err
 }
 
+// RecordServer implements [readmodel.ServerRecorder]: the identity is
+// kept in the projection's file.
+func (s *Store[M]) RecordServer(ctx context.Context, projection, id string) (string, error) {
+	unlock, err := s.lock(ctx, projection, false)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, err := s.syncLocked(projection, true)
+	if err != nil {
+		return "", err
+	}
+	if p.Server != "" {
+		return p.Server, nil
+	}
+	next := p.Next(nil, nil)
+	next.Server = id
+	if err := s.writeLocked(projection, p, next, p.raw, p.model); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
 // Begin implements [readmodel.Store]: it takes the projection's lock
 // (waiting while another transaction, of this process or another, holds
 // it) and holds it until Commit or Rollback; the transaction works on a

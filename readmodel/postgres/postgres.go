@@ -51,6 +51,7 @@ type Store struct {
 
 type queries struct {
 	checkpoints, insertCP, updateCP, park, parked, resetCP, resetParked, setActive, active string
+	recordServer, resetServer                                                              string
 }
 
 // New returns a store on pool, creating its tables if they do not exist.
@@ -92,6 +93,10 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Store, error) {
 		CREATE TABLE IF NOT EXISTS ` + p + `active (
 			name text PRIMARY KEY,
 			projection text NOT NULL
+		);
+		CREATE TABLE IF NOT EXISTS ` + p + `servers (
+			projection text PRIMARY KEY,
+			server_id text NOT NULL
 		)`
 	// Two stores creating the tables at once can collide in the catalog;
 	// an advisory lock serialises them.
@@ -127,6 +132,10 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Store, error) {
 		resetParked: `DELETE FROM ` + p + `parked WHERE projection = $1`,
 		setActive:   `INSERT INTO ` + p + `active (name, projection) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET projection = excluded.projection`,
 		active:      `SELECT projection FROM ` + p + `active WHERE name = $1`,
+		recordServer: `WITH ins AS (INSERT INTO ` + p + `servers (projection, server_id) VALUES ($1, $2)
+			ON CONFLICT (projection) DO NOTHING RETURNING server_id)
+			SELECT server_id FROM ins UNION ALL SELECT server_id FROM ` + p + `servers WHERE projection = $1 LIMIT 1`,
+		resetServer: `DELETE FROM ` + p + `servers WHERE projection = $1`,
 	}}, nil
 }
 
@@ -235,6 +244,24 @@ func (s *Store) Begin(ctx context.Context, projection string) (readmodel.Tx[pgx.
 	return &Tx{s: s, tx: tx, projection: projection}, nil
 }
 
+// RecordServer implements [readmodel.ServerRecorder].
+func (s *Store) RecordServer(ctx context.Context, projection, id string) (string, error) {
+	if err := readmodel.ValidateName(projection); err != nil {
+		return "", err
+	}
+	var got string
+	err := s.pool.QueryRow(ctx, s.q.recordServer, projection, id).Scan(&got)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// A racing caller's row, committed after this statement's
+		// snapshot was taken.
+		err = s.pool.QueryRow(ctx, `SELECT server_id FROM `+s.prefix+`servers WHERE projection = $1`, projection).Scan(&got)
+	}
+	if err != nil {
+		return "", fmt.Errorf("postgres: record server: %w", err)
+	}
+	return got, nil
+}
+
 // Reset implements [readmodel.Store]: drop, the checkpoints and the parked
 // events go in one transaction, under the projection's advisory lock.
 func (s *Store) Reset(ctx context.Context, projection string, drop func(ctx context.Context, tx pgx.Tx) error) error {
@@ -254,7 +281,7 @@ func (s *Store) Reset(ctx context.Context, projection string, drop func(ctx cont
 			return err
 		}
 	}
-	for _, q := range []string{s.q.resetCP, s.q.resetParked} {
+	for _, q := range []string{s.q.resetCP, s.q.resetParked, s.q.resetServer} {
 		if _, err := tx.Exec(ctx, q, projection); err != nil {
 			return fmt.Errorf("postgres: reset: %w", err)
 		}
