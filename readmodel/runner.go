@@ -166,4 +166,3 @@ func (r *Runner[T]) Err() error {
 	defer r.mu.Unlock()
 	return r.err
 }
-
