@@ -106,7 +106,13 @@ func (r *Runner[T]) logProgress(ctx context.Context) {
 		}
 		eta := "unknown"
 		if rate > 0 {
-			eta = (time.Duration(float64(total)/rate*float64(time.Second)) + time.Second/2).Truncate(time.Second).String()
+			d := time.Duration(float64(total) / rate * float64(time.Second))
+			if d < 10*time.Second {
+				d = d.Round(100 * time.Millisecond)
+			} else {
+				d = d.Round(time.Second)
+			}
+			eta = d.String()
 		}
 		r.cfg.Logger.Info("readmodel: catching up", "projection", r.cfg.Name,
 			"events_per_s", int64(rate), "handled", n, "remaining", total, "remaining_by_partition", per.String(), "eta", eta)
