@@ -137,6 +137,9 @@ func (r *Runner[T]) process(ctx context.Context, sub *sierradb.Subscription, ite
 			// poison at once; one of unknown meaning is retried
 			// MaxAttempts times.
 			class, declared := esmill.Declared(hf.err)
+			if tc, ok := cfg.Store.(TransientChecker); ok && !declared && tc.IsTransient(hf.err) {
+				class, declared = esmill.Transient, true
+			}
 			if !declared || class != esmill.Transient {
 				failures[it.pos]++
 			}
@@ -221,7 +224,7 @@ func (r *Runner[T]) retryWait(ctx context.Context, b *backoff.Backoff) error {
 
 // commit applies the batch in one store transaction.
 func (r *Runner[T]) commit(ctx context.Context, batch []*item[T]) error {
-	tx, err := r.cfg.Store.Begin(ctx, r.cfg.Name)
+	tx, err := r.beginTx(ctx, batch)
 	if err != nil {
 		return err
 	}
@@ -249,6 +252,22 @@ func (r *Runner[T]) commit(ctx context.Context, batch []*item[T]) error {
 		return err
 	}
 	return nil
+}
+
+// beginTx starts the batch's transaction: per partition when the runner
+// shares the projection and the store can (see PartitionBeginner).
+func (r *Runner[T]) beginTx(ctx context.Context, batch []*item[T]) (Tx[T], error) {
+	if pb, ok := r.cfg.Store.(PartitionBeginner[T]); ok && r.cfg.Leases != nil {
+		var parts []uint16
+		for _, it := range batch {
+			if !slices.Contains(parts, it.pos.Partition) {
+				parts = append(parts, it.pos.Partition)
+			}
+		}
+		slices.Sort(parts)
+		return pb.BeginPartitions(ctx, r.cfg.Name, parts)
+	}
+	return r.cfg.Store.Begin(ctx, r.cfg.Name)
 }
 
 func safeCall[T any](ctx context.Context, tx T, call func(ctx context.Context, tx T) error) (err error) {

@@ -205,25 +205,61 @@ func (s *Store) Begin(ctx context.Context, projection string) (readmodel.Tx[pgx.
 	if err := readmodel.ValidateName(projection); err != nil {
 		return nil, err
 	}
+	return s.begin(ctx, projection, []int64{lockKey(s.prefix, projection)})
+}
+
+// BeginPartitions implements [readmodel.PartitionBeginner]: it takes an
+// advisory lock per partition (in partition order, so that two batches
+// never wait for each other crosswise) instead of the projection's, so
+// that instances sharing the projection's partitions commit in parallel.
+func (s *Store) BeginPartitions(ctx context.Context, projection string, partitions []uint16) (readmodel.Tx[pgx.Tx], error) {
+	if err := readmodel.ValidateName(projection); err != nil {
+		return nil, err
+	}
+	keys := make([]int64, 0, len(partitions))
+	for _, p := range partitions {
+		keys = append(keys, lockKey(s.prefix, projection+"\x00"+strconv.Itoa(int(p))))
+	}
+	return s.begin(ctx, projection, keys)
+}
+
+// IsTransient implements [readmodel.TransientChecker]: a deadlock or a
+// serialization failure (SQLSTATE 40P01, 40001), which batches of
+// instances working on different partitions can meet in rows they share,
+// is cured by a retry.
+func (s *Store) IsTransient(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}
+
+func (s *Store) begin(ctx context.Context, projection string, keys []int64) (readmodel.Tx[pgx.Tx], error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: begin: %w", err)
 	}
-	key := lockKey(s.prefix, projection)
-	var ok bool
+	ok := true
 	if s.lockWait < 0 {
-		err = tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, key).Scan(&ok)
+		for _, key := range keys {
+			if err = tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, key).Scan(&ok); err != nil || !ok {
+				break
+			}
+		}
 	} else {
 		// lock_timeout bounds the wait; it is set back to the session's
 		// value at once, so that the handlers' statements do not inherit
 		// it.
 		b := &pgx.Batch{}
 		b.Queue(`SELECT set_config('lock_timeout', $1, true)`, strconv.FormatInt(s.lockWait.Milliseconds(), 10)+"ms")
-		b.Queue(`SELECT pg_advisory_xact_lock($1)`, key)
+		for _, key := range keys {
+			b.Queue(`SELECT pg_advisory_xact_lock($1)`, key)
+		}
 		res := tx.SendBatch(ctx, b)
-		_, err1 := res.Exec()
-		_, err = res.Exec()
-		err = errors.Join(err1, err, res.Close())
+		var errs []error
+		for range len(keys) + 1 {
+			_, e := res.Exec()
+			errs = append(errs, e)
+		}
+		err = errors.Join(append(errs, res.Close())...)
 		if err == nil {
 			_, err = tx.Exec(ctx, `SET LOCAL lock_timeout TO DEFAULT`)
 		}
