@@ -63,6 +63,8 @@ var runs = []run{
 	{pkg: "./sierradb/pubsub", bench: `^BenchmarkPublish$/(embedded|sierradb)/(adapter|raw)/(serial|batch10|goroutines16)$`, benchtime: "2s", quick: "300ms"},
 	{pkg: "./sierradb/pubsub", bench: `^BenchmarkSubscribe$`, benchtime: "3x", quick: "1x"},
 	{pkg: "./test/readmodel", bench: `^BenchmarkCatchUp$`, benchtime: "3x", quick: "1x"},
+	{pkg: "./test/readmodel", bench: `^BenchmarkSharedCatchUp$`, benchtime: "1x", quick: "1x",
+		quickEnv: []string{"ESMILL_SHARED_EVENTS=20000"}},
 	{pkg: "./sierradb/embedded", bench: `^BenchmarkDirectoryScale$`, benchtime: "1x", quick: "1x",
 		env: []string{"EMBEDDED_SCALE_EVENTS=5000000"}, quickEnv: []string{"EMBEDDED_SCALE_EVENTS=500000"}},
 }
@@ -122,6 +124,10 @@ func rows() []row {
 				fmt.Sprintf("BenchmarkCatchUp/%s/batch=%d", store, batch), "BenchmarkCatchUp/subscription", "events/s", false})
 		}
 	}
+	const shared = "Projection instances sharing the partitions (PostgreSQL, embedded SierraDB; 100,000 events, -quick: 20,000)"
+	rs = append(rs,
+		row{shared, "catch-up: 3 instances under leases vs 1 runner alone", "BenchmarkSharedCatchUp/instances=3", "BenchmarkSharedCatchUp/alone", "events/s", false},
+		row{shared, "catch-up: 1 instance under leases vs 1 runner alone", "BenchmarkSharedCatchUp/instances=1", "BenchmarkSharedCatchUp/alone", "events/s", false})
 	return rs
 }
 
