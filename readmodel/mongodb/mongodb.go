@@ -33,7 +33,8 @@ const (
 // Config configures a [Store].
 type Config struct {
 	// CollectionPrefix names the store's collections: <prefix>checkpoints,
-	// <prefix>parked and <prefix>active. Default: "esmill_".
+	// <prefix>parked, <prefix>active, <prefix>servers, <prefix>lease_members
+	// and <prefix>lease_owners. Default: "esmill_".
 	CollectionPrefix string
 	// Transactions says whether to use transactions. Default: Auto.
 	Transactions TxMode
@@ -57,6 +58,7 @@ func (c Config) Validate() error {
 // implements readmodel.Store[*Handle] and readmodel.Switcher.
 type Store struct {
 	db      *mongo.Database
+	prefix  string
 	txns    bool
 	mu      sync.Mutex
 	locks   map[string]chan struct{} // one batch at a time per projection
@@ -78,6 +80,7 @@ func New(ctx context.Context, db *mongo.Database, cfg Config) (*Store, error) {
 	}
 	s := &Store{
 		db:      db,
+		prefix:  cfg.CollectionPrefix,
 		locks:   make(map[string]chan struct{}),
 		cps:     db.Collection(cfg.CollectionPrefix + "checkpoints"),
 		parked:  db.Collection(cfg.CollectionPrefix + "parked"),
