@@ -53,7 +53,8 @@ func sharer(t *testing.T) string {
 
 // TestSharedCrash runs three processes of one projection, sharing its
 // partitions under leases kept in the projection's own store, while 20,000
-// events arrive, and SIGKILLs and restarts them at random. Every applied
+// events arrive, and SIGKILLs and restarts them at random, or freezes one
+// (SIGSTOP) past its leases and thaws it. Every applied
 // event is one row, unique on its position: at the end no event is
 // missing, none was applied twice (a second application would fail on
 // the uniqueness and be parked), and every partition is owned by exactly
@@ -177,7 +178,7 @@ func sharedCrash(t *testing.T, kind string) {
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 0))
 	t.Logf("seed %d", seed)
-	kills := 0
+	kills, pauses := 0, 0
 	began := time.Now()
 	var w written
 	writing := true
@@ -205,6 +206,22 @@ func sharedCrash(t *testing.T, kind string) {
 			}
 		}
 		slot := rng.IntN(len(slots))
+		if canFreeze && rng.IntN(4) == 0 {
+			// Freeze the process past its leases (TTL 1s): the others
+			// take its partitions over; when it thaws, its lease has run
+			// out, and the checkpoint compare-and-set fences whatever it
+			// had in flight.
+			in := slots[slot]
+			if err := freeze(in.proc.Pid(), true); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Duration(1500+rng.IntN(1000)) * time.Millisecond)
+			if err := freeze(in.proc.Pid(), false); err != nil {
+				t.Fatal(err)
+			}
+			pauses++
+			continue
+		}
 		slots[slot].proc.Kill()
 		kills++
 		if rng.IntN(3) == 0 {
@@ -212,7 +229,7 @@ func sharedCrash(t *testing.T, kind string) {
 		}
 		slots[slot] = start(slot)
 	}
-	t.Logf("%d events written, %d SIGKILLs in %s", len(w.pos), kills, time.Since(began).Round(time.Millisecond))
+	t.Logf("%d events written, %d SIGKILLs and %d SIGSTOPs of 1.5-2.5s in %s", len(w.pos), kills, pauses, time.Since(began).Round(time.Millisecond))
 	chaosDone := time.Now()
 
 	// Settle: the three instances apply everything and divide the
@@ -302,9 +319,9 @@ func sharedCrash(t *testing.T, kind string) {
 		owned = append(owned, fmt.Sprintf("%s: %d", s.Instance, len(s.Owned)))
 	}
 	slices.Sort(owned)
-	t.Logf("%s: %d events, %d processes started, %d SIGKILLed; applied %d (by slot %v), lost %d, applied twice %d, unexpected %d, parked %d; "+
+	t.Logf("%s: %d events, %d processes started, %d SIGKILLed, %d frozen past their leases; applied %d (by slot %v), lost %d, applied twice %d, unexpected %d, parked %d; "+
 		"checkpoint conflicts of the last three %d; partitions owned at the end %v",
-		kind, len(w.pos), incarnation, kills, len(rows), byInstance, lost, twice, extra, len(parked), conflicts, owned)
+		kind, len(w.pos), incarnation, kills, pauses, len(rows), byInstance, lost, twice, extra, len(parked), conflicts, owned)
 	if lost > 0 || twice > 0 || extra > 0 || len(parked) > 0 {
 		t.Fatalf("lost %d, applied twice %d, unexpected %d, parked %v: want all 0", lost, twice, extra, parked)
 	}
