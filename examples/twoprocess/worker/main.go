@@ -120,6 +120,9 @@ func run(ctx context.Context, sierraAddr, redisAddr, pgDSN string, partitions in
 	newProjection := func() (*readmodel.Runner[pgx.Tx], error) {
 		return readmodel.New(readmodel.Config[pgx.Tx]{
 			Name: "balances", Client: client, Store: store, Logger: logger,
+			// The workers share the projection's partitions, under leases
+			// kept in the same PostgreSQL.
+			Leases: store.Leases(),
 			Handlers: []readmodel.Handler[pgx.Tx]{
 				readmodel.On(bank.Accounts, func(ctx context.Context, tx pgx.Tx, id string, e bank.Opened, _ readmodel.Meta) error {
 					_, err := tx.Exec(ctx, `INSERT INTO balances (id, owner, balance) VALUES ($1, $2, 0)`, id, e.Owner)
@@ -136,11 +139,10 @@ func run(ctx context.Context, sierraAddr, redisAddr, pgDSN string, partitions in
 			},
 		})
 	}
-	// Several workers may run the projection: the store's guard lets one
-	// advance it, and a worker that loses the race stands by and tries
-	// again later. A projection stopped by an outage (SierraDB or
-	// PostgreSQL restarting) is started again from its checkpoints too,
-	// rather than taking the worker down.
+	// Every worker runs the projection; they divide its partitions. A
+	// projection stopped by an outage (SierraDB or PostgreSQL restarting
+	// for longer than its retries) is started again from its
+	// checkpoints, rather than taking the worker down.
 	project := func(ctx context.Context) error {
 		for {
 			p, err := newProjection()
@@ -148,14 +150,10 @@ func run(ctx context.Context, sierraAddr, redisAddr, pgDSN string, partitions in
 				return err
 			}
 			err = p.Run(ctx)
-			switch {
-			case ctx.Err() != nil:
+			if ctx.Err() != nil {
 				return err
-			case errors.Is(err, readmodel.ErrCheckpointConflict):
-				logger.Info("another worker runs the projection; standing by")
-			default:
-				logger.Warn("projection stopped; starting it again", "error", err)
 			}
+			logger.Warn("projection stopped; starting it again", "error", err)
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
