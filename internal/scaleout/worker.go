@@ -38,7 +38,7 @@ type WorkerConfig struct {
 	// existed, for comparison: no lease group, every worker reading every
 	// topic through one watermill-redisstream consumer group.
 	SharedGroup bool
-	Logger    *slog.Logger `json:"-"`
+	Logger      *slog.Logger `json:"-"`
 	// Ready is called once the router runs.
 	Ready func() `json:"-"`
 }
