@@ -120,7 +120,10 @@ type gate struct {
 	expected int
 	m        *lease.Member
 	closed   bool
-	err      error
+	// closeDone is closed once Close has finished, so that every caller
+	// of Close returns only then.
+	closeDone chan struct{}
+	err       error
 	wg       sync.WaitGroup // forwarders, drains, the member watcher
 }
 
@@ -128,7 +131,7 @@ func newGate(r *CommandRouter, inner message.Subscriber) *gate {
 	base, stop := context.WithCancel(context.Background())
 	return &gate{
 		r: r, inner: inner, own: *r.cfg.Ownership, log: r.cfg.Logger,
-		base: base, stop: stop, ready: make(chan struct{}),
+		base: base, stop: stop, ready: make(chan struct{}), closeDone: make(chan struct{}),
 		topics: make(map[string]*gateTopic), byPart: make(map[int][]*gateTopic), holds: make(map[int]*hold),
 		expected: len(r.Topics()),
 	}
@@ -381,16 +384,18 @@ func (g *gate) closeTopic(gt *gateTopic) {
 
 // Close leaves the group (revoking every partition, waiting for the
 // messages in flight), ends the handlers' channels and closes the inner
-// subscriber. It is idempotent.
+// subscriber. It is idempotent; every call returns once it is done.
 func (g *gate) Close() error {
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
+		<-g.closeDone
 		return nil
 	}
 	g.closed = true
 	m := g.m
 	g.mu.Unlock()
+	defer close(g.closeDone)
 	if m != nil {
 		m.Close()
 	}

@@ -191,8 +191,10 @@ func (r *CommandRouter) AddHandlers(router *message.Router, sub message.Subscrib
 }
 
 // Close leaves the lease group, if the router has an Ownership and has
-// joined it (the Watermill router's Close does that too). It is
-// idempotent.
+// joined it, releasing its partitions so that the others take them at
+// once (the Watermill router's Close does that too, but its Run may return
+// first): call it before closing the Redis client the lease store uses.
+// It is idempotent, and returns once the group is left.
 func (r *CommandRouter) Close() error {
 	r.mu.Lock()
 	g := r.gate
