@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -19,6 +20,22 @@ import (
 	"github.com/esmill/esmill/lease"
 	"github.com/esmill/esmill/sierradb"
 )
+
+// report appends a line to $ESMILL_REPORT_DIR/scaleout.txt, which CI
+// prints after the tests.
+func report(t *testing.T, line string) {
+	dir := os.Getenv("ESMILL_REPORT_DIR")
+	if dir == "" {
+		return
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "scaleout.txt"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Errorf("report: %v", err)
+		return
+	}
+	defer f.Close()
+	fmt.Fprintln(f, line)
+}
 
 // envInt reads a positive integer from the environment, or def.
 func envInt(name string, def int) int {
@@ -171,6 +188,7 @@ chaos:
 	}
 	t.Logf("%d worker processes started, %d SIGKILLed, one joining late; %d replies", started, kills, replies)
 	t.Logf("%s", counts)
+	report(t, fmt.Sprintf("scale-out chaos (%s): %d worker processes started, %d SIGKILLed, one joining late; %s", t.Name(), started, kills, counts))
 	if !counts.Clean() || counts.Applied != total {
 		for _, w := range workers {
 			t.Logf("a worker's log:\n%s", w.LogTail(3000))
