@@ -124,7 +124,7 @@ type gate struct {
 	// of Close returns only then.
 	closeDone chan struct{}
 	err       error
-	wg       sync.WaitGroup // forwarders, drains, the member watcher
+	wg        sync.WaitGroup // forwarders, drains, the member watcher
 }
 
 func newGate(r *CommandRouter, inner message.Subscriber) *gate {
