@@ -39,6 +39,17 @@ type Store interface {
 	Leave(ctx context.Context, group, instance string) error
 }
 
+// GroupReader is implemented by stores that can tell, without joining, how
+// many partitions a group's live members use (RedisStore and MemoryStore
+// do). Senders use it to check that they spread work over the same
+// partitions as the group that consumes it (package cqrs: a command bus
+// given the group fails loudly on a mismatch).
+type GroupReader interface {
+	// GroupPartitions returns the partition count of the group's live
+	// members, and false when the group has no live member.
+	GroupPartitions(ctx context.Context, group string) (partitions int, live bool, err error)
+}
+
 // HeartbeatRequest is the argument of [Store.Heartbeat].
 type HeartbeatRequest struct {
 	Group      string
