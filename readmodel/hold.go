@@ -118,7 +118,8 @@ func (r *Runner[T]) heldChanged(stream string, first *ParkedEvent) {
 
 // loadHeld reads which streams have parked events, under the store lock
 // (no batch commits meanwhile). It returns the streams whose first parked
-// event is a held one: they have nothing left to wait for.
+// event is a held one (with Leases, of the partitions the runner works
+// on): they have nothing left to wait for.
 func (r *Runner[T]) loadHeld(ctx context.Context) ([]string, error) {
 	defer r.lockTx()()
 	evs, err := r.cfg.Store.Parked(ctx, r.cfg.Name)
@@ -132,7 +133,8 @@ func (r *Runner[T]) loadHeld(ctx context.Context) ([]string, error) {
 			continue
 		}
 		first[ev.StreamID] = ev.Position
-		if ev.Cause == CauseHeld {
+		// With Leases, the owner of the partition releases it.
+		if ev.Cause == CauseHeld && (r.cfg.Leases == nil || r.share.isOwned(ev.Partition)) {
 			orphans = append(orphans, ev.StreamID)
 		}
 	}
@@ -146,13 +148,17 @@ func (r *Runner[T]) loadHeld(ctx context.Context) ([]string, error) {
 // LagInterval while some stream is held, to learn of resolutions made
 // elsewhere, and releases the held events whose stream has nothing parked
 // before them any more.
-func (r *Runner[T]) keepHeld(ctx context.Context, orphans []string) {
+func (r *Runner[T]) keepHeld(ctx context.Context) {
 	every := r.cfg.LagInterval
 	if every <= 0 {
 		every = time.Second
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
+	orphans, err := r.loadHeld(ctx)
+	if err != nil && ctx.Err() == nil {
+		r.cfg.Logger.Warn("readmodel: reading parked events failed", "projection", r.cfg.Name, "error", err)
+	}
 	for {
 		for _, stream := range orphans {
 			done, ok := r.claimStream(stream)
@@ -182,7 +188,6 @@ func (r *Runner[T]) keepHeld(ctx context.Context, orphans []string) {
 			orphans = nil
 			continue
 		}
-		var err error
 		if orphans, err = r.loadHeld(ctx); err != nil && ctx.Err() == nil {
 			r.cfg.Logger.Warn("readmodel: reading parked events failed", "projection", r.cfg.Name, "error", err)
 		}

@@ -322,12 +322,12 @@ func (a *Admin[T]) applyParked(ctx context.Context, ev ParkedEvent, res Resoluti
 		if err != nil {
 			return ParkedEvent{}, err
 		}
-		it = a.r.prepare(raw)
+		it = a.r.prepareItem(raw)
 	}
 	if a.lock != nil {
 		defer a.lock()()
 	}
-	tx, err := a.cfg.Store.Begin(ctx, a.cfg.Name)
+	tx, err := a.begin(ctx, ev.Partition)
 	if err != nil {
 		return ParkedEvent{}, err
 	}
@@ -362,11 +362,28 @@ func (a *Admin[T]) applyParked(ctx context.Context, ev ParkedEvent, res Resoluti
 	return parked, nil
 }
 
+// begin starts a transaction of a resolution of an event of partition p.
+// It takes the store transaction the partition's batches take, whichever
+// instance runs them: per partition where the store serialises per
+// partition ([PartitionBeginner], which also waits for a transaction of the
+// whole projection), else the projection's. So a replay never interleaves
+// with a batch of the partition's owner, in this process or another, with
+// or without [Config.Leases] (tested: TestReplayWaitsForTheOwnersBatch in
+// package postgres). The file store's lock and SQLite's single writer
+// serialise every transaction anyway; MongoDB's serialises those of one
+// process, and its checkpoint links settle races across processes.
+func (a *Admin[T]) begin(ctx context.Context, p uint16) (Tx[T], error) {
+	if pb, ok := a.cfg.Store.(PartitionBeginner[T]); ok {
+		return pb.BeginPartitions(ctx, a.cfg.Name, []uint16{p})
+	}
+	return a.cfg.Store.Begin(ctx, a.cfg.Name)
+}
+
 // failed records a failed replay on the parked event.
 func (a *Admin[T]) failed(ctx context.Context, ev ParkedEvent, cause Cause, failure error) error {
 	ev.Cause, ev.Reason, ev.Attempts, ev.ParkedAt = cause, failure.Error(), ev.Attempts+1, a.cfg.Now().UTC()
 	rerr := &ReplayError{Projection: a.cfg.Name, Event: ev, Err: failure}
-	tx, err := a.cfg.Store.Begin(ctx, a.cfg.Name)
+	tx, err := a.begin(ctx, ev.Partition)
 	if err == nil {
 		if err = tx.Park(ctx, ev); err == nil {
 			err = tx.Commit(ctx, nil)

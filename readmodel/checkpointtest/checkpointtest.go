@@ -68,6 +68,7 @@ func Run[T any](t *testing.T, h Harness[T]) {
 	t.Run("UnparkOnce", s.unparkOnce)
 	t.Run("Reset", s.reset)
 	t.Run("Switch", s.switcher)
+	t.Run("RecordServer", s.recordServer)
 	t.Run("Durable", s.durable)
 	t.Run("InvalidName", s.invalidName)
 	t.Run("Runner", s.runner)

@@ -55,13 +55,15 @@ func OpenDB(path string) (*sql.DB, error) {
 // Store keeps checkpoints in SQLite and gives handlers the batch's
 // *sql.Tx. It implements readmodel.Store[*sql.Tx] and readmodel.Switcher.
 type Store struct {
-	db *sql.DB
-	q  queries
+	db     *sql.DB
+	prefix string
+	q      queries
 }
 
 type queries struct {
 	checkpoints, insertCP, updateCP, park, parked, resetCP, resetParked, setActive, active string
 	parkedQueries
+	insertServer, server, resetServer string
 }
 
 // New returns a store on db, creating its tables if they do not exist.
@@ -101,14 +103,18 @@ func New(ctx context.Context, db *sql.DB, cfg Config) (*Store, error) {
 			name TEXT PRIMARY KEY,
 			projection TEXT NOT NULL
 		)`,
+		`CREATE TABLE IF NOT EXISTS ` + p + `servers (
+			projection TEXT PRIMARY KEY,
+			server_id TEXT NOT NULL
+		)`,
 		resolvedSchema(p),
 	}
-	for _, stmt := range schema {
+	for _, stmt := range append(schema, leaseSchema(p)...) {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			return nil, fmt.Errorf("sqlite: create tables: %w", err)
 		}
 	}
-	return &Store{db: db, q: queries{
+	return &Store{db: db, prefix: p, q: queries{
 		checkpoints: `SELECT partition_id, sequence FROM ` + p + `checkpoints WHERE projection = ?`,
 		insertCP:    `INSERT INTO ` + p + `checkpoints (projection, partition_id, sequence) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
 		updateCP:    `UPDATE ` + p + `checkpoints SET sequence = ? WHERE projection = ? AND partition_id = ? AND sequence = ?`,
@@ -122,6 +128,9 @@ func New(ctx context.Context, db *sql.DB, cfg Config) (*Store, error) {
 		resetParked:   `DELETE FROM ` + p + `parked WHERE projection = ?`,
 		setActive:     `INSERT INTO ` + p + `active (name, projection) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET projection = excluded.projection`,
 		active:        `SELECT projection FROM ` + p + `active WHERE name = ?`,
+		insertServer:  `INSERT INTO ` + p + `servers (projection, server_id) VALUES (?, ?) ON CONFLICT DO NOTHING`,
+		server:        `SELECT server_id FROM ` + p + `servers WHERE projection = ?`,
+		resetServer:   `DELETE FROM ` + p + `servers WHERE projection = ?`,
 		parkedQueries: newParkedQueries(p),
 	}}, nil
 }
@@ -190,6 +199,29 @@ func (s *Store) Begin(ctx context.Context, projection string) (readmodel.Tx[*sql
 	return &Tx{s: s, tx: tx, projection: projection}, nil
 }
 
+// RecordServer implements [readmodel.ServerRecorder].
+func (s *Store) RecordServer(ctx context.Context, projection, id string) (string, error) {
+	if err := readmodel.ValidateName(projection); err != nil {
+		return "", err
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return "", fmt.Errorf("sqlite: record server: %w", err)
+	}
+	defer tx.Rollback()
+	var got string
+	if _, err := tx.ExecContext(ctx, s.q.insertServer, projection, id); err != nil {
+		return "", fmt.Errorf("sqlite: record server: %w", err)
+	}
+	if err := tx.QueryRowContext(ctx, s.q.server, projection).Scan(&got); err != nil {
+		return "", fmt.Errorf("sqlite: record server: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return "", fmt.Errorf("sqlite: record server: %w", err)
+	}
+	return got, nil
+}
+
 // Reset implements [readmodel.Store]: drop, the checkpoints and the parked
 // events go in one transaction.
 func (s *Store) Reset(ctx context.Context, projection string, drop func(ctx context.Context, tx *sql.Tx) error) error {
@@ -206,7 +238,7 @@ func (s *Store) Reset(ctx context.Context, projection string, drop func(ctx cont
 			return err
 		}
 	}
-	for _, q := range []string{s.q.resetCP, s.q.resetParked, s.q.resetResolved} {
+	for _, q := range []string{s.q.resetCP, s.q.resetParked, s.q.resetResolved, s.q.resetServer} {
 		if _, err := tx.ExecContext(ctx, q, projection); err != nil {
 			return fmt.Errorf("sqlite: reset: %w", err)
 		}

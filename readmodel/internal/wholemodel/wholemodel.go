@@ -23,7 +23,10 @@ type Committed struct {
 	Checkpoints map[uint16]uint64
 	Parked      map[readmodel.Position]readmodel.ParkedEvent
 	Resolved    map[readmodel.Position]readmodel.ResolvedEvent
-	Gen         uint64
+	// Server is the identity of the SierraDB server the checkpoints count
+	// events of, "" until recorded.
+	Server string
+	Gen    uint64
 }
 
 // NewCommitted returns the state of a projection that has applied nothing.
@@ -63,12 +66,16 @@ func (c *Committed) Check(projection string, gen uint64, advances []readmodel.Ad
 // unparked events, leaving c as it is (the file store swaps it in only
 // once the file is written).
 func (c *Committed) Next(advances []readmodel.Advance, b *BatchEvents) Committed {
-	n := Committed{Checkpoints: maps.Clone(c.Checkpoints), Parked: maps.Clone(c.Parked), Resolved: maps.Clone(c.Resolved), Gen: c.Gen + 1}
+	n := Committed{Checkpoints: maps.Clone(c.Checkpoints), Parked: maps.Clone(c.Parked), Resolved: maps.Clone(c.Resolved),
+		Server: c.Server, Gen: c.Gen + 1}
 	if n.Resolved == nil {
 		n.Resolved = make(map[readmodel.Position]readmodel.ResolvedEvent)
 	}
 	for _, a := range advances {
 		n.Checkpoints[a.Partition] = a.Next
+	}
+	if b == nil {
+		return n
 	}
 	for _, ev := range b.Parked {
 		n.Parked[ev.Position] = ev
