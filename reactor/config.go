@@ -7,6 +7,7 @@ import (
 
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/cqrs"
+	"github.com/esmill/esmill/lease"
 	"github.com/esmill/esmill/readmodel"
 	"github.com/esmill/esmill/sierradb"
 )
@@ -51,6 +52,19 @@ type Config[T any] struct {
 	LagInterval     time.Duration
 	Logger          *slog.Logger
 	Now             func() time.Time
+	// Leases shares the reactor's partitions among its instances (the
+	// same Name and Store, usually in other processes), each partition
+	// handled by the one instance that holds its lease: give the store's
+	// own leases (the Leases method of the postgres, sqlite, mongodb and
+	// file stores) or a lease.RedisStore. Group, Instance and LeaseTTL are
+	// those of readmodel.Config, with its defaults. Default: nil, this
+	// instance handles every partition; a second one without Leases then
+	// does the same work, and all but one of them retry each batch (the
+	// commands stay idempotent).
+	Leases   lease.Store
+	Group    string
+	Instance string
+	LeaseTTL time.Duration
 	// Runner, if set, adjusts the runner's configuration after the
 	// fields above are applied, for settings this Config does not name.
 	// The reactor sets Hold to readmodel.HoldEntity after it (see the
@@ -97,6 +111,7 @@ func (c Config[T]) runnerConfig(hs []readmodel.Handler[T]) readmodel.Config[T] {
 		BatchSize: c.BatchSize, BatchTimeout: c.BatchTimeout, MaxAttempts: c.MaxAttempts,
 		RetryBackoff: c.RetryBackoff, MaxRetryBackoff: c.MaxRetryBackoff, StoreRetries: c.StoreRetries,
 		OnPoison: c.OnPoison, LagInterval: c.LagInterval, Logger: c.Logger, Now: c.Now,
+		Leases: c.Leases, Group: c.Group, Instance: c.Instance, LeaseTTL: c.LeaseTTL,
 	}
 	if rc.BatchSize == 0 {
 		rc.BatchSize = DefaultBatchSize

@@ -20,6 +20,7 @@ import (
 	"github.com/esmill/esmill/readmodel"
 	"github.com/esmill/esmill/readmodel/checkpointtest"
 	"github.com/esmill/esmill/readmodel/postgres"
+	"github.com/esmill/esmill/sierradb"
 )
 
 func TestMain(m *testing.M) { os.Exit(testservice.Main(m)) }
@@ -231,5 +232,73 @@ func TestIsTransient(t *testing.T) {
 	}
 	if s.IsTransient(errors.New("plain")) {
 		t.Error("a plain error is transient")
+	}
+}
+
+// A replay or a skip takes the lock of its event's partition, in shared
+// mode the projection's: it waits for a batch of the partition's owner
+// (BeginPartitions, with Leases) and for one of a runner without Leases
+// (Begin), so that it never interleaves with either; a batch of another
+// partition does not hold it up.
+func TestReplayWaitsForTheOwnersBatch(t *testing.T) {
+	pool, _ := newSchema(t)
+	ctx := context.Background()
+	s, err := postgres.New(ctx, pool, postgres.Config{LockWait: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	park := func(seq uint64) readmodel.Position {
+		pos := readmodel.Position{Partition: 2, Sequence: seq}
+		tx, err := s.BeginPartitions(ctx, "p", []uint16{2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := readmodel.ParkedEvent{Position: pos, StreamID: "a-1", Name: "E", Cause: readmodel.CauseHandler,
+			Reason: "test", ParkedAt: time.Now().UTC()}
+		if err := tx.Park(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		prev := int64(seq) - 1
+		if err := tx.Commit(ctx, []readmodel.Advance{{Partition: 2, Prev: prev, Next: seq}}); err != nil {
+			t.Fatal(err)
+		}
+		return pos
+	}
+	first, second := park(0), park(1)
+	ad, err := readmodel.NewAdmin(readmodel.Config[pgx.Tx]{Name: "p", Store: s, Handlers: []readmodel.Handler[pgx.Tx]{
+		readmodel.OnOther(func(context.Context, pgx.Tx, sierradb.Event, readmodel.Meta) error { return nil }),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		begin func() (readmodel.Tx[pgx.Tx], error)
+	}{
+		{"the owner's batch (BeginPartitions)", func() (readmodel.Tx[pgx.Tx], error) { return s.BeginPartitions(ctx, "p", []uint16{2}) }},
+		{"a batch without leases (Begin)", func() (readmodel.Tx[pgx.Tx], error) { return s.Begin(ctx, "p") }},
+	} {
+		batch, err := c.begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ad.Skip(ctx, first, "test", "while "+c.name+" is open"); !errors.Is(err, readmodel.ErrCheckpointConflict) {
+			t.Fatalf("skip while %s is open = %v, want ErrCheckpointConflict after LockWait", c.name, err)
+		}
+		batch.Rollback(ctx)
+	}
+	other, err := s.BeginPartitions(ctx, "p", []uint16{3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback(ctx)
+	if _, err := ad.Skip(ctx, first, "test", "beside a batch of another partition"); err != nil {
+		t.Fatalf("skip beside a batch of partition 3: %v", err)
+	}
+	if _, err := ad.Skip(ctx, second, "test", "again"); err != nil {
+		t.Fatal(err)
+	}
+	if evs, err := s.Parked(ctx, "p"); err != nil || len(evs) != 0 {
+		t.Fatalf("parked %v, %v; want none", evs, err)
 	}
 }

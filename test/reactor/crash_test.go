@@ -129,9 +129,10 @@ func (o *orders) append(ctx context.Context, n int) error {
 }
 
 // TestReactorCrash runs three instances of one reactor as separate
-// processes while order events arrive, SIGKILLs one at random again and
-// again and starts it again; an instance stopped by another one's commit
-// (readmodel.ErrCheckpointConflict) starts again by itself. At the end
+// processes sharing its partitions under leases in the reactor's store
+// (Config.Leases, TTL 1s) while order events arrive, SIGKILLs one at random
+// again and again and starts it again: the partitions of a killed instance
+// go to the others within the TTL, and come back as it rejoins. At the end
 // every order event must have caused exactly one credit and one log entry,
 // and have been counted once in the reactor's store: 0 commands lost or
 // executed twice. One run per durable store.
@@ -159,7 +160,7 @@ func reactorCrash(t *testing.T, kind string) {
 	}
 	defer client.Close()
 
-	o := crashreact.Options{Kind: kind, SierraAddr: srv.Addr(), Name: "react"}
+	o := crashreact.Options{Kind: kind, SierraAddr: srv.Addr(), Name: "react", LeaseTTL: time.Second}
 	switch kind {
 	case "file":
 		o.Target = t.TempDir()
@@ -183,7 +184,8 @@ func reactorCrash(t *testing.T, kind string) {
 		o.Target = dsn + sep + "search_path=" + schema
 	}
 	args := func(instance string) []string {
-		return []string{"-store", o.Kind, "-target", o.Target, "-sierra", o.SierraAddr, "-name", o.Name, "-instance", instance}
+		return []string{"-store", o.Kind, "-target", o.Target, "-sierra", o.SierraAddr, "-name", o.Name, "-instance", instance,
+			"-ttl", o.LeaseTTL.String()}
 	}
 
 	src := &orders{client: client, versions: make(map[string]int64)}
@@ -319,7 +321,7 @@ func reactorCrash(t *testing.T, kind string) {
 	for _, c := range got.Caused {
 		commands += c["Credited"] + c["Logged"]
 	}
-	line := fmt.Sprintf("TestReactorCrash/%s: %d order events, 3 instances, %d SIGKILLs, %d restarts after a conflict, in %s; "+
+	line := fmt.Sprintf("TestReactorCrash/%s: %d order events, 3 instances sharing the partitions under leases, %d SIGKILLs, %d restarts after a conflict, in %s; "+
 		"%d commands executed; lost: %d credits, %d logs, %d counts; executed twice: %d credits, %d logs; counted twice: %d; last run: %s",
 		kind, len(ids), killed, restarts, time.Since(began).Round(time.Millisecond), commands,
 		lostCredit, lostLog, lostSeen, twiceCredit, twiceLog, twiceSeen, lastLine(finalLog, "instance final"))

@@ -19,6 +19,7 @@ import (
 
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/codec"
+	"github.com/esmill/esmill/lease"
 	"github.com/esmill/esmill/reactor"
 	"github.com/esmill/esmill/readmodel"
 	"github.com/esmill/esmill/readmodel/file"
@@ -80,6 +81,9 @@ type Options struct {
 	SierraAddr string
 	Name       string
 	Instance   string
+	// LeaseTTL, when not zero, shares the partitions among the instances
+	// under leases in the store (Config.Leases) with this TTL.
+	LeaseTTL time.Duration
 }
 
 const seenTable = `CREATE TABLE IF NOT EXISTS react_seen (event_id text PRIMARY KEY, n bigint NOT NULL)`
@@ -120,7 +124,7 @@ func Run(ctx context.Context, o Options, untilSynced bool, report func(string)) 
 			return err
 		}
 		defer st.Close()
-		return run(ctx, o, client, exec, st, untilSynced, report, handle(func(_ context.Context, tx *file.Tx[Seen], id string) error {
+		return run(ctx, o, client, exec, st, st.Leases(), untilSynced, report, handle(func(_ context.Context, tx *file.Tx[Seen], id string) error {
 			(*tx.Model())[id]++
 			return nil
 		}))
@@ -137,7 +141,7 @@ func Run(ctx context.Context, o Options, untilSynced bool, report func(string)) 
 		if err != nil {
 			return err
 		}
-		return run(ctx, o, client, exec, st, untilSynced, report, handle(func(ctx context.Context, tx *sql.Tx, id string) error {
+		return run(ctx, o, client, exec, st, st.Leases(), untilSynced, report, handle(func(ctx context.Context, tx *sql.Tx, id string) error {
 			_, err := tx.ExecContext(ctx, `INSERT INTO react_seen (event_id, n) VALUES (?, 1) ON CONFLICT (event_id) DO UPDATE SET n = n + 1`, id)
 			return err
 		}))
@@ -162,7 +166,7 @@ func Run(ctx context.Context, o Options, untilSynced bool, report func(string)) 
 		if err != nil {
 			return err
 		}
-		return run(ctx, o, client, exec, st, untilSynced, report, handle(func(ctx context.Context, tx pgx.Tx, id string) error {
+		return run(ctx, o, client, exec, st, st.Leases(), untilSynced, report, handle(func(ctx context.Context, tx pgx.Tx, id string) error {
 			_, err := tx.Exec(ctx, `INSERT INTO react_seen (event_id, n) VALUES ($1, 1) ON CONFLICT (event_id) DO UPDATE SET n = react_seen.n + 1`, id)
 			return err
 		}))
@@ -171,7 +175,7 @@ func Run(ctx context.Context, o Options, untilSynced bool, report func(string)) 
 }
 
 func run[T any](ctx context.Context, o Options, client *sierradb.Client, exec *aggregate.Executor, st readmodel.Store[T],
-	untilSynced bool, report func(string), h reactor.Handler[T]) error {
+	leases lease.Store, untilSynced bool, report func(string), h reactor.Handler[T]) error {
 	var total reactor.Stats
 	defer func() {
 		report(fmt.Sprintf("instance %s: executed %d idempotent %d failed %d", o.Instance, total.Executed, total.Idempotent, total.Failed))
@@ -182,6 +186,7 @@ func run[T any](ctx context.Context, o Options, client *sierradb.Client, exec *a
 			Name: o.Name, Client: client, Store: st, Executor: exec, Handlers: []reactor.Handler[T]{h},
 			BatchTimeout: 5 * time.Millisecond, MaxAttempts: 1000, RetryBackoff: 5 * time.Millisecond,
 			MaxRetryBackoff: 100 * time.Millisecond, StoreRetries: -1,
+			Leases: shareLeases(leases, o.LeaseTTL), LeaseTTL: o.LeaseTTL,
 		})
 		if err != nil {
 			return err
@@ -211,6 +216,14 @@ func run[T any](ctx context.Context, o Options, client *sierradb.Client, exec *a
 		case <-time.After(time.Duration(20+rng.IntN(80)) * time.Millisecond):
 		}
 	}
+}
+
+// shareLeases returns leases when the instances share the partitions.
+func shareLeases(leases lease.Store, ttl time.Duration) lease.Store {
+	if ttl == 0 {
+		return nil
+	}
+	return leases
 }
 
 // Counts is what the reactor left: per source event id, the commands it

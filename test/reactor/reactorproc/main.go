@@ -20,6 +20,7 @@ func main() {
 	flag.StringVar(&o.SierraAddr, "sierra", "", "SierraDB address")
 	flag.StringVar(&o.Name, "name", "react", "reactor name")
 	flag.StringVar(&o.Instance, "instance", "0", "instance name, for the log")
+	flag.DurationVar(&o.LeaseTTL, "ttl", 0, "share the partitions under leases with this TTL (0: every instance works on every partition)")
 	untilSynced := flag.Bool("until-synced", false, "exit once caught up")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
