@@ -70,10 +70,17 @@
 // # Instances
 //
 // Each reactor name keeps one set of checkpoints; its events are handled
-// in order per partition by the instance that commits them. A second
-// instance of the same reactor fails at its first commit with
-// readmodel.ErrCheckpointConflict, having run nothing twice (the commands
-// it ran before come back idempotent to the next instance). The multi-process
-// test runs three instances that restart after such a stop and after
-// SIGKILLs.
+// in order per partition by the instance that commits them. Instances of
+// one reactor (the same Name and Store, usually in several processes)
+// share its partitions under leases: set [Config.Leases] to the store's
+// own leases (the Leases method of the postgres, sqlite, mongodb and file
+// stores) or a lease.RedisStore, and each partition is handled by the one
+// instance that holds it; a killed instance's partitions go to the others
+// after [Config.LeaseTTL]. Without Leases a second instance works on every
+// partition too, and all but one of them retry each batch after a
+// checkpoint conflict. Either way nothing runs twice: a batch handled again
+// (after a kill, a conflict or a lost lease) sends its commands again, and
+// they come back idempotent. The multi-process test (TestReactorCrash in
+// the test module) runs three instances sharing the partitions, SIGKILLed
+// and restarted at random, and counts 0 commands lost or executed twice.
 package reactor

@@ -17,10 +17,12 @@ import (
 // once they are fixed, or [Admin.Skip] them, each with who did it and why
 // ([Store.Resolved] keeps the record). It works without a running runner,
 // from another process too (an admin tool that builds the projection's
-// Config), on every store but memory and file while a runner of the
-// projection runs elsewhere in the process: those replace their whole
-// model per transaction, so use [Runner.Replay] and [Runner.Skip] there
-// (the file store's lock keeps other processes out anyway).
+// Config), on every store but memory while a runner of the projection
+// runs elsewhere in the process: memory replaces its whole model per
+// transaction without a lock, so use [Runner.Replay] and [Runner.Skip]
+// there (the file store locks each transaction, across processes too). Its
+// transactions never run beside a batch of the event's partition, whichever
+// instance owns it (see [Admin.Replay]).
 //
 // Replaying or skipping the first parked event of a stream releases the
 // events held behind it ([CauseHeld], see [Config.Hold]): they are applied
