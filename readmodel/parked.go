@@ -22,7 +22,8 @@ import (
 // transaction without a lock, so use [Runner.Replay] and [Runner.Skip]
 // there (the file store locks each transaction, across processes too). Its
 // transactions never run beside a batch of the event's partition, whichever
-// instance owns it (see [Admin.Replay]).
+// instance owns it (tested: TestReplayWaitsForTheOwnersBatch in package
+// postgres).
 //
 // Replaying or skipping the first parked event of a stream releases the
 // events held behind it ([CauseHeld], see [Config.Hold]): they are applied
