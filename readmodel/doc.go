@@ -16,7 +16,7 @@
 //
 // A handler is typed at the edge: the store's transaction handle T, the
 // entity's id type and the event type are type parameters, so user code
-// never type-asserts:
+// does not type-assert:
 //
 //	readmodel.On(accounts, func(ctx context.Context, tx *sql.Tx, id string, e Deposited, m readmodel.Meta) error {
 //		_, err := tx.ExecContext(ctx, `UPDATE balances SET balance = balance + ? WHERE id = ?`, e.Amount, id)
@@ -44,7 +44,7 @@
 // projection fails with [ErrCheckpointConflict] instead of applying events
 // twice. The subscription is acknowledged only after the commit, and a
 // restarted runner resumes at checkpoint+1: every event's writes are
-// applied exactly once, provided the handlers write only through the
+// applied exactly once (tested: TestCrash, TestContractJSON), provided the handlers write only through the
 // handle. Effects outside the store (mail, HTTP calls) are at least once.
 //
 // # Failures and poison events
@@ -53,7 +53,7 @@
 // are committed on their own, and the failing one is retried with backoff;
 // no event of the batch is lost. What a handler error means is its class
 // (esmill.Classify): an error marked with esmill.MarkTransient is retried
-// for as long as it takes and never makes the event poison; an error that
+// for as long as it takes and never makes the event poison (tested: TestHandlerErrors); an error that
 // declares the class final or poison (esmill.MarkPoison, esmill.MarkFinal,
 // a handler panic) makes it poison at once; any other error after
 // [Config.MaxAttempts] failures. An event that cannot be decoded is poison

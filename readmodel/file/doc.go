@@ -3,7 +3,7 @@
 // its checkpoints and its parked events. Every commit writes the whole
 // file anew and replaces the old one atomically: a temporary file in the
 // same directory, fsync, rename, fsync of the directory. A crash leaves
-// either the old file or the new one, never a torn one, so the read model
+// either the old file or the new one, never a torn one (tested: TestFaultInjectionNeverTearsTheFile, TestCrash), so the read model
 // and the checkpoint always agree. Because a commit replaces the whole
 // model, a transaction commits only if no other transaction of the
 // projection committed since it began; the loser gets

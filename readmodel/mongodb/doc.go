@@ -49,7 +49,7 @@
 //     projection, the second stops with ErrCheckpointConflict at its
 //     first commit. Within one process, the store also runs one batch of
 //     a projection at a time, so two runners sharing a Store never
-//     interleave their writes.
+//     interleave their writes (tested: TestMongoDBContract).
 //
 // Limits, which the handle cannot see past:
 //   - Handlers must write only through the handle. A write through the
