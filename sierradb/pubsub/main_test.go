@@ -16,7 +16,12 @@ import (
 	"github.com/esmill/esmill/sierradb/pubsub"
 )
 
-func TestMain(m *testing.M) { os.Exit(testservice.Main(m)) }
+func TestMain(m *testing.M) {
+	if os.Getenv(crashChildEnv) != "" {
+		os.Exit(crashChild())
+	}
+	os.Exit(testservice.Main(m))
+}
 
 // server is a SierraDB the tests run against.
 type server struct {
