@@ -162,8 +162,13 @@ func TestPublishConcurrentPublishers(t *testing.T) {
 		const pubs, each = 4, 40
 		var wg sync.WaitGroup
 		sent := make(chan string, pubs*each)
+		// Every publisher exists before any goroutine starts, so that no
+		// failure ends the test while a goroutine still reports to it.
+		var all []*pubsub.Publisher
 		for range pubs {
-			pub := newPublisher(t, pubsub.PublisherConfig{Client: c, MaxConflictRetries: 100})
+			all = append(all, newPublisher(t, pubsub.PublisherConfig{Client: c, MaxConflictRetries: 100}))
+		}
+		for _, pub := range all {
 			for range 2 { // two goroutines per publisher
 				wg.Add(1)
 				go func() {
