@@ -65,8 +65,8 @@ func TestFaultInjectionNeverTearsTheFile(t *testing.T) {
 	const commits = 200
 	injected := map[string]int{}
 	planned := 0
-	committed := int64(0) // the checkpoint the store has confirmed
-	disk := int64(-1)     // what the file holds
+	committed := int64(-1) // the checkpoint the store has confirmed (-1: none)
+	disk := int64(-1)      // what the file holds (-1: no file yet)
 	for i := int64(1); i <= commits; i++ {
 		failAt = ""
 		if rng.IntN(4) == 0 {
@@ -78,11 +78,7 @@ func TestFaultInjectionNeverTearsTheFile(t *testing.T) {
 			t.Fatalf("commit %d: Begin: %v", i, err)
 		}
 		(*tx.Handle(readmodel.Position{}).Model())["k"] = i
-		prev := committed
-		if i == 1 {
-			prev = -1
-		}
-		err = tx.Commit(ctx, []readmodel.Advance{{Partition: 0, Prev: prev, Next: uint64(i)}})
+		err = tx.Commit(ctx, []readmodel.Advance{{Partition: 0, Prev: committed, Next: uint64(i)}})
 		switch {
 		case failAt == "" && err != nil:
 			t.Fatalf("commit %d: %v", i, err)
