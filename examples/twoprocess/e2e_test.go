@@ -1,14 +1,17 @@
-// Package twoprocess_test runs the two-process example end to end: a
-// worker process and a sender process, against a real SierraDB, Redis and
-// PostgreSQL.
+// Package twoprocess_test runs the example end to end: three worker
+// processes in a lease group and a sender process, against a real
+// SierraDB, Redis and PostgreSQL.
 package twoprocess_test
 
 import (
 	"bufio"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -43,19 +46,21 @@ func TestTwoProcesses(t *testing.T) {
 	worker := build(t, dir, "github.com/esmill/esmill/examples/twoprocess/worker")
 	sender := build(t, dir, "github.com/esmill/esmill/examples/twoprocess/sender")
 
-	// Start two workers sharing the consumer group. Each worker has one
-	// goroutine that collects its output lines (it calls nothing on t),
-	// then waits for it to exit and reports the exit on a channel; the
-	// cleanup kills the worker and joins that goroutine, then logs the
-	// lines from the test's goroutine.
+	// Start three workers: a lease group dividing the partitions. Each
+	// worker has one goroutine that collects its output lines (it calls
+	// nothing on t), then waits for it to exit and reports the exit on a
+	// channel; the cleanup kills the worker and joins that goroutine, then
+	// logs the lines from the test's goroutine.
 	type workerProc struct {
 		signal func(os.Signal) error
 		exited chan error // the exit, once
 		done   chan struct{}
 	}
 	var workers []*workerProc
-	for i := range 2 {
-		cmd := exec.Command(worker, "-sierradb", sierra, "-redis", rds, "-postgres", pg)
+	var mu sync.Mutex
+	held := make([]string, 3) // each worker's last "holds partitions" line
+	for i := range 3 {
+		cmd := exec.Command(worker, "-sierradb", sierra, "-redis", rds, "-postgres", pg, "-lease-ttl", "2s")
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -67,7 +72,6 @@ func TestTwoProcesses(t *testing.T) {
 		w := &workerProc{signal: cmd.Process.Signal, exited: make(chan error, 1), done: make(chan struct{})}
 		workers = append(workers, w)
 		ready := make(chan bool, 1)
-		var mu sync.Mutex
 		var lines []string
 		go func() {
 			defer close(w.done)
@@ -75,6 +79,9 @@ func TestTwoProcesses(t *testing.T) {
 			for sc.Scan() {
 				mu.Lock()
 				lines = append(lines, sc.Text())
+				if p, ok := strings.CutPrefix(sc.Text(), "worker holds partitions "); ok {
+					held[i] = p
+				}
 				mu.Unlock()
 				if sc.Text() == "worker ready" {
 					ready <- true
@@ -104,17 +111,17 @@ func TestTwoProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("sender: %v", err)
 	}
-	if !strings.Contains(string(out), "overdraft rejected") || !strings.Contains(string(out), "sender done") {
+	if !strings.Contains(string(out), "overdraft rejected") || !strings.Contains(string(out), "all in order") || !strings.Contains(string(out), "sender done") {
 		t.Fatal("sender output incomplete")
 	}
 
-	// The projection catches up: 150 for each account, 145 for the first.
+	// The projection catches up: 150 deposited and 145 withdrawn each.
 	conn, err := pgx.Connect(context.Background(), pg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	want := map[string]int64{prefix + "-0": 145, prefix + "-1": 150, prefix + "-2": 150, prefix + "-3": 150}
+	want := map[string]int64{prefix + "-0": 5, prefix + "-1": 5, prefix + "-2": 5, prefix + "-3": 5}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		got := map[string]int64{}
@@ -139,6 +146,23 @@ func TestTwoProcesses(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	// The group is stable: the workers hold the 8 partitions between
+	// them, each once.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		owned, err := partitionsHeld(held)
+		mu.Unlock()
+		if err == nil && len(owned) == 8 {
+			t.Logf("partitions held: %v", held)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("partitions held by the workers: %v (%v)", held, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
 	// The workers stop cleanly on SIGTERM.
 	for i, w := range workers {
 		w.signal(syscall.SIGTERM)
@@ -151,6 +175,25 @@ func TestTwoProcesses(t *testing.T) {
 			t.Fatalf("worker %d did not stop", i)
 		}
 	}
+}
+
+// partitionsHeld parses the workers' "[0 3 5]" lines and checks that no
+// partition is held twice.
+func partitionsHeld(lines []string) ([]int, error) {
+	var all []int
+	for _, l := range lines {
+		for _, f := range strings.Fields(strings.Trim(l, "[]")) {
+			p, err := strconv.Atoi(f)
+			if err != nil {
+				return nil, err
+			}
+			if slices.Contains(all, p) {
+				return nil, errors.New("partition " + f + " held twice")
+			}
+			all = append(all, p)
+		}
+	}
+	return all, nil
 }
 
 func mapsEqual(a, b map[string]int64) bool {
