@@ -109,7 +109,8 @@
 // An entity remembers the ids of its commands for
 // [Config.CommandIDRetention] after each command's time (15 minutes by
 // default), 16 bytes each, and always its newest [Config.CommandIDMinimum]:
-// the memory is bounded by time, not by a count (TestRedeliveryAfterManyCommands).
+// the memory is bounded by time, not by a count (tested:
+// TestRedeliveryAfterManyCommands, TestCommandIDsByTime).
 // Choose the retention above the longest redelivery the transport and the
 // callers can produce.
 //

@@ -97,7 +97,7 @@
 // [Runner.Status] reports the lag per partition against the partitions'
 // latest sequences (EPSEQ, read every [Config.LagInterval]; never clamped:
 // negative when the server is behind) and the runner's state; its String
-// method is for people. While catching up the runner logs its progress
+// method is for people (tested: TestDivergedTornTail). While catching up the runner logs its progress
 // every [Config.ProgressInterval]: events/s, remaining events per
 // partition and an ETA. [Runner.Live] is closed when it has first caught
 // up, [Runner.Sync] waits until everything stored so far is applied, and

@@ -31,7 +31,8 @@
 //     until the server notices the closed connection.
 //
 // A runner that meets ErrCheckpointConflict reads the checkpoints again
-// and goes on; it never exits because another runner exists.
+// and goes on; it never exits because another runner exists (tested:
+// TestContract, its TwoRunners case).
 //
 // # Instances sharing a projection
 //
