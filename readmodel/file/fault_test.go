@@ -44,7 +44,7 @@ func onDisk(t *testing.T, dir string) int64 {
 // counted. After each commit the file on disk is one complete document in
 // which model and checkpoint agree: the old one when the failure came
 // before the rename, the new one when the commit succeeded or only the
-// directory's fsync failed. The store goes on committing after every
+// directory's fsync failed; the store's checkpoints are the file's. The store goes on committing after every
 // failure, no temporary file is left behind, and a reopened store reads
 // the last file.
 func TestFaultInjectionNeverTearsTheFile(t *testing.T) {
@@ -89,8 +89,17 @@ func TestFaultInjectionNeverTearsTheFile(t *testing.T) {
 		default:
 			injected[failAt]++
 			if failAt == "dirsync" {
-				disk = i // renamed, but not known to be durable: reported as failed
+				// Renamed, but not known to be durable: reported as
+				// failed, yet the file holds it, and every store of
+				// the directory (this one too) reads its state from
+				// the file: its checkpoints move on.
+				committed, disk = i, i
 			}
+		}
+		if cps, err := s.Checkpoints(ctx, "p"); err != nil {
+			t.Fatalf("commit %d: Checkpoints: %v", i, err)
+		} else if got, ok := cps[0]; committed >= 0 && (!ok || int64(got) != committed) || committed < 0 && ok {
+			t.Fatalf("commit %d (failing %q): the store's checkpoint is %v, want %d", i, failAt, cps, committed)
 		}
 		if disk > 0 {
 			if got := onDisk(t, dir); got != disk {
