@@ -5,8 +5,8 @@
 //
 // An entity type is a value built with [Define]: its category, how each
 // event changes the state ([On]), and how each command is handled
-// ([Handle]). There are no global registries and user code never
-// type-asserts:
+// ([Handle]). There are no global registries and user code does
+// not type-assert:
 //
 //	var Accounts = aggregate.MustDefine[Account, string]("bank_account",
 //		aggregate.On(func(a *Account, e Deposited) { a.Balance += e.Amount }),
@@ -20,7 +20,7 @@
 //
 // Events and commands name themselves with [Event.EventName] and
 // [Command.CommandName]: explicit, stable strings that are stored with the
-// data, never derived from Go type names.
+// data, never derived from Go type names (tested: TestWritesKameoFormat).
 //
 // # Data format
 //
@@ -109,7 +109,8 @@
 // An entity remembers the ids of its commands for
 // [Config.CommandIDRetention] after each command's time (15 minutes by
 // default), 16 bytes each, and always its newest [Config.CommandIDMinimum]:
-// the memory is bounded by time, not by a count (TestRedeliveryAfterManyCommands).
+// the memory is bounded by time, not by a count (tested:
+// TestRedeliveryAfterManyCommands, TestCommandIDsByTime).
 // Choose the retention above the longest redelivery the transport and the
 // callers can produce.
 //
@@ -135,5 +136,5 @@
 //
 // State is cached (bounded, with an idle timeout) and can be snapshotted
 // every N events ([WithSnapshots]); a snapshot carries a schema version so
-// that changed code never loads an old one.
+// that changed code never loads an old one (tested: TestCacheEviction, TestIdleEntitiesAreDropped, TestSnapshots).
 package aggregate

@@ -215,8 +215,8 @@ func TestNoHandlerOverlapPerEntity(t *testing.T) {
 		if maxInHandler.Load() != 1 {
 			t.Fatalf("%d handlers of one entity ran at once", maxInHandler.Load())
 		}
-		if _, v, _ := accounts.Load(ctx, id); v != 19 {
-			t.Fatalf("version %d after 20 commands", v)
+		if _, v, err := accounts.Load(ctx, id); err != nil || v != 19 {
+			t.Fatalf("version %d after 20 commands (%v)", v, err)
 		}
 	})
 }
@@ -276,9 +276,9 @@ func TestRedeliveredCommandWritesOnce(t *testing.T) {
 		if err != nil || !r3.Idempotent {
 			t.Fatalf("redelivery to another executor: %+v, %v", r3, err)
 		}
-		s, v, _ := x2.Load(ctx, id)
-		if v != 0 || s.Balance != 10 {
-			t.Fatalf("balance %d at version %d: written twice", s.Balance, v)
+		s, v, err := x2.Load(ctx, id)
+		if err != nil || v != 0 || s.Balance != 10 {
+			t.Fatalf("balance %d at version %d (%v): written twice", s.Balance, v, err)
 		}
 	})
 }
@@ -368,8 +368,8 @@ func TestStateIdempotencyDryRunAndExpectedVersion(t *testing.T) {
 		if err != nil || !r.DryRun || len(r.Events) != 1 || r.Events[0].Version != 1 {
 			t.Fatalf("dry run: %+v %v", r, err)
 		}
-		if _, v, _ := accounts.Load(ctx, id); v != 0 {
-			t.Fatalf("dry run wrote: version %d", v)
+		if _, v, err := accounts.Load(ctx, id); err != nil || v != 0 {
+			t.Fatalf("dry run wrote: version %d (%v)", v, err)
 		}
 		_, err = accounts.Execute(ctx, id, Deposit{Amount: 3}, aggregate.WithExpectedVersion(sierradb.ExpectEmpty))
 		var ev *aggregate.ExpectedVersionError
@@ -425,7 +425,7 @@ func TestDefineErrors(t *testing.T) {
 	if id, err := n.ParseStreamID(n.StreamID(42)); err != nil || id != 42 || n.StreamID(42) != "num-42" {
 		t.Fatalf("uint64 ids: %v %v", id, err)
 	}
-	u, _ := aggregate.Define[Account, uuid.UUID]("u")
+	u := aggregate.MustDefine[Account, uuid.UUID]("u")
 	key := uuid.New()
 	if id, err := u.ParseStreamID(u.StreamID(key)); err != nil || id != key {
 		t.Fatalf("uuid ids: %v %v", id, err)

@@ -1,6 +1,7 @@
 package aggregate_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -207,10 +208,11 @@ func TestRedeliveryAfterManyCommands(t *testing.T) {
 // silentServer accepts connections, reads what comes and never answers,
 // until it is closed: a SierraDB that hangs in the middle of an append.
 type silentServer struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-	wg    sync.WaitGroup
+	ln       net.Listener
+	mu       sync.Mutex
+	conns    []net.Conn
+	received []byte // everything read, from every connection
+	wg       sync.WaitGroup
 }
 
 func newSilentServer(t *testing.T) *silentServer {
@@ -235,7 +237,11 @@ func newSilentServer(t *testing.T) *silentServer {
 				defer s.wg.Done()
 				buf := make([]byte, 4096)
 				for {
-					if _, err := c.Read(buf); err != nil {
+					n, err := c.Read(buf)
+					s.mu.Lock()
+					s.received = append(s.received, buf[:n]...)
+					s.mu.Unlock()
+					if err != nil {
 						return
 					}
 				}
@@ -289,11 +295,15 @@ func TestCancellationInterruptsAppend(t *testing.T) {
 		_, err := accounts.Execute(ctx, newID("hang"), Deposit{Amount: 1}, aggregate.WithCommandID("cmd-1"))
 		done <- err
 	}()
-	// Cancel once the call waits for the hung server.
-	for srv.connCount() == 0 {
-		time.Sleep(time.Millisecond)
+	// Cancel once the append's connection waits for the hung server: the
+	// server has read the client's HELLO, which it never answers.
+	for !srv.got("HELLO") {
+		select {
+		case err := <-done:
+			t.Fatalf("Execute returned before its append reached the hung server: %v", err)
+		case <-time.After(time.Millisecond):
+		}
 	}
-	time.Sleep(20 * time.Millisecond)
 	cancelled := time.Now()
 	cancel()
 	select {
@@ -312,8 +322,9 @@ func TestCancellationInterruptsAppend(t *testing.T) {
 	}
 }
 
-func (s *silentServer) connCount() int {
+// got reports whether the server has received word (a command name).
+func (s *silentServer) got(word string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.conns)
+	return bytes.Contains(bytes.ToUpper(s.received), []byte(word))
 }

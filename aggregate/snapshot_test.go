@@ -172,9 +172,15 @@ func TestCacheEviction(t *testing.T) {
 	}
 }
 
+// The executor's clock is injected: entities are idle only when the test
+// moves it past IdleTimeout, so the janitor (every IdleTimeout/4 of real
+// time) can neither drop them early on a slow machine nor be waited for
+// with a guess.
 func TestIdleEntitiesAreDropped(t *testing.T) {
 	srv := embedded.RunT(t)
-	x := newExec(t, newClient(t, srv.Addr()), aggregate.Config{IdleTimeout: 50 * time.Millisecond})
+	var offset atomic.Int64 // nanoseconds the test moved the clock
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	x := newExec(t, newClient(t, srv.Addr()), aggregate.Config{IdleTimeout: 50 * time.Millisecond, Now: now})
 	accounts := aggregate.Bind(x, accountType())
 	ctx := ctxT(t)
 	for range 3 {
@@ -182,14 +188,22 @@ func TestIdleEntitiesAreDropped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if x.CachedEntities() != 3 {
-		t.Fatalf("%d cached", x.CachedEntities())
+	// The clock goes back an hour: every entity was used "in the future",
+	// so none is idle however slow the machine is, through several
+	// janitor rounds.
+	offset.Store(-int64(time.Hour))
+	for range 10 {
+		time.Sleep(15 * time.Millisecond)
+		if n := x.CachedEntities(); n != 3 {
+			t.Fatalf("%d cached before any entity was idle", n)
+		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	offset.Store(int64(time.Hour)) // now every entity is an hour idle
+	deadline := time.Now().Add(10 * time.Second)
 	for x.CachedEntities() > 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 	if n := x.CachedEntities(); n != 0 {
-		t.Fatalf("%d entities still cached after their idle timeout", n)
+		t.Fatalf("%d entities still cached an hour after their last use", n)
 	}
 }

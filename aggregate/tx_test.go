@@ -164,7 +164,9 @@ func TestTransactionRetriesOnConflict(t *testing.T) {
 		x := newExec(t, newClient(t, addr), aggregate.Config{})
 		other := aggregate.Bind(newExec(t, newClient(t, addr), aggregate.Config{}), typ)
 		a, b := newID("a"), newID("b")
-		aggregate.Bind(x, typ).Execute(ctx, a, Deposit{Amount: 100})
+		if _, err := aggregate.Bind(x, typ).Execute(ctx, a, Deposit{Amount: 100}); err != nil {
+			t.Fatal(err)
+		}
 		runs := 0
 		res, err := x.Transaction(ctx, key, func(ctx context.Context, tx *aggregate.Tx) error {
 			runs++

@@ -15,7 +15,7 @@
 // takes those that are free. Its [Handler] hears of every change:
 // [Handler.Assigned] when a partition becomes its own, [Handler.Revoked]
 // when it must stop working on one; a partition is released in the store
-// only after Revoked has returned, so that its next owner never overlaps
+// only after Revoked has returned, so that its next owner (tested: TestMultiProcessExclusive, TestMemberRebalance) never overlaps
 // with the work of the last.
 //
 // A store that implements [GroupReader] (both of this package's do) tells a

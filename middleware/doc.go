@@ -34,7 +34,8 @@
 // connection, SierraDB's retryable codes, write conflicts beyond the
 // executor's own retries, a lock or rate-limit wait; and any error that
 // declares no class) is retried with backoff, final (a business rejection)
-// is never retried, and poison (a message that cannot be decoded or
+// is never retried (tested: TestRetry, TestClassifyAcrossPackages), and
+// poison (a message that cannot be decoded or
 // routed, a panic) is parked at once. A command router returns its poison
 // outcomes (after answering the caller) only with
 // cqrs.RouterConfig.FailBadCommands; without it, it acks them. A panic

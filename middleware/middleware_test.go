@@ -287,17 +287,21 @@ func TestSharedRateLimit(t *testing.T) {
 	}
 }
 
-// rig is one router process: client, executor, Watermill router over
-// Redis Streams, with the three middleware.
+// rig is one router "process": its own SierraDB client, executor (with its
+// own cache), Redis connection and Watermill router over Redis Streams,
+// with the three middleware. Two rigs share only what two processes
+// would: SierraDB and Redis.
 type rig struct {
 	exec    *aggregate.Executor
 	runs    atomic.Int64
 	dups    atomic.Int64
 	handled atomic.Int64
+	stop    func() // closes the router; idempotent
 }
 
-func startProcess(t *testing.T, sierraAddr string, rdb *redis.Client, topic func(string, int) string, group, poisonTopic string, dedupPrefix string) *rig {
+func startProcess(t *testing.T, sierraAddr string, _ *redis.Client, topic func(string, int) string, group, poisonTopic string, dedupPrefix string) *rig {
 	t.Helper()
+	rdb := redisClient(t) // this rig's own connection, closed by its subscriber too
 	client, err := sierradb.New(sierradb.Config{Addr: sierraAddr})
 	if err != nil {
 		t.Fatal(err)
@@ -316,6 +320,7 @@ func startProcess(t *testing.T, sierraAddr string, rdb *redis.Client, topic func
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { sub.Close() })
 	r := &rig{exec: exec}
 	cr, err := cqrs.NewCommandRouter(cqrs.RouterConfig{Executor: exec, Types: []aggregate.AnyType{Accounts}, Partitions: 2, Topic: topic, ReplyPublisher: pub, FailBadCommands: true})
 	if err != nil {
@@ -340,21 +345,60 @@ func startProcess(t *testing.T, sierraAddr string, rdb *redis.Client, topic func
 		},
 	)
 	cr.AddHandlers(router, sub)
-	go router.Run(context.Background())
-	t.Cleanup(func() { router.Close() })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		router.Run(context.Background())
+	}()
+	r.stop = func() {
+		router.Close()
+		<-done
+	}
+	t.Cleanup(r.stop)
 	<-router.Running()
 	return r
 }
 
+// waitCount waits until count reaches want, failing t with what it saw at
+// the deadline.
+func waitCount(t *testing.T, what string, want int64, count func() int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for count() < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d after 30 s, want %d", what, count(), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Two routers that share a Redis dedup store never run one message twice,
+// whichever of them receives each copy. The phases make the split certain
+// instead of leaving it to Redis: router a alone takes the first delivery
+// and ten copies; a stops and b, which never saw the message, takes ten
+// more (its store lookups can only see a's writes through Redis); then b
+// and a third router c take twenty copies at once. The stream is read back
+// through a fresh executor, whose cache saw nothing, so the count of
+// stored events comes from SierraDB.
 func TestDedupAcrossTwoRouterProcesses(t *testing.T) {
 	testservice.EachSierra(t, func(t *testing.T, tg testservice.Target, addr string) {
 		rdb := redisClient(t)
 		id := watermill.NewShortUUID()
 		topic := func(c string, p int) string { return id + "." + cqrs.DefaultTopic(c, p) }
-		a := startProcess(t, addr, rdb, topic, "routers-"+id, "poison-"+id, "dedup-"+id+":")
-		b := startProcess(t, addr, rdb, topic, "routers-"+id, "poison-"+id, "dedup-"+id+":")
-		pub, _ := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb}, watermill.NopLogger{})
-		sub, _ := redisstream.NewSubscriber(redisstream.SubscriberConfig{Client: rdb, ConsumerGroup: "bus-" + id, BlockTime: 10 * time.Millisecond}, watermill.NopLogger{})
+		start := func() *rig {
+			return startProcess(t, addr, rdb, topic, "routers-"+id, "poison-"+id, "dedup-"+id+":")
+		}
+		a := start()
+		busRdb := redisClient(t)
+		pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: busRdb}, watermill.NopLogger{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{Client: busRdb, ConsumerGroup: "bus-" + id, BlockTime: 10 * time.Millisecond}, watermill.NopLogger{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sub.Close() })
 		bus, err := cqrs.NewCommandBus(cqrs.BusConfig{Publisher: pub, Partitions: 2, Topic: topic, ReplySubscriber: sub})
 		if err != nil {
 			t.Fatal(err)
@@ -364,45 +408,67 @@ func TestDedupAcrossTwoRouterProcesses(t *testing.T) {
 		defer cancel()
 		msgID := watermill.NewUUID()
 		alice := "alice-" + id
-		rep, err := bus.Execute(ctx, Accounts, alice, Deposit{Amount: 10}, cqrs.WithMessageUUID(msgID))
-		if err != nil || rep.Idempotent {
-			t.Fatalf("first: %+v %v", rep, err)
-		}
-		// The same message delivered 20 more times, to whichever process
-		// takes it: each is a duplicate.
-		for i := range 20 {
+		execute := func(what string, wantIdempotent bool) {
+			t.Helper()
 			rep, err := bus.Execute(ctx, Accounts, alice, Deposit{Amount: 10}, cqrs.WithMessageUUID(msgID))
-			if err != nil || !rep.Idempotent {
-				t.Fatalf("duplicate %d: %+v %v", i, rep, err)
+			if err != nil || rep.Idempotent != wantIdempotent {
+				t.Fatalf("%s: %+v %v", what, rep, err)
 			}
 		}
-		// And 20 at once.
+		execute("first delivery, to a", false)
+		for i := range 10 {
+			execute(fmt.Sprintf("copy %d, to a", i), true)
+		}
+		a.stop()
+		b := start()
+		for i := range 10 {
+			execute(fmt.Sprintf("copy %d, to b", i), true)
+		}
+		c := start()
+		// Twenty copies at once, to b and c; errors come back on a channel.
+		errs := make(chan error, 20)
 		var wg sync.WaitGroup
 		for range 20 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := bus.Send(ctx, Accounts, alice, Deposit{Amount: 10}, cqrs.WithMessageUUID(msgID)); err != nil {
-					t.Error(err)
-				}
+				errs <- bus.Send(ctx, Accounts, alice, Deposit{Amount: 10}, cqrs.WithMessageUUID(msgID))
 			}()
 		}
 		wg.Wait()
-		deadline := time.Now().Add(20 * time.Second)
-		for a.dups.Load()+b.dups.Load()+a.handled.Load()+b.handled.Load() < 41 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
 		}
-		if a.handled.Load()+b.handled.Load() < 1 || a.dups.Load()+b.dups.Load() < 20 {
-			t.Fatalf("handled %d+%d, duplicates %d+%d", a.handled.Load(), b.handled.Load(), a.dups.Load(), b.dups.Load())
+		waitCount(t, "copies seen by b and c", 30, func() int64 { return b.dups.Load() + c.dups.Load() })
+		if a.handled.Load() != 1 || a.dups.Load() != 10 || b.handled.Load() != 0 || c.handled.Load() != 0 {
+			t.Fatalf("a handled %d and saw %d copies (want 1 and 10); b and c handled %d and %d (want 0)",
+				a.handled.Load(), a.dups.Load(), b.handled.Load(), c.handled.Load())
 		}
-		if a.dups.Load() == 0 || b.dups.Load() == 0 {
-			t.Logf("duplicates seen by one process only: %d / %d", a.dups.Load(), b.dups.Load())
+		t.Logf("41 deliveries: a handled 1 and refused %d copies, b refused %d, c refused %d",
+			a.dups.Load(), b.dups.Load(), c.dups.Load())
+		fresh, err := aggregate.NewExecutor(newSierraClient(t, addr), aggregate.Config{})
+		if err != nil {
+			t.Fatal(err)
 		}
-		s, v, err := aggregate.Bind(a.exec, Accounts).Load(ctx, alice)
+		defer fresh.Close()
+		s, v, err := aggregate.Bind(fresh, Accounts).Load(ctx, alice)
 		if err != nil || v != 0 || s.Balance != 10 {
 			t.Fatalf("alice has %d at version %d (%v): a duplicate was written", s.Balance, v, err)
 		}
 	})
+}
+
+func newSierraClient(t *testing.T, addr string) *sierradb.Client {
+	t.Helper()
+	c, err := sierradb.New(sierradb.Config{Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 func TestPoisonParkedWhileOthersGoOn(t *testing.T) {
@@ -427,7 +493,11 @@ func TestPoisonParkedWhileOthersGoOn(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		poison, _ := redisstream.NewSubscriber(redisstream.SubscriberConfig{Client: rdb, ConsumerGroup: "ops-" + id, OldestId: "0", BlockTime: 10 * time.Millisecond}, watermill.NopLogger{})
+		poison, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{Client: redisClient(t), ConsumerGroup: "ops-" + id, OldestId: "0", BlockTime: 10 * time.Millisecond}, watermill.NopLogger{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { poison.Close() })
 		parked, err := poison.Subscribe(ctx, "poison-"+id)
 		if err != nil {
 			t.Fatal(err)
@@ -442,10 +512,7 @@ func TestPoisonParkedWhileOthersGoOn(t *testing.T) {
 		case <-time.After(20 * time.Second):
 			t.Fatal("nothing parked")
 		}
-		deadline := time.Now().Add(20 * time.Second)
-		for proc.handled.Load() < 5 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitCount(t, "commands after the poison one", 5, proc.handled.Load)
 		s, _, err := aggregate.Bind(proc.exec, Accounts).Load(ctx, alice)
 		if err != nil || s.Balance != 10 {
 			t.Fatalf("the commands after the poison one: balance %d, %v", s.Balance, err)

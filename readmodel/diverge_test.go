@@ -107,7 +107,7 @@ func TestDivergedMemoryServerRestarted(t *testing.T) {
 
 	// The new server fills up; the projection must not pick up from its
 	// old checkpoints.
-	appendCredits(t, c, 1000, 70)
+	fresh := appendCredits(t, c, 1000, 70)
 	again := divRunner(t, c, st, readmodel.StopDiverged)
 	waitDone(t, again)
 	if !errors.Is(again.Err(), readmodel.ErrDiverged) {
@@ -118,7 +118,20 @@ func TestDivergedMemoryServerRestarted(t *testing.T) {
 		s := held.Status()
 		return s.State == readmodel.Diverged && len(s.Diverged()) == len(s.Partitions)
 	})
-	time.Sleep(50 * time.Millisecond) // it would have applied the 70 events by now
+	// Not a pause: the runner has read heads that include the new
+	// server's 70 events (it knows they exist) and still holds them.
+	heads := map[uint16]int64{}
+	for _, p := range fresh {
+		heads[p.Partition] = max(heads[p.Partition], int64(p.Sequence))
+	}
+	waitUntil(t, "the held runner to see the new server's heads", 10*time.Second, func() bool {
+		for _, p := range held.Status().Partitions {
+			if h, ok := heads[p.Partition]; ok && p.Head < h {
+				return false
+			}
+		}
+		return true
+	})
 	if got := model(st); !maps.Equal(got, before) {
 		t.Fatalf("the read model changed: %d entries, want the %d from the first server", len(got), len(before))
 	}
@@ -225,6 +238,10 @@ func TestDivergedTornTail(t *testing.T) {
 	// head would hide the loss: the head check sees only a head below
 	// the checkpoint. See "Divergence" in the package documentation.)
 	waitUntil(t, "the runner to hold the partition", 10*time.Second, func() bool { return held.Status().State == readmodel.Diverged })
+	// The lag is not clamped: the head is one below the checkpoint.
+	if d := held.Status().Diverged(); len(d) != 1 || d[0].Head != int64(last[victim])-1 || d[0].Lag != -1 {
+		t.Fatalf("held partition's status: %+v, want head %d, lag -1", d, last[victim]-1)
+	}
 	more := appendCredits(t, c, 1000, 100)
 	var want []readmodel.Position
 	for _, p := range more {

@@ -16,7 +16,7 @@
 //
 // A handler is typed at the edge: the store's transaction handle T, the
 // entity's id type and the event type are type parameters, so user code
-// never type-asserts:
+// does not type-assert:
 //
 //	readmodel.On(accounts, func(ctx context.Context, tx *sql.Tx, id string, e Deposited, m readmodel.Meta) error {
 //		_, err := tx.ExecContext(ctx, `UPDATE balances SET balance = balance + ? WHERE id = ?`, e.Amount, id)
@@ -45,7 +45,8 @@
 // [ErrCheckpointConflict], reads the checkpoints again and goes on (no
 // runner exits because another exists). The subscription is acknowledged
 // only after the commit, and a restarted runner resumes at checkpoint+1:
-// every event's writes are applied exactly once, provided the handlers
+// every event's writes are applied exactly once (tested: TestCrash,
+// TestContractJSON, TestSharedCrash), provided the handlers
 // write only through the handle. Effects outside the store (mail, HTTP
 // calls) are at least once.
 //
@@ -82,7 +83,7 @@
 // are committed on their own, and the failing one is retried with backoff;
 // no event of the batch is lost. What a handler error means is its class
 // (esmill.Classify): an error marked with esmill.MarkTransient is retried
-// for as long as it takes and never makes the event poison; an error that
+// for as long as it takes and never makes the event poison (tested: TestHandlerErrors); an error that
 // declares the class final or poison (esmill.MarkPoison, esmill.MarkFinal,
 // a handler panic) makes it poison at once; any other error after
 // [Config.MaxAttempts] failures. An event that cannot be decoded is poison
@@ -99,8 +100,8 @@
 // are fixed, or skips it, recording who did it and why
 // ([Store.Resolved]). A replay applies the event and takes it off the
 // parked list ([Tx.Unpark]) in one store transaction, so it is applied
-// exactly once, whoever replays it at the same time (tested by the
-// contract suite on every store: Unpark, UnparkOnce, ReplayAndSkip,
+// exactly once, whoever replays it at the same time (tested:
+// TestContract, whose contract suite runs on every store: Unpark, UnparkOnce, ReplayAndSkip,
 // AdminWithoutRunner). A replay that fails again leaves the event parked,
 // its reason and attempts updated ([*ReplayError]).
 //
@@ -120,7 +121,7 @@
 // [Runner.Status] reports the lag per partition against the partitions'
 // latest sequences (EPSEQ, read every [Config.LagInterval]; never clamped:
 // negative when the server is behind) and the runner's state; its String
-// method is for people. While catching up the runner logs its progress
+// method is for people (tested: TestDivergedTornTail). While catching up the runner logs its progress
 // every [Config.ProgressInterval]: events/s, remaining events per
 // partition and an ETA. [Runner.Live] is closed when it has first caught
 // up, [Runner.Sync] waits until everything stored so far is applied, and

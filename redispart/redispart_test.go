@@ -228,8 +228,8 @@ func TestTrimWaitsForEveryGroup(t *testing.T) {
 		m.Ack()
 	}
 	// Both at the end: approximate trimming leaves less than a node.
-	if l, _ := rdb.XLen(context.Background(), topic).Result(); l >= n/2 {
-		t.Fatalf("%d entries left after every group acked %d", l, n)
+	if l, err := rdb.XLen(context.Background(), topic).Result(); err != nil || l >= n/2 {
+		t.Fatalf("%d entries left after every group acked %d (%v)", l, n, err)
 	}
 	// A group that subscribed once and went away holds trimming back
 	// until it is deleted.
@@ -275,7 +275,10 @@ func TestDroppedConnections(t *testing.T) {
 	drops := 0
 	for i := 0; i < n; {
 		m := next(t, ch)
-		got, _ := strconv.Atoi(string(m.Payload))
+		got, err := strconv.Atoi(string(m.Payload))
+		if err != nil {
+			t.Fatalf("payload %q: %v", m.Payload, err)
+		}
 		switch {
 		case got == i:
 			i++

@@ -47,6 +47,9 @@ func TestAppendReadBack(t *testing.T) {
 		if _, err := c.Get(ctx, sierradb.NewEventID(key)); !errors.Is(err, sierradb.ErrNotFound) {
 			t.Fatalf("EGET of a missing id: %v", err)
 		}
+		// SierraDB confirms appends asynchronously: a read right after
+		// the reply may miss it (the conformance suite's read-your-writes).
+		waitVersion(t, c, s, key, 1)
 		v, err := c.StreamVersion(ctx, s)
 		if err != nil || v != 1 {
 			t.Fatalf("StreamVersion = %d, %v", v, err)
@@ -144,8 +147,17 @@ func TestAppendMulti(t *testing.T) {
 		if exp, ok := wv.Expected.Exact(); !ok || exp != 7 {
 			t.Fatalf("parsed expected %s", wv.Expected)
 		}
-		if v, _ := c.StreamVersion(ctx, b, sierradb.WithPartitionKey(key)); v != 0 {
-			t.Fatalf("a failed multi-append wrote stream b: version %d", v)
+		if v, err := c.StreamVersion(ctx, b, sierradb.WithPartitionKey(key)); err != nil || v != 0 {
+			t.Fatalf("a failed multi-append wrote stream b: version %d, %v", v, err)
+		}
+		// The server's own check, which no visibility lag can fool: an
+		// append expecting b at 0 and a at 1 succeeds only if neither B1
+		// nor A2 was written.
+		if _, err := c.AppendMulti(ctx, key, []sierradb.NewEvent{
+			{StreamID: b, Name: "B1", ExpectedVersion: sierradb.ExpectVersion(0)},
+			{StreamID: a, Name: "A2", ExpectedVersion: sierradb.ExpectVersion(1)},
+		}); err != nil {
+			t.Fatalf("a failed multi-append left a trace: %v", err)
 		}
 	})
 }

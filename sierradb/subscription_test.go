@@ -164,6 +164,7 @@ func TestSubscribeWindowHoldsUnackedEvents(t *testing.T) {
 		p, _ := c.PartitionOf(ctx, key)
 		head, _ := c.PartitionSequence(ctx, p)
 		appendN(t, c, key, stream, 12)
+		start := time.Now()
 		sub, err := c.SubscribePartitions(ctx, sierradb.PartitionSubscription{
 			Partitions: []uint16{p}, From: map[uint16]uint64{p: uint64(head + 1)}, Window: 5,
 		})
@@ -172,11 +173,15 @@ func TestSubscribeWindowHoldsUnackedEvents(t *testing.T) {
 		}
 		defer sub.Close()
 		// Without acknowledgements the server sends exactly one window.
+		// The silence that proves it lasts twenty times as long as the
+		// window took to arrive (at least 300 ms), so a slow machine
+		// waits longer instead of passing early.
 		first := receive(t, sub, "", 5, false)
+		hold := max(300*time.Millisecond, 20*time.Since(start))
 		select {
 		case ev := <-sub.Events():
 			t.Fatalf("a sixth event (version %d) arrived with five unacknowledged", ev.StreamVersion)
-		case <-time.After(300 * time.Millisecond):
+		case <-time.After(hold):
 		}
 		for _, ev := range first {
 			sub.Ack(ev)

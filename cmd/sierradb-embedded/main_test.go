@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/esmill/esmill/internal/leakcheck"
 )
 
 // helperEnv makes the test binary run main() with the arguments after "--".
@@ -32,7 +34,7 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(leakcheck.Main(m))
 }
 
 // syncBuffer is a bytes.Buffer safe for a writer and a poller.

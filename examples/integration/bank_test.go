@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esmill/esmill/internal/leakcheck"
+
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/google/uuid"
@@ -35,7 +37,7 @@ func TestMain(m *testing.M) {
 	// go-redis logs every refused dial while Redis restarts; the test
 	// counts the failed sends itself.
 	redis.SetLogger(quiet{})
-	os.Exit(m.Run())
+	os.Exit(leakcheck.Main(m))
 }
 
 type quiet struct{}

@@ -46,38 +46,58 @@ func TestTwoProcesses(t *testing.T) {
 	worker := build(t, dir, "github.com/esmill/esmill/examples/twoprocess/worker")
 	sender := build(t, dir, "github.com/esmill/esmill/examples/twoprocess/sender")
 
-	// Start three workers: a lease group dividing the partitions.
-	var workers []*exec.Cmd
+	// Start three workers: a lease group dividing the partitions. Each
+	// worker has one goroutine that collects its output lines (it calls
+	// nothing on t), then waits for it to exit and reports the exit on a
+	// channel; the cleanup kills the worker and joins that goroutine, then
+	// logs the lines from the test's goroutine.
+	type workerProc struct {
+		signal func(os.Signal) error
+		exited chan error // the exit, once
+		done   chan struct{}
+	}
+	var workers []*workerProc
 	var mu sync.Mutex
 	held := make([]string, 3) // each worker's last "holds partitions" line
-	var readers sync.WaitGroup
-	defer readers.Wait()
 	for i := range 3 {
 		cmd := exec.Command(worker, "-sierradb", sierra, "-redis", rds, "-postgres", pg, "-lease-ttl", "2s")
-		stdout, _ := cmd.StdoutPipe()
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		workers = append(workers, cmd)
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		w := &workerProc{signal: cmd.Process.Signal, exited: make(chan error, 1), done: make(chan struct{})}
+		workers = append(workers, w)
 		ready := make(chan bool, 1)
-		readers.Add(1)
+		var lines []string
 		go func() {
-			defer readers.Done()
+			defer close(w.done)
 			sc := bufio.NewScanner(stdout)
 			for sc.Scan() {
-				t.Logf("worker %d: %s", i, sc.Text())
+				mu.Lock()
+				lines = append(lines, sc.Text())
+				if p, ok := strings.CutPrefix(sc.Text(), "worker holds partitions "); ok {
+					held[i] = p
+				}
+				mu.Unlock()
 				if sc.Text() == "worker ready" {
 					ready <- true
 				}
-				if p, ok := strings.CutPrefix(sc.Text(), "worker holds partitions "); ok {
-					mu.Lock()
-					held[i] = p
-					mu.Unlock()
-				}
 			}
+			w.exited <- cmd.Wait()
 		}()
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			<-w.done
+			mu.Lock()
+			defer mu.Unlock()
+			for _, l := range lines {
+				t.Logf("worker %d: %s", i, l)
+			}
+		})
 		select {
 		case <-ready:
 		case <-time.After(60 * time.Second):
@@ -110,7 +130,9 @@ func TestTwoProcesses(t *testing.T) {
 			for rows.Next() {
 				var id string
 				var b int64
-				rows.Scan(&id, &b)
+				if err := rows.Scan(&id, &b); err != nil {
+					t.Fatal(err)
+				}
 				got[id] = b
 			}
 			rows.Close()
@@ -143,11 +165,9 @@ func TestTwoProcesses(t *testing.T) {
 
 	// The workers stop cleanly on SIGTERM.
 	for i, w := range workers {
-		w.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- w.Wait() }()
+		w.signal(syscall.SIGTERM)
 		select {
-		case err := <-done:
+		case err := <-w.exited:
 			if err != nil {
 				t.Fatalf("worker %d exited with %v", i, err)
 			}

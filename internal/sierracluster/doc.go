@@ -9,7 +9,7 @@
 //
 // A cluster can stop, SIGKILL and restart a node (same data directory), cut
 // a node off from the others (link down) and heal it, and block a node's
-// clients. Everything is bounded in time and removed when the test ends;
+// clients. Everything is bounded in time and removed when the test ends (tested: TestCloseRemovesEverything, TestSweepRemovesStale);
 // namespaces and directories left by crashed runs are swept by name
 // (NamePrefix plus the owner's process id) at every start.
 //

@@ -7,15 +7,16 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/esmill/esmill/internal/leakcheck"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if !Enabled() {
-		os.Exit(code)
+	if Enabled() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		Sweep(ctx)
+		cancel()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	Sweep(ctx)
-	cancel()
-	os.Exit(code)
+	os.Exit(leakcheck.After(code))
 }

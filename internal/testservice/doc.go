@@ -10,7 +10,7 @@
 // fails the test, with its output. Each launcher checks that the server it
 // reached is the one it started (SierraDB: HELLO and the peer id it logged;
 // Redis: HELLO and INFO's process id; PostgreSQL: its data directory), so a
-// port taken by another server never pairs a test with the wrong one.
+// port taken by another server never pairs a test with the wrong one (tested: TestStartRejectsAnotherServerOnItsPort, TestRedisIdentityRejectsSierraDB, TestPostgresIdentity).
 //
 // Services started by a test binary are shared by its tests and stopped by
 // [Main], which every package that uses them calls from TestMain.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esmill/esmill/internal/leakcheck"
 	"github.com/esmill/esmill/internal/proc"
 	"github.com/esmill/esmill/sierradb/sierradbtest"
 )
@@ -57,12 +58,14 @@ func shared(name string, start func() (addr string, stop func(), err error)) (st
 	return s.addr, s.err
 }
 
-// Main runs the tests of a package and then stops every service they
-// started. Call it from TestMain: os.Exit(testservice.Main(m)).
-func Main(m *testing.M) int {
+// Main runs the tests of a package, stops every service they started, and
+// then fails the run if a goroutine is still running (leakcheck.After, with
+// opts for the goroutines a package cannot stop). Call it from TestMain:
+// os.Exit(testservice.Main(m)).
+func Main(m *testing.M, opts ...leakcheck.Option) int {
 	code := m.Run()
 	StopAll()
-	return code
+	return leakcheck.After(code, opts...)
 }
 
 // StopAll stops every service started so far.

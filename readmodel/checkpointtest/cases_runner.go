@@ -152,8 +152,8 @@ func (s *suite[T]) runnerPoisonStop(t *testing.T) {
 	if s, ok := cps[pe.Event.Partition]; ok && s >= pe.Event.Sequence {
 		t.Fatalf("checkpoint %d passed the poison event at %d", s, pe.Event.Sequence)
 	}
-	if parked, _ := st.Parked(ctxT(t), "stop"); len(parked) != 0 {
-		t.Fatalf("Stop parked %v", parked)
+	if parked, err := st.Parked(ctxT(t), "stop"); err != nil || len(parked) != 0 {
+		t.Fatalf("Stop parked %v (%v)", parked, err)
 	}
 	if !errors.Is(r.Err(), readmodel.ErrPoison) {
 		t.Fatalf("Err = %v", r.Err())

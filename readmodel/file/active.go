@@ -35,7 +35,7 @@ func (s *Store[M]) SetActive(ctx context.Context, name, projection string) error
 	if err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(s.cfg.Dir, activeFile), b, !s.cfg.NoSync)
+	return writeAtomic(filepath.Join(s.cfg.Dir, activeFile), b, !s.cfg.NoSync, s.fault)
 }
 
 // Active implements [readmodel.Switcher].

@@ -4,7 +4,8 @@
 // server it follows. Every commit writes the whole file anew and replaces
 // the old one atomically: a temporary file in the same directory, fsync,
 // rename, fsync of the directory. A crash leaves either the old file or
-// the new one, never a torn one, so the read model and the checkpoint
+// the new one, never a torn one (tested:
+// TestFaultInjectionNeverTearsTheFile, TestCrash), so the read model and the checkpoint
 // always agree.
 //
 // # Several stores and processes on one directory

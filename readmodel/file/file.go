@@ -69,6 +69,12 @@ type Store[M any] struct {
 	mu     sync.Mutex
 	closed bool
 	projs  map[string]*projection[M]
+
+	// fault, when set, runs before each step of an atomic replace
+	// ("write", "fsync", "rename", "dirsync") and fails that step with its
+	// error: the seam through which tests make a disk fail
+	// (export_test.go). Never set outside tests.
+	fault func(step string) error
 }
 
 // projection is this store's copy of a projection's committed state, as

@@ -100,7 +100,7 @@ func (l *LeaseStore) update(ctx context.Context, group string, fn func(g *leaseG
 	if err != nil {
 		return fmt.Errorf("file: leases: %w", err)
 	}
-	return writeAtomic(path, out, !l.noSync)
+	return writeAtomic(path, out, !l.noSync, nil)
 }
 
 // Heartbeat implements [lease.Store].

@@ -46,7 +46,7 @@ func (s *Store[M]) writeLocked(projection string, p *projection[M], next wholemo
 		p.commit = ""
 		return err
 	}
-	if err := writeAtomic(s.Path(projection), b, !s.cfg.NoSync); err != nil {
+	if err := writeAtomic(s.Path(projection), b, !s.cfg.NoSync, s.fault); err != nil {
 		p.commit = ""
 		return err
 	}
@@ -85,7 +85,14 @@ func (s *Store[M]) encodeDocument(projection string, c wholemodel.Committed, raw
 
 // writeAtomic replaces path with data: a temporary file beside it,
 // written and fsynced, renamed over path, then the directory fsynced.
-func writeAtomic(path string, data []byte, sync bool) (err error) {
+// fault, when not nil, runs before each step and fails it (tests only).
+func writeAtomic(path string, data []byte, sync bool, fault func(step string) error) (err error) {
+	step := func(name string) error {
+		if fault == nil {
+			return nil
+		}
+		return fault(name)
+	}
 	dir, base := filepath.Split(path)
 	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
@@ -97,21 +104,33 @@ func writeAtomic(path string, data []byte, sync bool) (err error) {
 			os.Remove(f.Name())
 		}
 	}()
-	if _, err = f.Write(data); err != nil {
+	if err = step("write"); err == nil {
+		_, err = f.Write(data)
+	}
+	if err != nil {
 		return fmt.Errorf("file: write %s: %w", f.Name(), err)
 	}
 	if sync {
-		if err = f.Sync(); err != nil {
+		if err = step("fsync"); err == nil {
+			err = f.Sync()
+		}
+		if err != nil {
 			return fmt.Errorf("file: fsync %s: %w", f.Name(), err)
 		}
 	}
 	if err = f.Close(); err != nil {
 		return fmt.Errorf("file: %w", err)
 	}
-	if err = os.Rename(f.Name(), path); err != nil {
+	if err = step("rename"); err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
 		return fmt.Errorf("file: %w", err)
 	}
 	if sync {
+		if err = step("dirsync"); err != nil {
+			return fmt.Errorf("file: fsync %s: %w", dir, err)
+		}
 		return syncDir(dir)
 	}
 	return nil

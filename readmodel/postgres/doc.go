@@ -22,7 +22,7 @@
 //   - A transaction-scoped advisory lock (fail early). Begin takes
 //     pg_advisory_xact_lock on a key derived from the projection name,
 //     waiting at most Config.LockWait (2 s). Batches of one projection
-//     thus never run at once: a second runner waits for the first one's
+//     thus never run at once (tested: TestAdvisoryLock): a second runner waits for the first one's
 //     batch, then fails on the compare-and-set, before its handlers have
 //     waited on the first one's row locks (which could deadlock in the
 //     user's tables); if the lock stays taken longer, Begin fails with
@@ -31,7 +31,8 @@
 //     until the server notices the closed connection.
 //
 // A runner that meets ErrCheckpointConflict reads the checkpoints again
-// and goes on; it never exits because another runner exists.
+// and goes on; it never exits because another runner exists (tested:
+// TestContract, its TwoRunners case).
 //
 // # Instances sharing a projection
 //

@@ -338,11 +338,16 @@ func testMultiAppendAtomicity(t *testing.T, s *suite) {
 		a, "Ev", "EXPECTED_VERSION", "1",
 		a, "Ev", "EXPECTED_VERSION", "5")
 	expectErrorText(t, v, fmt.Sprintf("WRONGVER current stream version is 2 but expected 5 for partition key %s and stream id %s", key, a))
-	time.Sleep(50 * time.Millisecond)
+	// A barrier instead of a pause: an append to a third stream of the
+	// partition, once visible, is ordered after anything the failed
+	// request could have written, so a partial write would show now.
+	barrier := name("tc")
+	appendMany(t, c, key, barrier, -1, 1)
+	visible(t, c, barrier, key, 0)
 	expectNull(t, "ESVER of b", c.do("ESVER", b, "PARTITION_KEY", key.String()))
 	expectInt(t, "ESVER of a", c.do("ESVER", a, "PARTITION_KEY", key.String()), 1)
-	if after := c.do("EPSEQ", strconv.Itoa(int(p))); after.Int != before.Int {
-		t.Fatalf("partition sequence moved from %s to %s after a failed EMAPPEND", before, after)
+	if after := c.do("EPSEQ", strconv.Itoa(int(p))); after.Int != before.Int+1 {
+		t.Fatalf("partition sequence moved from %s to %s over a failed EMAPPEND and one append", before, after)
 	}
 	// The same request with a correct expectation goes through whole.
 	v = c.do("EMAPPEND", key.String(),

@@ -260,16 +260,23 @@ func testPartitionSequence(t *testing.T, s *suite) {
 }
 
 // testVisibility pins when an append becomes readable: the embedded server
-// serves it before replying; SierraDB confirms it asynchronously, so a read
-// right after the reply may miss it, but it becomes visible soon after.
+// serves it before replying (no miss in 30 rounds); SierraDB confirms it
+// asynchronously, so a read right after the reply may miss it (the real
+// server must show a miss within 500 rounds, else the fact changed and the
+// docs with it), but it becomes visible soon after.
 func testVisibility(t *testing.T, s *suite) {
 	c := s.conn(t)
 	misses := 0
-	const rounds = 30
-	for range rounds {
+	rounds := 30
+	if s.cfg.Server == Real {
+		rounds = 500 // stops at the first miss; about one read in ten misses
+	}
+	done := 0
+	for done < rounds && (s.cfg.Server != Real || misses == 0) {
+		done++
 		stream := name("vis")
 		key := streamKey(stream)
-		res := appendMany(t, c, key, stream, -1, 5)
+		appendMany(t, c, key, stream, -1, 5)
 		if v := c.do("ESVER", stream); v.Type != resp3.Integer || v.Int != 4 {
 			misses++
 		}
@@ -278,16 +285,21 @@ func testVisibility(t *testing.T, s *suite) {
 		if time.Since(start) > 5*time.Second {
 			t.Fatalf("an append took %s to become visible", time.Since(start))
 		}
-		_ = res
 	}
 	s.known(t, "read-your-writes",
 		"SierraDB advances a partition's confirmation watermark asynchronously after replying, so a read right "+
 			"after an append can miss it (or see a prefix of an EMAPPEND); the embedded server makes an append "+
 			"visible before it replies. Code that reads after writing must tolerate the lag",
-		func(t *testing.T) { t.Logf("%d of %d reads right after an append missed it", misses, rounds) },
+		func(t *testing.T) {
+			if misses == 0 {
+				t.Fatalf("no read right after an append missed it in %d rounds: the real server now makes appends "+
+					"visible before replying; update this known difference and docs/sierradb-protocol.md", done)
+			}
+			t.Logf("the first read right after an append that missed it came in round %d", done)
+		},
 		func(t *testing.T) {
 			if misses != 0 {
-				t.Fatalf("%d of %d reads right after an append missed it", misses, rounds)
+				t.Fatalf("%d of %d reads right after an append missed it", misses, done)
 			}
 		})
 }

@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -84,6 +85,21 @@ func (c *conn) reply() resp3.Value {
 		}
 		return v
 	}
+}
+
+// roundTrip sends a command and returns its reply, or the error, without
+// touching the test: for goroutines other than the test's own. The
+// connection must carry no subscription (a push is an error here).
+func (c *conn) roundTrip(args ...string) (resp3.Value, error) {
+	c.w.WriteCommand(args...)
+	if err := c.w.Flush(); err != nil {
+		return resp3.Value{}, err
+	}
+	v, err := c.read(frameTimeout)
+	if err == nil && v.Type == resp3.Push {
+		err = fmt.Errorf("unexpected push %s", v)
+	}
+	return v, err
 }
 
 // do sends a command and returns its reply.

@@ -137,6 +137,7 @@ func TestEappendErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			c := c.in(t)
 			v := c.do(tt.args...)
 			if strings.HasSuffix(tt.want, " ") {
 				wantErrorPrefix(t, v, tt.want)
@@ -256,6 +257,7 @@ func TestEmappendAtomicity(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			c := c.in(t)
 			v := c.do(tt.args...)
 			if strings.HasSuffix(tt.want, " ") {
 				wantErrorPrefix(t, v, tt.want)

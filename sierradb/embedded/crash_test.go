@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esmill/esmill/internal/leakcheck"
+
 	"github.com/google/uuid"
 
 	"github.com/esmill/esmill/sierradb"
@@ -34,7 +36,7 @@ func TestMain(m *testing.M) {
 		runScaleChild(mode)
 		return
 	}
-	os.Exit(m.Run())
+	os.Exit(leakcheck.Main(m))
 }
 
 // runCrashHelper serves dir until the process is killed.

@@ -14,6 +14,17 @@ import (
 // SyncCount returns how many partition log records s has fsynced.
 func SyncCount(s *Server) uint64 { return s.store.syncs.Load() }
 
+// SetSyncFault makes every fsync of a partition log record of s call f
+// first, with the record's partition; an error from f fails the fsync as a
+// failing disk would. nil removes it.
+func SetSyncFault(s *Server, f func(partition uint16) error) {
+	if f == nil {
+		s.store.syncFault.Store(nil)
+		return
+	}
+	s.store.syncFault.Store(&f)
+}
+
 // FrameBudgetUsed returns the bytes of MaxTotalFrameBytes in use.
 func FrameBudgetUsed(s *Server) int64 { return s.frameBudget.Used() }
 

@@ -33,6 +33,13 @@ func dial(t testing.TB, srv *embedded.Server) *client {
 	return &client{t: t, nc: nc, r: resp3.NewReader(nc), w: resp3.NewWriter(nc)}
 }
 
+// in returns the same connection reporting to t: a subtest uses its parent's
+// connection through it, so that a failure ends the subtest, never the
+// parent from the subtest's goroutine.
+func (c *client) in(t testing.TB) *client {
+	return &client{t: t, nc: c.nc, r: c.r, w: c.w, pushes: c.pushes}
+}
+
 // arg turns a Go value into a request element: strings become blob strings,
 // ints integers, resp3.Value is sent as is.
 func arg(a any) resp3.Value {

@@ -197,8 +197,9 @@ type partitionLog struct {
 
 // append writes one record and syncs it, returning its offset. On failure
 // it tries to cut the file back to its previous size; the caller treats the
-// partition as broken.
-func (l *partitionLog) append(firstSeq uint64, count int, body []byte) (uint64, error) {
+// partition as broken. fault, when not nil, runs before the fsync and fails
+// it when it returns an error (tests only).
+func (l *partitionLog) append(firstSeq uint64, count int, body []byte, fault func() error) (uint64, error) {
 	off := l.size
 	rec := make([]byte, recordHeaderSize, recordHeaderSize+len(body))
 	h := recordHeader{bodyLen: uint32(len(body)), count: uint32(count), firstSeq: firstSeq}
@@ -209,7 +210,16 @@ func (l *partitionLog) append(firstSeq uint64, count int, body []byte) (uint64, 
 		_ = l.f.Truncate(int64(off))
 		return 0, fmt.Errorf("write %s: %w", l.path, err)
 	}
-	if err := l.f.Sync(); err != nil {
+	sync := l.f.Sync
+	if fault != nil {
+		sync = func() error {
+			if err := fault(); err != nil {
+				return err
+			}
+			return l.f.Sync()
+		}
+	}
+	if err := sync(); err != nil {
 		_ = l.f.Truncate(int64(off))
 		return 0, fmt.Errorf("sync %s: %w", l.path, err)
 	}

@@ -35,7 +35,7 @@ func TestMalformedInputClosesOnlyThatConnection(t *testing.T) {
 			c := dial(t, srv)
 			c.sendRaw(tt.raw)
 			c.expectClosed()
-			wantSimple(t, other.do("PING"), "PONG")
+			wantSimple(t, other.in(t).do("PING"), "PONG")
 		})
 	}
 }

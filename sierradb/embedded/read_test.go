@@ -67,6 +67,7 @@ func TestEscan(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			c := c.in(t)
 			got, more := scanResult(t, c.do(append([]any{"ESCAN", "s"}, tt.args...)...), "stream_version")
 			if !equalInts(got, tt.want) || more != tt.hasMore {
 				t.Fatalf("got %v has_more=%v, want %v has_more=%v", got, more, tt.want, tt.hasMore)
@@ -189,6 +190,7 @@ func TestEpscanAndEpseq(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			c := c.in(t)
 			got, more := scanResult(t, c.do(append([]any{"EPSCAN"}, tt.args...)...), "partition_sequence")
 			if !equalInts(got, tt.want) || more != tt.hasMore {
 				t.Fatalf("got %v has_more=%v, want %v has_more=%v", got, more, tt.want, tt.hasMore)

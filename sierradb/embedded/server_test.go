@@ -94,6 +94,7 @@ func TestFraming(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			c := c.in(t)
 			c.sendRaw(tt.raw)
 			v := c.read()
 			if tt.want == "" {

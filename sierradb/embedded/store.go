@@ -108,6 +108,12 @@ type store struct {
 	bytes  atomic.Int64  // stored event bytes, for INFO CACHE in memory mode
 	syncs  atomic.Uint64 // fsyncs of partition logs
 	events atomic.Int64  // stored events
+
+	// syncFault, when set, runs before each fsync of a partition log
+	// record and replaces the fsync when it returns an error: the seam
+	// through which tests make an fsync fail (export_test.go). Never set
+	// outside tests.
+	syncFault atomic.Pointer[func(partition uint16) error]
 }
 
 func newStore(count uint16, logger *slog.Logger) *store {
@@ -373,7 +379,11 @@ func (st *store) persistLocked(p *partition, evs []*event) (uint64, error) {
 		}
 		p.log = l
 	}
-	off, err := p.log.append(evs[0].seq, len(evs), encodeBody(evs))
+	var fault func() error
+	if f := st.syncFault.Load(); f != nil {
+		fault = func() error { return (*f)(p.id) }
+	}
+	off, err := p.log.append(evs[0].seq, len(evs), encodeBody(evs), fault)
 	if err != nil {
 		p.broken = errorf(msgDBOpFailed+"%v", err)
 		st.logger.Error("partition log write failed; the partition refuses further appends",

@@ -1,6 +1,8 @@
 package embedded_test
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"runtime"
 	"strconv"
@@ -92,12 +94,18 @@ func TestSubscriptionNoGapNoDuplicate(t *testing.T) {
 	w := dial(t, srv)
 
 	// The writer appends until the subscriptions are all set up, then 100
-	// more, and reports how many it appended.
+	// more, and reports how many it appended (or its error). It calls
+	// nothing on t: the test joins it before returning, however it ends.
 	var mu sync.Mutex
 	ackedCount := 0
 	count := func() int { mu.Lock(); defer mu.Unlock(); return ackedCount }
 	subsDone := make(chan struct{})
-	final := make(chan int, 1)
+	stop := make(chan struct{})
+	type result struct {
+		n   int
+		err error
+	}
+	final := make(chan result, 1)
 	go func() {
 		stopAt := -1
 		for i := 0; ; i++ {
@@ -105,28 +113,51 @@ func TestSubscriptionNoGapNoDuplicate(t *testing.T) {
 				select {
 				case <-subsDone:
 					stopAt = i + 100
+				case <-stop:
+					final <- result{i, errors.New("stopped before the subscriptions were set up")}
+					return
 				default:
 				}
 			}
 			if i == stopAt {
-				final <- i
+				final <- result{n: i}
 				return
 			}
 			exp := "empty"
 			if i > 0 {
 				exp = strconv.Itoa(i - 1)
 			}
-			w.send("EAPPEND", "race", "e", "EXPECTED_VERSION", exp)
+			req := resp3.Value{Type: resp3.Array}
+			for _, a := range []string{"EAPPEND", "race", "e", "EXPECTED_VERSION", exp} {
+				req.Elems = append(req.Elems, arg(a))
+			}
+			w.w.WriteValue(req)
+			if err := w.w.Flush(); err != nil {
+				final <- result{i, fmt.Errorf("append %d: %w", i, err)}
+				return
+			}
+			w.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
 			v, err := w.r.ReadValue()
 			if err != nil || v.Type != resp3.Map {
-				t.Errorf("append %d: %v %v", i, v, err)
-				final <- -1
+				final <- result{i, fmt.Errorf("append %d: %v %v", i, v, err)}
 				return
 			}
 			mu.Lock()
 			ackedCount++
 			mu.Unlock()
 		}
+	}()
+	var res *result
+	join := func() result {
+		if res == nil {
+			r := <-final
+			res = &r
+		}
+		return *res
+	}
+	defer func() { // a setup failure stops the writer too
+		close(stop)
+		join()
 	}()
 	eventually(t, "some appends", func() bool { return count() >= 50 })
 
@@ -158,10 +189,11 @@ func TestSubscriptionNoGapNoDuplicate(t *testing.T) {
 	add("EPSUB * FROM MAP", "partition_sequence", "EPSUB", "*", "FROM", "MAP", pid+"=0")
 	add("EPSUB FROM LATEST", "partition_sequence", "EPSUB", pid, "FROM", "LATEST")
 	close(subsDone)
-	total := int64(<-final)
-	if total < 0 {
-		t.FailNow()
+	r := join()
+	if r.err != nil {
+		t.Fatal(r.err)
 	}
+	total := int64(r.n)
 
 	for _, sc := range subs {
 		t.Run(sc.name, func(t *testing.T) {

@@ -109,7 +109,7 @@ func (r *run) read(ctx context.Context, items chan<- item, stop <-chan struct{})
 			var timer *time.Timer
 			var flush <-chan time.Time
 			if skipped > 0 {
-				timer = time.NewTimer(skipFlushInterval - time.Since(lastFlush))
+				timer = time.NewTimer(r.s.skipFlushInterval - time.Since(lastFlush))
 				flush = timer.C
 			}
 			flushNow := false

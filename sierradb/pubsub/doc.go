@@ -5,7 +5,7 @@
 // universal Pub/Sub test suite on the embedded server and the real SierraDB
 // 0.3.1 (TestUniversal; its README lists the features and why).
 //
-// Both take a *sierradb.Client in their config and never close it; their
+// Both take a *sierradb.Client in their config and never close it (tested: TestPublisherLifecycle, TestSubscribeLifecycle); their
 // own Close is idempotent and waits for every goroutine they started.
 //
 //	pub, err := pubsub.NewPublisher(pubsub.PublisherConfig{Client: client})

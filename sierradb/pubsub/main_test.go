@@ -10,13 +10,27 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/esmill/esmill/internal/leakcheck"
 	"github.com/esmill/esmill/internal/testservice"
 	"github.com/esmill/esmill/sierradb"
 	"github.com/esmill/esmill/sierradb/embedded"
 	"github.com/esmill/esmill/sierradb/pubsub"
 )
 
-func TestMain(m *testing.M) { os.Exit(testservice.Main(m)) }
+func TestMain(m *testing.M) {
+	if os.Getenv(crashChildEnv) != "" {
+		os.Exit(crashChild())
+	}
+	os.Exit(testservice.Main(m,
+		// Watermill's universal suite (TestUniversal) reads through its
+		// internal multiplier, whose forwarding goroutine blocks for ever
+		// sending a message that the suite no longer reads, after the
+		// suite closed our subscriber; neither side can stop it. Only the
+		// multiplier's two goroutines are ignored.
+		leakcheck.IgnoreAnyFunction("github.com/ThreeDotsLabs/watermill/internal/subscriber.(*multiplier).Subscribe.func2"),
+		leakcheck.IgnoreAnyFunction("github.com/ThreeDotsLabs/watermill/internal/subscriber.(*multiplier).Subscribe.func3"),
+	))
+}
 
 // server is a SierraDB the tests run against.
 type server struct {

@@ -162,8 +162,13 @@ func TestPublishConcurrentPublishers(t *testing.T) {
 		const pubs, each = 4, 40
 		var wg sync.WaitGroup
 		sent := make(chan string, pubs*each)
+		// Every publisher exists before any goroutine starts, so that no
+		// failure ends the test while a goroutine still reports to it.
+		var all []*pubsub.Publisher
 		for range pubs {
-			pub := newPublisher(t, pubsub.PublisherConfig{Client: c, MaxConflictRetries: 100})
+			all = append(all, newPublisher(t, pubsub.PublisherConfig{Client: c, MaxConflictRetries: 100}))
+		}
+		for _, pub := range all {
 			for range 2 { // two goroutines per publisher
 				wg.Add(1)
 				go func() {
@@ -299,6 +304,7 @@ func TestPublishCancelWhileQueued(t *testing.T) {
 		stream := streamName("cancel")
 		var mu sync.Mutex
 		ok := map[string]bool{}
+		expired := map[string]bool{} // published with a context already done
 		failed := 0
 		var wg sync.WaitGroup
 		for g := range 8 {
@@ -312,6 +318,12 @@ func TestPublishCancelWhileQueued(t *testing.T) {
 					err := pub.Publish(stream, m)
 					cancel()
 					mu.Lock()
+					if (g+i)%4 == 0 {
+						expired[m.UUID] = true
+						if err == nil {
+							t.Errorf("message %s: Publish with a context already done returned nil", m.UUID)
+						}
+					}
 					switch {
 					case err == nil:
 						ok[m.UUID] = true
@@ -346,12 +358,20 @@ func TestPublishCancelWhileQueued(t *testing.T) {
 			if ev.StreamVersion != uint64(i) {
 				t.Fatalf("event %d has version %d", i, ev.StreamVersion)
 			}
-			md, _ := codec.DecodeMetadata(ev.Metadata)
+			md, err := codec.DecodeMetadata(ev.Metadata)
+			if err != nil {
+				t.Fatalf("event %d: metadata: %v", i, err)
+			}
 			var data map[string]string
-			md.DecodeData(&data)
+			if err := md.DecodeData(&data); err != nil {
+				t.Fatalf("event %d: metadata data: %v", i, err)
+			}
 			id := data["esmill_message_uuid"]
-			if seen[id] {
-				t.Fatalf("message %s stored twice", id)
+			if id == "" || seen[id] {
+				t.Fatalf("message %q stored twice (or without its UUID)", id)
+			}
+			if expired[id] {
+				t.Fatalf("message %s was stored although its context was done before Publish", id)
 			}
 			seen[id] = true
 		}
@@ -360,6 +380,11 @@ func TestPublishCancelWhileQueued(t *testing.T) {
 				t.Errorf("message %s: Publish returned nil but it is not stored", id)
 			}
 		}
-		t.Logf("%d stored (%d returned nil), %d cancelled", len(evs), len(ok), failed)
+		// Every call is accounted for: stored and reported, or cancelled
+		// with its context's error (the 50 with an expired context among them).
+		if len(ok)+failed != 200 || failed < len(expired) || len(expired) != 50 {
+			t.Fatalf("%d calls returned nil and %d a context error, of 200 (%d with an expired context)", len(ok), failed, len(expired))
+		}
+		t.Logf("%d stored (%d returned nil), %d cancelled (%d before they were sent)", len(evs), len(ok), failed, len(expired))
 	})
 }

@@ -172,6 +172,10 @@ type Subscriber struct {
 	closeCtx    context.Context
 	cancelClose context.CancelFunc
 	wg          sync.WaitGroup
+
+	// skipFlushInterval is skipFlushInterval; tests lengthen it to tell
+	// the count-based flush from the idle one (export_test.go).
+	skipFlushInterval time.Duration
 }
 
 // NewSubscriber returns a subscriber reading through cfg.Client.
@@ -181,7 +185,8 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 	}
 	cfg.setDefaults()
 	closeCtx, cancel := context.WithCancel(context.Background())
-	return &Subscriber{cfg: cfg, closing: make(chan struct{}), closeCtx: closeCtx, cancelClose: cancel}, nil
+	return &Subscriber{cfg: cfg, closing: make(chan struct{}), closeCtx: closeCtx, cancelClose: cancel,
+		skipFlushInterval: skipFlushInterval}, nil
 }
 
 // Subscribe delivers the events of topic, a stream, a category

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -482,8 +483,39 @@ func TestConsumerGroupCategory(t *testing.T) {
 	})
 }
 
+// savesLog is a CheckpointStore that records every Save, in order, after
+// storing it in a MemoryCheckpoints.
+type savesLog struct {
+	*pubsub.MemoryCheckpoints
+	mu    sync.Mutex
+	saves []savedAt
+}
+
+type savedAt struct {
+	partition uint16
+	sequence  uint64
+}
+
+func newSavesLog() *savesLog { return &savesLog{MemoryCheckpoints: pubsub.NewMemoryCheckpoints()} }
+
+func (l *savesLog) Save(ctx context.Context, group, topic string, partition uint16, sequence uint64) error {
+	l.mu.Lock()
+	l.saves = append(l.saves, savedAt{partition, sequence})
+	l.mu.Unlock()
+	return l.MemoryCheckpoints.Save(ctx, group, topic, partition, sequence)
+}
+
+func (l *savesLog) log() []savedAt {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.saves)
+}
+
 // A group on a category moves its position past other streams' events
-// (saved when idle), but never past a message it has not acked.
+// (saved when idle), but never past a message it has not acked. The idle
+// flush interval is cut to 5 ms (export_test.go) and the message is held
+// unacked for a hundred of them, so that a save past it would have had
+// every chance to happen; every save is logged and checked.
 func TestConsumerGroupCategorySkips(t *testing.T) {
 	eachServer(t, func(t *testing.T, _ server, c *sierradb.Client) {
 		ctx := ctxT(t)
@@ -500,18 +532,17 @@ func TestConsumerGroupCategorySkips(t *testing.T) {
 			ev := scanStream(t, c, s, 1)[0]
 			foreign[ev.PartitionID] = max(foreign[ev.PartitionID], ev.PartitionSequence)
 		}
-		store := pubsub.NewMemoryCheckpoints()
+		const interval = 5 * time.Millisecond
+		store := newSavesLog()
 		sub := newSubscriber(t, pubsub.SubscriberConfig{Client: c, ConsumerGroup: "g", Checkpoints: store})
+		pubsub.SetSkipFlushInterval(sub, interval)
 		ch, err := sub.Subscribe(ctx, cat+"-*")
 		if err != nil {
 			t.Fatal(err)
 		}
 		m := receive(t, ch)
-		time.Sleep(1500 * time.Millisecond) // past the idle flush interval
-		cps, _ := store.Load(ctx, "g", cat+"-*")
-		if seq, ok := cps[mine.PartitionID]; ok && seq >= mine.PartitionSequence {
-			t.Fatalf("position of partition %d moved to %d past unacked event %d", mine.PartitionID, seq, mine.PartitionSequence)
-		}
+		time.Sleep(100 * interval)
+		held := len(store.log())
 		m.Ack()
 		eventually(t, func() error {
 			cps, _ := store.Load(ctx, "g", cat+"-*")
@@ -522,5 +553,73 @@ func TestConsumerGroupCategorySkips(t *testing.T) {
 			}
 			return nil
 		})
+		for i, sv := range store.log()[:held] {
+			if sv.partition == mine.PartitionID && sv.sequence >= mine.PartitionSequence {
+				t.Fatalf("save %d, before the ack, moved partition %d to %d, past the unacked event at %d",
+					i, sv.partition, sv.sequence, mine.PartitionSequence)
+			}
+		}
+		t.Logf("%d saves while the message was held, %d in all", held, len(store.log()))
+	})
+}
+
+// Without an ack and without idle time, a category group saves the
+// positions of the events it passed over once every 1000 of them: with the
+// idle flush pushed an hour away, 1000 foreign events are saved in one
+// flush (each partition once, at its last foreign event), and not before.
+func TestConsumerGroupSkipsSavedEvery1000(t *testing.T) {
+	eachServer(t, func(t *testing.T, _ server, c *sierradb.Client) {
+		ctx := ctxT(t)
+		cat := streamName("every")
+		store := newSavesLog()
+		sub := newSubscriber(t, pubsub.SubscriberConfig{Client: c, ConsumerGroup: "g", Checkpoints: store, Start: sierradb.StartLatest})
+		pubsub.SetSkipFlushInterval(sub, time.Hour)
+		ch, err := sub.Subscribe(ctx, cat+"-*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub := newPublisher(t, pubsub.PublisherConfig{Client: c})
+		const streams = 10
+		per := pubsub.SkipFlushEvery / streams
+		foreign := map[uint16]uint64{}
+		for i := range streams {
+			s := streamName("everyother") + fmt.Sprint("-", i)
+			publish(t, pub, s, slices.Repeat([]string{"x"}, per)...)
+			evs := scanStream(t, c, s, per)
+			last := evs[len(evs)-1]
+			foreign[last.PartitionID] = max(foreign[last.PartitionID], last.PartitionSequence)
+		}
+		eventually(t, func() error {
+			cps, _ := store.Load(ctx, "g", cat+"-*")
+			for p, seq := range foreign {
+				if cps[p] < seq {
+					return fmt.Errorf("partition %d at %d, want %d (all positions %v)", p, cps[p], seq, cps)
+				}
+			}
+			return nil
+		})
+		saved := map[uint16]int{}
+		for _, sv := range store.log() {
+			saved[sv.partition]++
+			if sv.sequence != foreign[sv.partition] {
+				t.Fatalf("partition %d saved at %d, want one save at %d: flushed before the 1000th event", sv.partition, sv.sequence, foreign[sv.partition])
+			}
+		}
+		for p, n := range saved {
+			if n != 1 {
+				t.Fatalf("partition %d saved %d times, want once", p, n)
+			}
+		}
+		if len(saved) != len(foreign) {
+			t.Fatalf("%d partitions saved, want %d", len(saved), len(foreign))
+		}
+		// The group still delivers what matches.
+		publish(t, pub, cat+"-a", "mine")
+		if m := receive(t, ch); string(m.Payload) != "mine" {
+			t.Fatalf("got %s", m.Payload)
+		} else {
+			m.Ack()
+		}
+		t.Logf("%d foreign events over %d partitions saved in one flush", pubsub.SkipFlushEvery, len(saved))
 	})
 }

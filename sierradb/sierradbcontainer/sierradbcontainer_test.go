@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esmill/esmill/internal/leakcheck"
+
 	"github.com/testcontainers/testcontainers-go"
 	tclog "github.com/testcontainers/testcontainers-go/log"
 
@@ -34,7 +36,7 @@ func TestMain(m *testing.M) {
 	// through the default gateway instead of loopback.
 	setDefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 	setDefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
-	os.Exit(m.Run())
+	os.Exit(leakcheck.Main(m))
 }
 
 func setDefault(key, value string) {

@@ -19,7 +19,7 @@
 // replication factor 1), starts the binary on a free loopback port (or
 // [Config.Addr]) and waits until the server answers HELLO as SierraDB with
 // the peer id that this very process logged, so a test never pairs with
-// another server that holds the port. A port taken by someone else between
+// another server that holds the port (tested: TestStartRejectsAnotherServerOnItsPort). A port taken by someone else between
 // choosing and binding it is retried on another port. [Server.Close] stops
 // the server (SIGTERM, then SIGKILL after a grace period) and removes its
 // temporary directory; it is idempotent. On Linux the server is killed when

@@ -4,12 +4,15 @@ import (
 	"os"
 	"testing"
 
+	"github.com/esmill/esmill/internal/leakcheck"
+
 	"github.com/esmill/esmill/internal/testservice"
 	"github.com/esmill/esmill/test/internal/ferret"
 )
 
 func TestMain(m *testing.M) {
-	code := testservice.Main(m)
+	code := m.Run()
 	ferret.StopAll()
-	os.Exit(code)
+	testservice.StopAll()
+	os.Exit(leakcheck.After(code))
 }

@@ -4,7 +4,7 @@
 //
 // The [Reader] is written for hostile input: every declared length is checked
 // against [Limits] before anything is allocated, aggregates grow only as their
-// elements actually arrive, and nesting is bounded, so a peer cannot make it
+// elements actually arrive, and nesting is bounded (tested: TestHostileInput, FuzzReader), so a peer cannot make it
 // panic or allocate without bound. Limits.MaxFrameBytes bounds the decoded
 // memory of a frame (every element counts the size of a [Value], every string
 // its bytes), and a [Budget] bounds the decoded memory of frames in flight

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esmill/esmill/internal/leakcheck"
+
 	"github.com/esmill/esmill/internal/testservice"
 )
 
@@ -14,7 +16,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	StopAll()
 	testservice.StopAll()
-	os.Exit(code)
+	os.Exit(leakcheck.After(code))
 }
 
 // FerretDB is ready when serverStatus names the process started here; a
