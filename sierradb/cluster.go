@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -78,6 +79,9 @@ type cluster struct {
 	changed chan struct{}
 	probes  int
 	moves   int
+	// legMoves counts the subscription legs replaced, by every
+	// subscription of the client.
+	legMoves atomic.Int64
 }
 
 func newCluster(c *Client, cfg ClusterConfig) *cluster {
@@ -417,6 +421,9 @@ type ClusterStats struct {
 	// Probes is how many probe rounds ran; Moves how many of them found a
 	// partition's coordinator changed.
 	Probes, Moves int
+	// LegMoves is how often a subscription of this client moved
+	// partitions to another node or resubscribed after a lost connection.
+	LegMoves int
 	// Coordinators maps each partition to the index of the node that
 	// coordinates it (-1: none found), as last probed.
 	Coordinators []int
@@ -430,5 +437,6 @@ func (c *Client) ClusterStats() ClusterStats {
 	}
 	c.cl.mu.Lock()
 	defer c.cl.mu.Unlock()
-	return ClusterStats{Probes: c.cl.probes, Moves: c.cl.moves, Coordinators: append([]int(nil), c.cl.coord...)}
+	return ClusterStats{Probes: c.cl.probes, Moves: c.cl.moves, LegMoves: int(c.cl.legMoves.Load()),
+		Coordinators: append([]int(nil), c.cl.coord...)}
 }

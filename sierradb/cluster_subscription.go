@@ -150,7 +150,7 @@ func (cs *clusterSub) arrange(ctx context.Context, coord []int) (int, error) {
 		if !slices.Equal(l.parts, want[i]) {
 			cs.stopLeg(l)
 			delete(cs.legs, i)
-			cs.moves.Add(1)
+			cs.moved()
 		}
 	}
 	var errs []error
@@ -321,7 +321,7 @@ func (cs *clusterSub) run() {
 				continue
 			}
 			delete(cs.legs, l.node.index)
-			cs.moves.Add(1)
+			cs.moved()
 			var se *ServerError
 			if errors.As(err, &se) && !failoverWorthy(err) {
 				s.setErr(err)
@@ -384,4 +384,9 @@ func eventsAt(ctx context.Context, n *clusterNode, next map[uint16]uint64, last 
 		}
 	}
 	return out, nil
+}
+
+func (cs *clusterSub) moved() {
+	cs.moves.Add(1)
+	cs.cl.legMoves.Add(1)
 }
