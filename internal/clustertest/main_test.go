@@ -9,10 +9,11 @@ import (
 	"time"
 
 	"github.com/esmill/esmill/internal/sierracluster"
+	"github.com/esmill/esmill/internal/testservice"
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := testservice.Main(m)
 	if sierracluster.Enabled() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		sierracluster.Sweep(ctx)
