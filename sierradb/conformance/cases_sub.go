@@ -301,7 +301,7 @@ func testSubscribeResume(t *testing.T, s *suite) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		wc := dial(t, s.cfg.Addr)
+		wc := s.conn(t)
 		for v := int64(19); v < total-1; v += 10 {
 			args := []string{"EMAPPEND", key.String()}
 			for i := int64(0); i < 10 && v+i < total-1; i++ {
