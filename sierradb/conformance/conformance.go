@@ -2,10 +2,10 @@ package conformance
 
 import (
 	"crypto/rand"
-	"sync/atomic"
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 

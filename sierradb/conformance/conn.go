@@ -2,9 +2,9 @@ package conformance
 
 import (
 	"net"
-	"sync/atomic"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
