@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -255,6 +256,7 @@ func (cl *cluster) partitionSequences(ctx context.Context, partitions []uint16) 
 	if err := cl.ensure(ctx); err != nil {
 		return nil, err
 	}
+	partitions = slices.Compact(slices.Sorted(slices.Values(partitions)))
 	out := make(map[uint16]int64, len(partitions))
 	for len(out) < len(partitions) {
 		groups := map[*clusterNode][]uint16{}
