@@ -53,6 +53,10 @@ const (
 	// MetaReplyTo, on a reply, is the UUID of the command message it
 	// answers.
 	MetaReplyTo = "esmill_reply_to"
+	// MetaCommandPartitions is the number of command partitions the
+	// sender spread the command over; a router with another count
+	// refuses the message, naming both.
+	MetaCommandPartitions = "esmill_command_partitions"
 )
 
 // Keys the SierraDB Pub/Sub publisher (package sierradb/pubsub) reads from a

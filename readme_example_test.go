@@ -27,10 +27,12 @@ import (
 	"github.com/esmill/esmill/codec"
 	"github.com/esmill/esmill/cqrs"
 	"github.com/esmill/esmill/internal/testservice"
+	"github.com/esmill/esmill/lease"
 	"github.com/esmill/esmill/middleware"
 	"github.com/esmill/esmill/readmodel"
 	"github.com/esmill/esmill/readmodel/sqlite"
 	"github.com/esmill/esmill/redisbus"
+	"github.com/esmill/esmill/redispart"
 	"github.com/esmill/esmill/sierradb"
 	"github.com/esmill/esmill/sierradb/embedded"
 )
@@ -223,9 +225,10 @@ func readmeGoChannel(ctx context.Context, exec *aggregate.Executor, logger water
 // readmeRedisStreams wires the Redis Streams snippet into a running router.
 func readmeRedisStreams(rdb *redis.Client, exec *aggregate.Executor, types []aggregate.AnyType, router *message.Router, logger watermill.LoggerAdapter) error {
 	// README begin
-	sub, _ := redisstream.NewSubscriber(redisstream.SubscriberConfig{Client: rdb, ConsumerGroup: "bank-workers"}, logger)
+	sub, _ := redispart.NewSubscriber(redispart.SubscriberConfig{Client: rdb, Group: "bank-workers"})
 	pub, _ := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb}, logger)
-	commands, _ := cqrs.NewCommandRouter(cqrs.RouterConfig{Executor: exec, Types: types, ReplyPublisher: pub})
+	commands, _ := cqrs.NewCommandRouter(cqrs.RouterConfig{Executor: exec, Types: types, ReplyPublisher: pub,
+		Ownership: &cqrs.Ownership{Store: lease.NewRedisStore(rdb, ""), Group: "bank-workers"}})
 	commands.AddHandlers(router, sub)
 	// README end
 	return nil

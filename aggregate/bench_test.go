@@ -2,7 +2,12 @@ package aggregate_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/internal/testservice"
@@ -72,4 +77,86 @@ func waitVersionB(b *testing.B, c *sierradb.Client, stream string, v int64) {
 		}
 	}
 	b.Fatalf("%s never reached %d", stream, v)
+}
+
+// runCallersB spreads b.N commands over n callers, each on an entity of
+// its own, and reports commands per second.
+func runCallersB(b *testing.B, entities []string, op func(entity string) error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	b.ResetTimer()
+	start := time.Now()
+	for _, e := range entities {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				if err := op(e); err != nil {
+					failed.Store(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "cmds/s")
+}
+
+// BenchmarkFreshness measures, at 16 callers on distinct entities, what
+// the freshness rule costs. A rejection (an answer that writes nothing)
+// is given either after reading the stream beyond the cached version
+// ("checked", the default) or from the cache under a fence held without a
+// break ("fenced", a command router with partition ownership). And a
+// command that writes, called with a cancellable context (the executor
+// then waits for the store in a goroutine of its own, so that a
+// cancellation returns at once) or with a background one.
+func BenchmarkFreshness(b *testing.B) {
+	for _, tg := range testservice.SierraTargets() {
+		b.Run(tg.Name, func(b *testing.B) {
+			c, err := sierradb.New(sierradb.Config{Addr: tg.Addr(b), PoolSize: 64})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			x, _ := aggregate.NewExecutor(c, aggregate.Config{})
+			defer x.Close()
+			accounts := aggregate.Bind(x, accountType())
+			ctx := context.Background()
+			entities := make([]string, 16)
+			for i := range entities {
+				entities[i] = newID("fresh")
+				if _, err := accounts.Execute(ctx, entities[i], Open{Owner: "o"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			fence := aggregate.Fence{Scope: "bench", Token: 1, Valid: func() bool { return true }}
+			reject := func(opts ...aggregate.ExecOption) func(string) error {
+				return func(e string) error {
+					_, err := accounts.Execute(ctx, e, Withdraw{Amount: 1 << 30}, opts...)
+					if !errors.Is(err, ErrInsufficientFunds) {
+						return fmt.Errorf("want a rejection, got %v", err)
+					}
+					return nil
+				}
+			}
+			b.Run("rejection/checked", func(b *testing.B) { runCallersB(b, entities, reject()) })
+			b.Run("rejection/fenced", func(b *testing.B) { runCallersB(b, entities, reject(aggregate.UnderFence(fence))) })
+			write := func(ctx context.Context) func(string) error {
+				return func(e string) error {
+					_, err := accounts.Execute(ctx, e, Slow{Amount: 1})
+					return err
+				}
+			}
+			cctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			b.Run("write/background", func(b *testing.B) { runCallersB(b, entities, write(ctx)) })
+			b.Run("write/cancellable", func(b *testing.B) { runCallersB(b, entities, write(cctx)) })
+		})
+	}
 }

@@ -34,7 +34,8 @@ func (en *Entities[S, ID]) Execute(ctx context.Context, id ID, cmd Command, opts
 }
 
 // Load returns the entity's current state and version (-1 for a new
-// entity), loading it if needed. The state is a copy.
+// entity): it loads the entity, or, when it is cached, reads what the
+// stream holds beyond the cached version. The state is a copy.
 func (en *Entities[S, ID]) Load(ctx context.Context, id ID) (S, int64, error) {
 	var zero S
 	streamID := en.t.StreamID(id)
@@ -51,6 +52,9 @@ func (en *Entities[S, ID]) Load(ctx context.Context, id ID) (S, int64, error) {
 		if err := en.x.load(ctx, en.t, e, en.t.partitionKey(id)); err != nil {
 			return zero, 0, err
 		}
+	} else if _, err := en.x.catchUp(ctx, en.t, e); err != nil {
+		e.reset()
+		return zero, 0, err
 	}
 	return *e.state.(*S), e.version, nil
 }

@@ -29,13 +29,13 @@ func (t *Type[S, ID]) Decide(given []GivenEvent, cmd Command, opts ...ExecOption
 	}
 	const stream = "" // Decide has no entity, so no stream
 	state := t.newState()
-	tr := newTracking(256)
+	tr := newTracking(newIDPolicy(defaultCommandIDRetention, defaultCommandIDMinimum))
 	for i, g := range given {
 		m := EventMeta{StreamID: stream, Version: uint64(i), Metadata: g.Metadata, Timestamp: o.at.UnixMilli()}
 		if err := t.applyNew(state, g.Event, m); err != nil {
 			return Decision{}, err
 		}
-		tr.record(g.Metadata, [16]byte{byte(i), byte(i >> 8), 1}, m.Timestamp)
+		tr.record(g.Metadata, [16]byte{byte(i), byte(i >> 8), 1}, m.Timestamp, m.Timestamp)
 	}
 	d := Decision{Version: int64(len(given)) - 1}
 	info, err := t.command(cmd)
@@ -44,11 +44,12 @@ func (t *Type[S, ID]) Decide(given []GivenEvent, cmd Command, opts ...ExecOption
 	}
 	meta := codec.Metadata{Command: info.name, Causation: o.causation, CorrelationID: o.correlationID, CommandID: o.commandID}
 	ctx := &CommandContext{StreamID: stream, Version: d.Version, Time: o.at, Metadata: meta, tracking: tr, started: o.at, clock: time.Now}
-	evs, idem, err := decide(info, state, tr, ctx, o)
-	if err != nil || idem {
-		d.Idempotent = idem
-		return d, err
+	v := decide(info, state, tr, ctx, o)
+	if v.err != nil || v.idempotent {
+		d.Idempotent = v.idempotent
+		return d, v.err
 	}
+	evs := v.events
 	for _, ev := range evs {
 		if _, _, err := t.EncodeEvent(ev); err != nil {
 			return d, err
@@ -65,39 +66,55 @@ type GivenEvent struct {
 	Metadata codec.Metadata
 }
 
+// verdict is what decide found.
+type verdict struct {
+	events     []Event
+	idempotent bool
+	// settled: the answer rests on what only grows (the command ids and
+	// the causation an entity has recorded), so a cached state that is
+	// behind the stream gives it rightly too.
+	settled bool
+	err     error
+}
+
+// writes reports whether the verdict appends events.
+func (v verdict) writes() bool { return v.err == nil && !v.idempotent && len(v.events) > 0 }
+
 // decide runs the checks and the handler, in kameo_es's order with its
-// defects fixed: the caller's expected version, then idempotency (command
-// id, causation, the state check), then the rate limit, then the handler.
-// A duplicate is therefore never rate limited or rejected.
-func decide(info *commandInfo, state any, tr *tracking, ctx *CommandContext, o execOptions) ([]Event, bool, error) {
-	if !o.expected.IsAny() && !o.expected.Matches(ctx.Version) {
-		return nil, false, &ExpectedVersionError{StreamID: ctx.StreamID, Current: ctx.Version, Expected: o.expected}
-	}
+// defects fixed: idempotency first (command id, causation, the state
+// check), then the caller's expected version, then the rate limit, then
+// the handler. A duplicate is therefore never rate limited or rejected,
+// and a redelivered command that named an expected version is answered as
+// idempotent, not as a version mismatch.
+func decide(info *commandInfo, state any, tr *tracking, ctx *CommandContext, o execOptions) verdict {
 	m := ctx.Metadata
 	if m.CommandID != "" && tr.seenCommand(m.CommandID) {
-		return nil, true, nil
+		return verdict{idempotent: true, settled: true}
 	}
 	if c := tr.check(m); c == AlreadyProcessed || c == OutOfOrder {
-		return nil, true, nil
+		return verdict{idempotent: true, settled: true}
 	}
 	if info.idempotent != nil {
 		idem, err := callIdempotent(ctx.StreamID, info, state, ctx)
 		if err != nil || idem {
-			return nil, idem, err
+			return verdict{idempotent: idem, err: err}
 		}
 	}
+	if !o.expected.IsAny() && !o.expected.Matches(ctx.Version) {
+		return verdict{err: &ExpectedVersionError{StreamID: ctx.StreamID, Current: ctx.Version, Expected: o.expected}}
+	}
 	if l := info.limit; l != nil && tr.countSince(info.name, o.at.Add(-l.Window)) >= l.Max {
-		return nil, false, &RateLimitError{StreamID: ctx.StreamID, Command: info.name, Limit: *l}
+		return verdict{err: &RateLimitError{StreamID: ctx.StreamID, Command: info.name, Limit: *l}}
 	}
 	evs, err := callHandle(ctx.StreamID, info, state, ctx)
 	if err != nil {
 		var pe *PanicError
 		if errors.As(err, &pe) {
-			return nil, false, err
+			return verdict{err: err}
 		}
-		return nil, false, &RejectedError{StreamID: ctx.StreamID, Command: info.name, Err: err}
+		return verdict{err: &RejectedError{StreamID: ctx.StreamID, Command: info.name, Err: err}}
 	}
-	return evs, false, nil
+	return verdict{events: evs}
 }
 
 func callHandle(streamID string, info *commandInfo, state any, ctx *CommandContext) (evs []Event, err error) {

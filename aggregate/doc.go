@@ -100,6 +100,38 @@
 //     a redelivered message) the entity has already seen.
 //   - A handler's error writes nothing and changes nothing. A panic in user
 //     code becomes a [*PanicError] for that caller only.
+//   - Idempotency is decided before the caller's expected version: a
+//     command applied, then delivered again, is idempotent
+//     (TestExpectVersionRedelivery).
+//
+// # Command ids
+//
+// An entity remembers the ids of its commands for
+// [Config.CommandIDRetention] after each command's time (15 minutes by
+// default), 16 bytes each, and always its newest [Config.CommandIDMinimum]:
+// the memory is bounded by time, not by a count (TestRedeliveryAfterManyCommands).
+// Choose the retention above the longest redelivery the transport and the
+// callers can produce.
+//
+// # Fresh answers
+//
+// An answer that writes nothing (a rejection, an idempotent answer from a
+// state check, a wrong expected version, a rate limit, a dry run) comes
+// from the cached state only when it is known to be current: the command
+// runs under a [Fence] that has held without a break since the state was
+// last read or written (a command router's lease), or the answer rests on
+// a command id or causation already recorded. Otherwise the executor
+// first reads the stream beyond its cached version and decides again if it
+// moved (TestStaleCacheTwoExecutors). SierraDB makes a write readable a
+// moment after acknowledging it, so that read is current up to that lag.
+// Load and transactions read what is new for a cached entity too.
+//
+// # Cancellation
+//
+// A store call returns as soon as the caller's context ends, even where
+// the client would wait for its read timeout; an abandoned append is an
+// [*OutcomeUnknownError] ([ErrOutcomeUnknown]): run the command again with
+// the same id to find out (TestCancellationInterruptsAppend).
 //
 // State is cached (bounded, with an idle timeout) and can be snapshotted
 // every N events ([WithSnapshots]); a snapshot carries a schema version so

@@ -43,11 +43,15 @@ type entity struct {
 	// minVersion is a version the server is known to have reached (from a
 	// conflict), which the next load must wait to see.
 	minVersion int64
+	// fence is the hold under which the state was last known current,
+	// if fenced (see Fence).
+	fence  fenceKey
+	fenced bool
 }
 
 // reset forgets the loaded state, so that the next command reloads it.
 func (e *entity) reset() {
-	e.loaded, e.stale, e.state, e.tracking = false, false, nil, nil
+	e.loaded, e.stale, e.state, e.tracking, e.fenced = false, false, nil, nil, false
 }
 
 // load brings the entity up to date: from a snapshot or scratch if it is
@@ -56,18 +60,18 @@ func (e *entity) reset() {
 // reached minVersion (bounded by the executor's VisibilityTimeout).
 func (x *Executor) load(ctx context.Context, k kind, e *entity, key uuid.UUID) error {
 	if !e.loaded {
-		e.state, e.version, e.tracking, e.sinceSnapshot = k.newState(), -1, newTracking(x.cfg.CommandIDWindow), 0
+		e.state, e.version, e.tracking, e.sinceSnapshot = k.newState(), -1, newTracking(x.ids), 0
 		e.key = key
 		if p := k.snapshotPolicy(); p != nil {
 			if err := x.loadSnapshot(ctx, k, e, p); err != nil {
 				x.cfg.Logger.Warn("aggregate: snapshot not used", "stream", e.streamID, "error", err)
-				e.state, e.version, e.tracking = k.newState(), -1, newTracking(x.cfg.CommandIDWindow)
+				e.state, e.version, e.tracking = k.newState(), -1, newTracking(x.ids)
 			}
 		}
 	}
 	deadline := time.Now().Add(x.cfg.VisibilityTimeout)
 	for {
-		if err := x.catchUp(ctx, k, e); err != nil {
+		if _, err := x.catchUp(ctx, k, e); err != nil {
 			e.reset()
 			return err
 		}
@@ -86,29 +90,34 @@ func (x *Executor) load(ctx context.Context, k kind, e *entity, key uuid.UUID) e
 	}
 }
 
-// catchUp applies every stored event after the entity's version.
-func (x *Executor) catchUp(ctx context.Context, k kind, e *entity) error {
+// catchUp applies every stored event after the entity's version and
+// returns how many there were. On an error the state may hold some of
+// them: the caller resets the entity.
+func (x *Executor) catchUp(ctx context.Context, k kind, e *entity) (int, error) {
+	n := 0
 	for {
-		page, err := x.store.Scan(ctx, e.streamID, uint64(e.version+1), sierradb.End,
+		page, err := x.scan(ctx, e.streamID, uint64(e.version+1), sierradb.End,
 			sierradb.WithPartitionKey(e.key), sierradb.WithCount(x.cfg.ScanPageSize))
 		if err != nil {
-			return fmt.Errorf("aggregate: load %s: %w", e.streamID, err)
+			return n, fmt.Errorf("aggregate: load %s: %w", e.streamID, err)
 		}
+		now := x.cfg.Now().UnixMilli()
 		for _, ev := range page.Events {
 			want := uint64(e.version + 1)
 			if ev.StreamVersion != want {
-				return &VersionGapError{StreamID: e.streamID, Want: want, Got: ev.StreamVersion}
+				return n, &VersionGapError{StreamID: e.streamID, Want: want, Got: ev.StreamVersion}
 			}
 			m, err := k.applyStored(e.state, ev)
 			if err != nil {
-				return err
+				return n, err
 			}
-			e.tracking.record(m, ev.TransactionID, ev.Timestamp.UnixMilli())
+			e.tracking.record(m, ev.TransactionID, ev.Timestamp.UnixMilli(), now)
 			e.version++
 			e.sinceSnapshot++
+			n++
 		}
 		if !page.HasMore || len(page.Events) == 0 {
-			return nil
+			return n, nil
 		}
 	}
 }
@@ -122,7 +131,7 @@ func (x *Executor) applyAppended(k kind, e *entity, evs []Event, meta codec.Meta
 			e.reset()
 			return err
 		}
-		e.tracking.record(meta, res.Events[0].EventID, a.Timestamp.UnixMilli())
+		e.tracking.record(meta, res.Events[0].EventID, a.Timestamp.UnixMilli(), x.cfg.Now().UnixMilli())
 		e.version = int64(a.StreamVersion)
 		e.sinceSnapshot++
 		out.Events = append(out.Events, Appended{

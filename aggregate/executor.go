@@ -16,6 +16,12 @@ import (
 	"github.com/esmill/esmill/sierradb"
 )
 
+// Command-id defaults (Config.CommandIDRetention, CommandIDMinimum).
+const (
+	defaultCommandIDRetention = 15 * time.Minute
+	defaultCommandIDMinimum   = 16
+)
+
 // transientBackoff spaces the executor's retries after a transient store
 // failure (a conflict is retried at once: the entity reloads first).
 func transientBackoff() *backoff.Backoff {
@@ -41,9 +47,19 @@ type Config struct {
 	MaxConflictRetries int
 	// ScanPageSize is the page size when loading a stream. Default: 1000.
 	ScanPageSize int
-	// CommandIDWindow is how many recent command ids each entity
-	// remembers to recognise a redelivered command. Default: 256.
-	CommandIDWindow int
+	// CommandIDRetention is how long each entity remembers a command's
+	// id after the command's time (its events' timestamp), to recognise
+	// the command when it is delivered or sent again: a message the
+	// transport redelivers, a caller's retry with the same id. It bounds
+	// the memory by time, not by a count: ids take 16 bytes each. Choose
+	// it above the longest redelivery your transport and callers can
+	// produce (see the package documentation, "Command ids"). Default:
+	// 15m.
+	CommandIDRetention time.Duration
+	// CommandIDMinimum is how many of its newest command ids an entity
+	// keeps whatever their age (for commands sent with an old logical
+	// time, At). Default: 16.
+	CommandIDMinimum int
 	// VisibilityTimeout bounds the wait for a write that SierraDB has
 	// acknowledged (a conflict names its version) to become readable.
 	// Default: 5s.
@@ -76,8 +92,11 @@ func (c *Config) setDefaults() {
 	if c.ScanPageSize == 0 {
 		c.ScanPageSize = 1000
 	}
-	if c.CommandIDWindow == 0 {
-		c.CommandIDWindow = 256
+	if c.CommandIDRetention == 0 {
+		c.CommandIDRetention = defaultCommandIDRetention
+	}
+	if c.CommandIDMinimum == 0 {
+		c.CommandIDMinimum = defaultCommandIDMinimum
 	}
 	if c.VisibilityTimeout == 0 {
 		c.VisibilityTimeout = 5 * time.Second
@@ -108,8 +127,13 @@ func (c Config) Validate() error {
 	if c.ScanPageSize < 0 {
 		errs = append(errs, errors.New("aggregate: ScanPageSize must not be negative"))
 	}
-	if c.CommandIDWindow < 0 {
-		errs = append(errs, errors.New("aggregate: CommandIDWindow must not be negative"))
+	if c.CommandIDRetention < 0 {
+		errs = append(errs, errors.New("aggregate: CommandIDRetention must not be negative"))
+	} else if c.CommandIDRetention > 0 && c.CommandIDRetention < time.Millisecond {
+		errs = append(errs, errors.New("aggregate: CommandIDRetention must be at least 1ms"))
+	}
+	if c.CommandIDMinimum < 0 {
+		errs = append(errs, errors.New("aggregate: CommandIDMinimum must not be negative"))
 	}
 	if c.LockTimeout < 0 {
 		errs = append(errs, errors.New("aggregate: LockTimeout must not be negative"))
@@ -129,6 +153,11 @@ type Executor struct {
 	store     Store
 	snapshots SnapshotStore
 	cache     *cache
+	ids       idPolicy
+
+	// inflight counts store calls that go on after their caller gave up
+	// (see appendMulti); Close waits for them.
+	inflight sync.WaitGroup
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -151,6 +180,7 @@ func NewExecutor(store Store, cfg Config) (*Executor, error) {
 		store:     store,
 		snapshots: cfg.Snapshots,
 		cache:     newCache(cfg.CacheSize, cfg.IdleTimeout, cfg.Now),
+		ids:       newIDPolicy(cfg.CommandIDRetention, cfg.CommandIDMinimum),
 		closing:   make(chan struct{}),
 		done:      make(chan struct{}),
 	}
@@ -183,10 +213,12 @@ func (x *Executor) janitor() {
 }
 
 // Close stops the executor's background work. Commands in flight finish;
-// new ones fail with [ErrClosed]. It is idempotent.
+// new ones fail with [ErrClosed]. It waits for store calls whose callers
+// gave up on them (a cancelled context) to end. It is idempotent.
 func (x *Executor) Close() error {
 	x.closeOnce.Do(func() { close(x.closing) })
 	<-x.done
+	x.inflight.Wait()
 	return nil
 }
 
@@ -263,9 +295,11 @@ func (x *Executor) execute(ctx context.Context, k kind, streamID string, key uui
 				ErrPartitionKeyMismatch, streamID, e.key, key)
 		}
 		if !e.loaded || e.stale {
+			held := o.fence.holds()
 			if err := x.load(ctx, k, e, key); err != nil {
 				return failed, err
 			}
+			e.markFence(o.fence, held)
 		}
 		res, retry, err := x.attempt(ctx, k, e, info, meta, metaBytes, o, started)
 		if !retry {
@@ -309,13 +343,38 @@ func (x *Executor) lockForCommand(ctx context.Context, e *entity) error {
 // attempt runs the command once against the loaded entity. retry says the
 // append met a concurrent write (or failed transiently) and the entity was
 // reset to be reloaded.
+//
+// An answer that writes nothing (a rejection, an idempotent answer, a rate
+// limit, a wrong expected version, no events, a dry run) is given from the
+// cached state only when that state is known to be current: it rests on
+// facts that only grow (a command id or causation already recorded), or
+// the command's fence has been held without a break since the state was
+// last read or written. Otherwise the executor reads the stream beyond the
+// cached version first and, when it moved, decides again on the new state.
 func (x *Executor) attempt(ctx context.Context, k kind, e *entity, info *commandInfo, meta codec.Metadata, metaBytes []byte, o execOptions, started time.Time) (Result, bool, error) {
+	var v verdict
+	for round := 0; ; round++ {
+		cctx := &CommandContext{StreamID: e.streamID, Version: e.version, Time: o.at, Metadata: meta, tracking: e.tracking, started: started, clock: x.cfg.Now}
+		v = decide(info, e.state, e.tracking, cctx, o)
+		if (v.writes() && !o.dryRun) || v.settled || e.trusted(o.fence) {
+			break
+		}
+		held := o.fence.holds()
+		n, err := x.catchUp(ctx, k, e)
+		if err != nil {
+			e.reset()
+			return Result{StreamID: e.streamID, PartitionKey: e.key, Version: -1}, false, err
+		}
+		e.markFence(o.fence, held)
+		if n == 0 || round >= x.cfg.MaxConflictRetries {
+			break
+		}
+	}
 	res := Result{StreamID: e.streamID, PartitionKey: e.key, Version: e.version}
-	cctx := &CommandContext{StreamID: e.streamID, Version: e.version, Time: o.at, Metadata: meta, tracking: e.tracking, started: started, clock: x.cfg.Now}
-	evs, idem, err := decide(info, e.state, e.tracking, cctx, o)
-	if err != nil || idem || len(evs) == 0 {
-		res.Idempotent = idem
-		return res, false, err
+	evs := v.events
+	if !v.writes() {
+		res.Idempotent = v.idempotent
+		return res, false, v.err
 	}
 	news := make([]sierradb.NewEvent, len(evs))
 	for i, ev := range evs {
@@ -337,10 +396,19 @@ func (x *Executor) attempt(ctx context.Context, k kind, e *entity, info *command
 		res.Version = e.version + int64(len(evs))
 		return res, false, nil
 	}
-	ar, err := x.store.AppendMulti(ctx, e.key, news)
+	if f := o.fence; f != nil && !f.Valid() {
+		e.fenced = false
+		return res, false, &FenceLostError{StreamID: e.streamID, Scope: f.Scope, Token: f.Token}
+	}
+	ar, err := x.appendMulti(ctx, e.key, news)
 	if err != nil {
 		var wv *sierradb.WrongExpectedVersionError
 		switch {
+		case errors.Is(err, errAbandoned) || ctx.Err() != nil && !errors.As(err, &wv):
+			// The append was sent; whether it was stored is unknown.
+			// Reload before the next command.
+			e.reset()
+			return res, false, &OutcomeUnknownError{StreamID: e.streamID, CommandID: meta.CommandID, Err: ctx.Err()}
 		case errors.As(err, &wv):
 			// Another writer got there first: catch up (waiting to see
 			// at least the version the server reported) and run again.
@@ -365,6 +433,9 @@ func (x *Executor) attempt(ctx context.Context, k kind, e *entity, info *command
 	if err := x.applyAppended(k, e, evs, meta, ar, &res); err != nil {
 		return res, false, err
 	}
+	// The state is exactly what the stream holds up to this append; the
+	// fence, checked just before it, still covers it.
+	e.markFence(o.fence, o.fence != nil)
 	x.maybeSnapshot(ctx, k, e)
 	return res, false, nil
 }

@@ -23,6 +23,7 @@ type execOptions struct {
 	correlationID string
 	commandID     string
 	dryRun        bool
+	fence         *Fence
 }
 
 // WithExpectedVersion runs the command only if the entity is at this

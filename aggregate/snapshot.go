@@ -54,6 +54,10 @@ type snapshotRecord struct {
 	State    []byte    `cbor:"s"`
 	Tracking *tracking `cbor:"t"`
 	Key      uuid.UUID `cbor:"k"`
+	// At is when the snapshot was taken (ms); 0 in snapshots written
+	// before it was recorded, whose command ids then count from the
+	// time they are loaded.
+	At int64 `cbor:"a,omitempty"`
 }
 
 func (x *Executor) loadSnapshot(ctx context.Context, k kind, e *entity, p *snapshotPolicy) error {
@@ -79,9 +83,14 @@ func (x *Executor) loadSnapshot(ctx context.Context, k kind, e *entity, p *snaps
 		return err
 	}
 	if rec.Tracking == nil {
-		rec.Tracking = newTracking(x.cfg.CommandIDWindow)
+		rec.Tracking = newTracking(x.ids)
 	}
-	rec.Tracking.restore(x.cfg.CommandIDWindow)
+	now := x.cfg.Now().UnixMilli()
+	at := rec.At
+	if at == 0 {
+		at = now
+	}
+	rec.Tracking.restore(x.ids, at, now)
 	e.state, e.version, e.tracking = state, int64(snap.Version), rec.Tracking
 	return nil
 }
@@ -98,7 +107,9 @@ func (x *Executor) maybeSnapshot(ctx context.Context, k kind, e *entity) {
 		if err != nil {
 			return err
 		}
-		data, err := codec.Marshal(codec.CBOR, snapshotRecord{State: state, Tracking: e.tracking, Key: e.key})
+		e.tracking.prepareSnapshot()
+		data, err := codec.Marshal(codec.CBOR, snapshotRecord{State: state, Tracking: e.tracking, Key: e.key, At: x.cfg.Now().UnixMilli()})
+		e.tracking.IDKeys, e.tracking.IDMarks = nil, nil
 		if err != nil {
 			return err
 		}

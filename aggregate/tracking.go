@@ -10,19 +10,24 @@ import (
 
 // tracking is what an entity remembers of the commands behind its events,
 // rebuilt from the stream's metadata (and kept in snapshots): causation per
-// source stream, recent command ids, and command times for rate limits.
+// source stream, the command ids of a retention period, and command times
+// for rate limits.
 type tracking struct {
 	// Causation maps a source stream to the highest version seen and the
 	// commands recorded at that version.
 	Causation map[string]*causationEntry `cbor:"c"`
-	// CommandIDs holds the most recent command ids, oldest first.
-	CommandIDs []string `cbor:"i"`
+	// CommandIDs is the form of snapshots written before command ids
+	// were kept as 16-byte keys; read, never written.
+	CommandIDs []string `cbor:"i,omitempty"`
+	// IDKeys and IDMarks hold the command ids (see commandIDs.encode).
+	IDKeys  []byte `cbor:"k,omitempty"`
+	IDMarks []byte `cbor:"m,omitempty"`
 	// History holds, per command name, the times (ms) of recent commands.
 	History map[string][]int64 `cbor:"h"`
 
-	ids    map[string]struct{}
+	ids    commandIDs
+	policy idPolicy
 	lastTx uuid.UUID
-	window int
 }
 
 type causationEntry struct {
@@ -30,36 +35,48 @@ type causationEntry struct {
 	Commands []string `cbor:"n"`
 }
 
-func newTracking(window int) *tracking {
+func newTracking(p idPolicy) *tracking {
 	return &tracking{
 		Causation: make(map[string]*causationEntry),
 		History:   make(map[string][]int64),
-		ids:       make(map[string]struct{}),
-		window:    window,
+		policy:    p,
 	}
 }
 
-// restore rebuilds the lookup set after decoding.
-func (t *tracking) restore(window int) {
-	t.window = window
+// restore rebuilds the memory after decoding a snapshot taken at
+// snapshotMillis; now is the time in ms.
+func (t *tracking) restore(p idPolicy, snapshotMillis, now int64) {
+	t.policy = p
 	if t.Causation == nil {
 		t.Causation = make(map[string]*causationEntry)
 	}
 	if t.History == nil {
 		t.History = make(map[string][]int64)
 	}
-	t.ids = make(map[string]struct{}, len(t.CommandIDs))
-	for _, id := range t.CommandIDs {
-		t.ids[id] = struct{}{}
+	if !t.ids.decode(t.IDKeys, t.IDMarks) {
+		t.ids = commandIDs{}
 	}
+	// Ids of an older snapshot have no times: they count from the
+	// snapshot's.
+	for _, id := range t.CommandIDs {
+		t.ids.add(keyOf(id), snapshotMillis, now, p)
+	}
+	t.ids.expire(now, p)
+	t.CommandIDs, t.IDKeys, t.IDMarks = nil, nil, nil
+}
+
+// prepareSnapshot fills the encoded fields of the command ids.
+func (t *tracking) prepareSnapshot() {
+	t.IDKeys, t.IDMarks = t.ids.encode()
 }
 
 // historyLimit bounds the command times kept per command name.
 const historyLimit = 1024
 
 // record notes an applied event's metadata. Events of one command share a
-// transaction (and command id), so a command counts once.
-func (t *tracking) record(m codec.Metadata, tx uuid.UUID, tsMillis int64) {
+// transaction (and command id), so a command counts once. tsMillis is the
+// event's time, now the clock's, both in ms.
+func (t *tracking) record(m codec.Metadata, tx uuid.UUID, tsMillis, now int64) {
 	newCommand := tx == uuid.Nil || tx != t.lastTx
 	t.lastTx = tx
 	if m.Command != "" && m.Causation != nil {
@@ -75,13 +92,10 @@ func (t *tracking) record(m codec.Metadata, tx uuid.UUID, tsMillis int64) {
 		}
 	}
 	if m.CommandID != "" {
-		if _, seen := t.ids[m.CommandID]; !seen {
-			t.ids[m.CommandID] = struct{}{}
-			t.CommandIDs = append(t.CommandIDs, m.CommandID)
-			if len(t.CommandIDs) > t.window {
-				delete(t.ids, t.CommandIDs[0])
-				t.CommandIDs = t.CommandIDs[1:]
-			}
+		// Events of one command carry one id: the newest key matches
+		// at once.
+		if k := keyOf(m.CommandID); !t.ids.seen(k) {
+			t.ids.add(k, tsMillis, now, t.policy)
 		}
 	}
 	if m.Command != "" && newCommand {
@@ -109,10 +123,7 @@ func (t *tracking) check(m codec.Metadata) CausationCheck {
 	return CausationOK
 }
 
-func (t *tracking) seenCommand(id string) bool {
-	_, ok := t.ids[id]
-	return ok
-}
+func (t *tracking) seenCommand(id string) bool { return t.ids.seen(keyOf(id)) }
 
 // countSince counts commands of a name at or after a time.
 func (t *tracking) countSince(command string, since time.Time) int {

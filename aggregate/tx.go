@@ -262,6 +262,14 @@ func (tx *Tx) enter(ctx context.Context, k kind, streamID string, key uuid.UUID)
 		if err := tx.x.load(ctx, k, e, key); err != nil {
 			return nil, err
 		}
+		return te, nil
+	}
+	// A cached entity may be behind the stream (another process wrote
+	// to it): read what is new first, so that the transaction's answers
+	// (a rejection that aborts it, say) come from current state.
+	if _, err := tx.x.catchUp(ctx, k, e); err != nil {
+		e.reset()
+		return nil, err
 	}
 	return te, nil
 }
@@ -334,11 +342,12 @@ func (tx *Tx) execute(ctx context.Context, k kind, streamID string, key uuid.UUI
 	}
 	e := te.e
 	cctx := &CommandContext{StreamID: streamID, Version: e.version, Time: o.at, Metadata: meta, tracking: e.tracking, started: o.at, clock: tx.x.cfg.Now}
-	evs, idem, err := decide(info, e.state, e.tracking, cctx, o)
-	res := &Result{StreamID: streamID, PartitionKey: key, Version: e.version, Idempotent: idem, DryRun: tx.opts.dryRun}
-	if err != nil || idem || len(evs) == 0 {
-		return *res, err
+	v := decide(info, e.state, e.tracking, cctx, o)
+	res := &Result{StreamID: streamID, PartitionKey: key, Version: e.version, Idempotent: v.idempotent, DryRun: tx.opts.dryRun}
+	if !v.writes() {
+		return *res, v.err
 	}
+	evs := v.events
 	pr := &pendingResult{res: res, first: len(tx.pending), events: evs, meta: meta, ent: te}
 	for i, ev := range evs {
 		name, payload, md, err := k.encodeStored(ev, meta, metaBytes)
@@ -359,7 +368,7 @@ func (tx *Tx) execute(ctx context.Context, k kind, streamID string, key uuid.UUI
 		if err := k.applyNew(e.state, ev, EventMeta{StreamID: streamID, Version: v, Metadata: meta, Timestamp: o.at.UnixMilli()}); err != nil {
 			return Result{}, err
 		}
-		e.tracking.record(meta, res.Events[0].ID, o.at.UnixMilli())
+		e.tracking.record(meta, res.Events[0].ID, o.at.UnixMilli(), tx.x.cfg.Now().UnixMilli())
 	}
 	e.version += int64(len(evs))
 	res.Version = e.version
@@ -374,9 +383,12 @@ func (tx *Tx) commit(ctx context.Context) error {
 		tx.release(true)
 		return nil
 	}
-	ar, err := tx.x.store.AppendMulti(ctx, tx.key, tx.pending)
+	ar, err := tx.x.appendMulti(ctx, tx.key, tx.pending)
 	if err != nil {
 		tx.release(false)
+		if errors.Is(err, errAbandoned) {
+			return &OutcomeUnknownError{StreamID: "transaction " + tx.state.id, CommandID: tx.state.id, Err: ctx.Err()}
+		}
 		return err
 	}
 	for _, p := range tx.results {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -14,6 +15,8 @@ import (
 
 	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/aggregate"
+	"github.com/esmill/esmill/internal/backoff"
+	"github.com/esmill/esmill/lease"
 )
 
 // BusConfig configures a [CommandBus].
@@ -21,15 +24,34 @@ type BusConfig struct {
 	// Publisher sends command messages. Required. The bus does not close
 	// it.
 	Publisher message.Publisher
-	// Partitions and Topic must match the routers'. Defaults:
-	// DefaultPartitions, DefaultTopic.
+	// Partitions, Topic and Namespace must match the routers'. Defaults:
+	// DefaultPartitions, DefaultTopic, none. Every command message
+	// carries Partitions (esmill.MetaCommandPartitions): a router with
+	// another count refuses it, naming both.
 	Partitions int
 	Topic      func(category string, partition int) string
+	Namespace  string
+	// Group, when set, names the lease group of the routers this bus
+	// sends to (its Store and Group are read; a store that implements
+	// lease.GroupReader, as lease.RedisStore does). At the first send,
+	// and once a minute after, the bus checks that the group's live
+	// routers use its partition count, and fails every send with a
+	// *PartitionMismatchError naming both counts when they do not.
+	Group *Ownership
+	// RetryWindow is how long the bus remembers an Execute that ended
+	// without a reply (a timeout, a cancellation), so that calling
+	// Execute again with the same command for the same entity retries it
+	// under the same command id: it then runs at most once. Keep it
+	// below the executor's aggregate.Config.CommandIDRetention. Default:
+	// 5m; -1 turns it off (every Execute is then a new command unless it
+	// names its id with WithCommandID).
+	RetryWindow time.Duration
 	// ReplySubscriber receives replies for Execute. Optional: without it
 	// Execute fails. The bus does not close it.
 	ReplySubscriber message.Subscriber
 	// ReplyTopic is this bus's reply topic. Default:
-	// "esmill.replies.<random>", unique per bus.
+	// "esmill.replies.<random>", unique per bus (prefixed with the
+	// namespace).
 	ReplyTopic string
 	// Timeout bounds Execute when ctx has no deadline. Default: 30s.
 	Timeout time.Duration
@@ -45,7 +67,10 @@ func (c *BusConfig) setDefaults() {
 		c.Topic = DefaultTopic
 	}
 	if c.ReplyTopic == "" {
-		c.ReplyTopic = "esmill.replies." + watermill.NewShortUUID()
+		c.ReplyTopic = namespaced(c.Namespace, "esmill.replies."+watermill.NewShortUUID())
+	}
+	if c.RetryWindow == 0 {
+		c.RetryWindow = 5 * time.Minute
 	}
 	if c.Timeout == 0 {
 		c.Timeout = 30 * time.Second
@@ -61,11 +86,19 @@ func (c BusConfig) Validate() error {
 	if c.Publisher == nil {
 		errs = append(errs, errors.New("cqrs: BusConfig.Publisher is required"))
 	}
-	if c.Partitions < 0 {
-		errs = append(errs, errors.New("cqrs: Partitions must not be negative"))
+	if c.Partitions < 0 || c.Partitions > 1<<16 {
+		errs = append(errs, errors.New("cqrs: Partitions must be 0 (the default) to 65536"))
 	}
 	if c.Timeout < 0 {
 		errs = append(errs, errors.New("cqrs: Timeout must not be negative"))
+	}
+	if c.RetryWindow < -1 {
+		errs = append(errs, errors.New("cqrs: RetryWindow must be positive, 0 (the default) or -1 (off)"))
+	}
+	if c.Group != nil {
+		if err := c.Group.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("cqrs: BusConfig.Group: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -77,6 +110,12 @@ type CommandBus struct {
 	mu      sync.Mutex
 	waiters map[string]chan Reply
 	closed  bool
+
+	unknown *unknownOutcomes // nil when RetryWindow is -1
+
+	checkMu   sync.Mutex
+	checkedAt time.Time
+	checkErr  error
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -90,6 +129,9 @@ func NewCommandBus(cfg BusConfig) (*CommandBus, error) {
 	}
 	cfg.setDefaults()
 	b := &CommandBus{cfg: cfg, waiters: make(map[string]chan Reply), done: make(chan struct{})}
+	if cfg.RetryWindow > 0 {
+		b.unknown = newUnknownOutcomes(cfg.RetryWindow, time.Now)
+	}
 	if cfg.ReplySubscriber == nil {
 		close(b.done)
 		b.stop = func() {}
@@ -146,33 +188,109 @@ func (b *CommandBus) ReplyTopic() string { return b.cfg.ReplyTopic }
 // Send publishes a command for entity id of type t and returns once the
 // transport took it. It does not wait for the command to run.
 func (b *CommandBus) Send(ctx context.Context, t aggregate.AnyType, id string, cmd aggregate.Command, opts ...SendOption) error {
-	msg, err := NewCommandMessage(t, id, cmd, opts...)
+	o := applySendOptions(opts)
+	msg, err := newCommandMessage(t, id, cmd, &o)
 	if err != nil {
 		return err
 	}
-	return b.publish(ctx, t, id, msg)
+	return b.publish(ctx, b.topicFor(t, id), msg)
 }
 
-func (b *CommandBus) publish(ctx context.Context, t aggregate.AnyType, id string, msg *message.Message) error {
-	msg.SetContext(ctx)
-	topic := b.cfg.Topic(t.Category(), PartitionOf(t.Category()+"-"+id, b.cfg.Partitions))
-	if err := b.cfg.Publisher.Publish(topic, msg); err != nil {
-		return fmt.Errorf("cqrs: publish to %s: %w", topic, err)
+func (b *CommandBus) topicFor(t aggregate.AnyType, id string) string {
+	return namespaced(b.cfg.Namespace, b.cfg.Topic(t.Category(), PartitionOf(t.Category()+"-"+id, b.cfg.Partitions)))
+}
+
+// publishRetry spaces the bus's own retries of a publish that failed. A
+// retry sends the same message (same UUID), so the executor runs the
+// command once however many copies arrive.
+var publishRetry = backoff.Policy{Initial: 20 * time.Millisecond, Max: 500 * time.Millisecond, Jitter: 0.2}
+
+const publishAttempts = 4
+
+func (b *CommandBus) publish(ctx context.Context, topic string, msg *message.Message) error {
+	if err := b.checkPartitions(ctx); err != nil {
+		return err
 	}
-	return nil
+	msg.Metadata.Set(esmill.MetaCommandPartitions, strconv.Itoa(b.cfg.Partitions))
+	msg.SetContext(ctx)
+	wait := publishRetry.Start()
+	var err error
+	for attempt := 1; ; attempt++ {
+		if err = b.cfg.Publisher.Publish(topic, msg); err == nil {
+			return nil
+		}
+		if attempt >= publishAttempts || wait.Wait(ctx) != nil {
+			return fmt.Errorf("cqrs: publish to %s (%d attempts): %w", topic, attempt, err)
+		}
+		b.cfg.Logger.Warn("cqrs: publish failed; sending the same message again", "topic", topic, "uuid", msg.UUID, "error", err)
+	}
+}
+
+// partitionCheckEvery is how often the bus checks its group's count.
+const partitionCheckEvery = time.Minute
+
+// checkPartitions compares the bus's partition count with its group's
+// live routers', at most once a minute.
+func (b *CommandBus) checkPartitions(ctx context.Context) error {
+	if b.cfg.Group == nil {
+		return nil
+	}
+	reader, ok := b.cfg.Group.Store.(lease.GroupReader)
+	if !ok {
+		return nil
+	}
+	b.checkMu.Lock()
+	defer b.checkMu.Unlock()
+	if !b.checkedAt.IsZero() && time.Since(b.checkedAt) < partitionCheckEvery {
+		return b.checkErr
+	}
+	n, live, err := reader.GroupPartitions(ctx, b.cfg.Group.Group)
+	if err != nil {
+		// The store is unreachable: the publish will tell whether the
+		// transport is; check again at the next send.
+		b.cfg.Logger.Warn("cqrs: the partition count of the routers' group is unknown", "group", b.cfg.Group.Group, "error", err)
+		return nil
+	}
+	b.checkedAt, b.checkErr = time.Now(), nil
+	if live && n != b.cfg.Partitions {
+		b.checkErr = &PartitionMismatchError{Group: b.cfg.Group.Group, Sender: b.cfg.Partitions, Router: n}
+	}
+	return b.checkErr
 }
 
 // Execute publishes a command and waits for its reply. A command the
 // entity rejected returns a [*RemoteError] (errors.Is(err,
-// aggregate.ErrRejected) holds). With no reply before ctx's deadline (or
-// the bus timeout), it returns [ErrTimeout]: the command may still run.
+// aggregate.ErrRejected) holds). With no reply before ctx ends (or the
+// bus timeout, when ctx has no deadline), it returns a [*TimeoutError]
+// (ErrTimeout): the outcome is unknown. Calling Execute again with the
+// same command for the same entity then retries it under the same
+// command id (see BusConfig.RetryWindow), so that it runs at most once;
+// pass AsNewCommand to send it as a new command instead.
 func (b *CommandBus) Execute(ctx context.Context, t aggregate.AnyType, id string, cmd aggregate.Command, opts ...SendOption) (Reply, error) {
 	if b.cfg.ReplySubscriber == nil {
 		return Reply{}, errors.New("cqrs: Execute needs BusConfig.ReplySubscriber")
 	}
-	msg, err := NewCommandMessage(t, id, cmd, opts...)
+	o := applySendOptions(opts)
+	explicitID, generatedCorrelation := o.messageUUID != "", o.correlationID == ""
+	msg, err := newCommandMessage(t, id, cmd, &o)
 	if err != nil {
 		return Reply{}, err
+	}
+	topic := b.topicFor(t, id)
+	var fp [32]byte
+	remember := b.unknown != nil && !explicitID
+	if remember {
+		fp = fingerprint(topic, msg, generatedCorrelation)
+		if !o.newCommand {
+			if c, ok := b.unknown.take(fp); ok {
+				// A retry of a call whose outcome is unknown: the same
+				// command id, and the same correlation.
+				msg.UUID = c.id
+				if generatedCorrelation {
+					msg.Metadata.Set(esmill.MetaCorrelationID, c.correlation)
+				}
+			}
+		}
 	}
 	msg.Metadata.Set(esmill.MetaReplyTopic, b.cfg.ReplyTopic)
 	ch := make(chan Reply, 1)
@@ -193,7 +311,16 @@ func (b *CommandBus) Execute(ctx context.Context, t aggregate.AnyType, id string
 		ctx, cancel = context.WithTimeout(ctx, b.cfg.Timeout)
 		defer cancel()
 	}
-	if err := b.publish(ctx, t, id, msg); err != nil {
+	unknown := func() (Reply, error) {
+		if remember {
+			b.unknown.put(fp, unknownCall{id: msg.UUID, correlation: msg.Metadata.Get(esmill.MetaCorrelationID), at: time.Now()})
+		}
+		return Reply{}, &TimeoutError{Command: cmd.CommandName(), EntityID: id, CommandID: msg.UUID, Err: ctx.Err()}
+	}
+	if err := b.publish(ctx, topic, msg); err != nil {
+		if ctx.Err() != nil {
+			return unknown()
+		}
 		return Reply{}, err
 	}
 	select {
@@ -203,7 +330,7 @@ func (b *CommandBus) Execute(ctx context.Context, t aggregate.AnyType, id string
 		}
 		return rep, nil
 	case <-ctx.Done():
-		return Reply{}, fmt.Errorf("%w: %s for %s: %w", ErrTimeout, cmd.CommandName(), id, ctx.Err())
+		return unknown()
 	case <-b.done:
 		return Reply{}, ErrClosed
 	}

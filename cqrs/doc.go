@@ -20,8 +20,37 @@
 // while keeping each entity's order, commands of one entity type are spread
 // over Partitions topics ("esmill.commands.<category>.<n>") by a stable
 // hash of the entity's stream id, and the router consumes each topic with
-// its own handler. The bus and every router must agree on Partitions and on
-// the topic function. A command is acked only once its events are stored.
+// its own handler. The bus and every router must agree on Partitions, the
+// topic function and the Namespace; every command carries the bus's count,
+// and a router refuses another count, or an entity sent to another
+// partition's topic, naming both ([PartitionMismatchError]). A command is
+// acked only once its events are stored.
+//
+// # Several router processes
+//
+// Routers given an [Ownership] (a lease.Store and a group name) divide the
+// partitions among the group's live members: a router subscribes to a
+// partition's topics only while it holds the partition's lease, checks
+// the lease before each command, and runs the command under an
+// aggregate.Fence, which the executor checks before it appends and which
+// lets it answer from its cache. Partitions move within about two renew
+// intervals on a join or a graceful leave (Close), and within the lease
+// TTL plus a renewal after a crash. Read the topics with package
+// redispart: a new owner resumes right after the last acked command, so
+// per-entity order holds across handovers (TestChaosOwnership in
+// internal/scaleout: 0 out of order, lost, applied twice or wrongly
+// rejected while worker processes are SIGKILLed). Any other subscriber
+// works behind the ownership gate, with the order it can give: through a
+// watermill-redisstream consumer group, commands an old owner read ahead
+// come back after MaxIdleTime, behind newer ones. A bus given the group
+// (BusConfig.Group) checks its partition count at its first send.
+//
+// # Retries and timeouts
+//
+// Execute without a reply in time returns a [*TimeoutError]: the outcome
+// is unknown. Calling Execute again with the same command for the same
+// entity retries it under the same command id ([BusConfig.RetryWindow]);
+// [WithCommandID] names the id explicitly, [AsNewCommand] opts out.
 //
 // # Outcomes
 //

@@ -2,6 +2,7 @@ package cqrs
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/aggregate"
@@ -22,11 +23,67 @@ const (
 
 var (
 	// ErrTimeout: no reply came before the context or the bus timeout
-	// ended. The command may still run.
+	// ended (or the context was cancelled). The command may still run:
+	// the error is a [*TimeoutError], which names the command id to
+	// retry it with.
 	ErrTimeout = errors.New("cqrs: no reply in time")
+	// ErrPartitionMismatch is matched by a [*PartitionMismatchError].
+	ErrPartitionMismatch = errors.New("cqrs: partition counts differ")
 	// ErrClosed: the bus was closed. It matches esmill.ErrClosed.
 	ErrClosed error = &esmill.ClosedError{Text: "cqrs: command bus closed"}
 )
+
+// TimeoutError reports an Execute that ended without a reply: its context
+// ended or was cancelled, or the bus timeout passed. The outcome is
+// unknown: the command may have run, may run later, or not at all.
+// Calling Execute again with the same arguments on the same bus (within
+// BusConfig.RetryWindow) retries it under the same command id, so it runs
+// at most once; so does WithCommandID(CommandID) from anywhere.
+type TimeoutError struct {
+	Command   string
+	EntityID  string
+	CommandID string
+	// Err is the context's error.
+	Err error
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("cqrs: no reply in time for %s to %s (command id %s; %v): the outcome is unknown; "+
+		"call Execute again with the same arguments on this bus, or with cqrs.WithCommandID(%q), to retry it without running it twice",
+		e.Command, e.EntityID, e.CommandID, e.Err, e.CommandID)
+}
+
+func (e *TimeoutError) Unwrap() []error { return []error{ErrTimeout, e.Err} }
+
+// ErrorClass is [esmill.Transient]: retrying with the same command id is
+// safe.
+func (e *TimeoutError) ErrorClass() esmill.Class { return esmill.Transient }
+
+// PartitionMismatchError reports a bus and routers that spread commands
+// over different partition counts: commands would sit in topics nobody
+// reads, or one entity's commands would run in two partitions, out of
+// order.
+type PartitionMismatchError struct {
+	// Group is the routers' lease group, when the bus found the mismatch.
+	Group string
+	// Sender is the bus's count, Router the routers'.
+	Sender, Router int
+}
+
+func (e *PartitionMismatchError) Error() string {
+	if e.Group != "" {
+		return fmt.Sprintf("cqrs: this bus spreads commands over %d partitions, but the routers of group %q run with %d: "+
+			"give the bus (BusConfig.Partitions) and every router (RouterConfig.Partitions) the same count", e.Sender, e.Group, e.Router)
+	}
+	return fmt.Sprintf("cqrs: the command was sent for %d partitions, but this router runs with %d: "+
+		"give the bus (BusConfig.Partitions) and every router (RouterConfig.Partitions) the same count", e.Sender, e.Router)
+}
+
+func (e *PartitionMismatchError) Is(target error) bool { return target == ErrPartitionMismatch }
+
+// ErrorClass is [esmill.Poison]: a configuration error, which no retry
+// fixes.
+func (e *PartitionMismatchError) ErrorClass() esmill.Class { return esmill.Poison }
 
 // RemoteError is a command's failure as reported by the router that ran
 // it. errors.Is matches it against the aggregate sentinels of its kind

@@ -64,6 +64,15 @@ type sendOptions struct {
 	data          any
 	messageUUID   string
 	metadata      map[string]string
+	newCommand    bool
+}
+
+func applySendOptions(opts []SendOption) sendOptions {
+	var o sendOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
 }
 
 // CausedBy names the event that caused the command (see aggregate.CausedBy).
@@ -95,9 +104,21 @@ func At(t time.Time) SendOption { return func(o *sendOptions) { o.at = t } }
 // (see aggregate.WithData).
 func WithData(v any) SendOption { return func(o *sendOptions) { o.data = v } }
 
-// WithMessageUUID sets the message UUID, which is the command's id:
-// sending the same UUID twice runs the command once. Default: a new UUID.
-func WithMessageUUID(id string) SendOption { return func(o *sendOptions) { o.messageUUID = id } }
+// WithCommandID sets the command's id, which is its message's UUID:
+// sending the same id twice runs the command once (within the executor's
+// aggregate.Config.CommandIDRetention). Derive it once per logical call
+// (from a request's idempotency key, say) and reuse it for every retry,
+// from any process. Default: a new id, or, for an Execute that retries a
+// call whose outcome was unknown, that call's id.
+func WithCommandID(id string) SendOption { return func(o *sendOptions) { o.messageUUID = id } }
+
+// WithMessageUUID is WithCommandID: the message UUID is the command's id.
+func WithMessageUUID(id string) SendOption { return WithCommandID(id) }
+
+// AsNewCommand makes Execute send a new command even when an identical
+// one to the same entity ended without a reply a moment ago (see
+// CommandBus.Execute): use it when the caller means a second command.
+func AsNewCommand() SendOption { return func(o *sendOptions) { o.newCommand = true } }
 
 // WithMessageMetadata sets a Watermill metadata key of the message (a
 // tenant for a rate limit, say). esmill's own keys are set after it and
@@ -114,10 +135,13 @@ func WithMessageMetadata(key, value string) SendOption {
 // NewCommandMessage encodes a command for entity id (the id's string form)
 // of type t.
 func NewCommandMessage(t aggregate.AnyType, id string, cmd aggregate.Command, opts ...SendOption) (*message.Message, error) {
-	var o sendOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
+	o := applySendOptions(opts)
+	return newCommandMessage(t, id, cmd, &o)
+}
+
+// newCommandMessage encodes a command; it fills o's message UUID and
+// correlation id when they are empty.
+func newCommandMessage(t aggregate.AnyType, id string, cmd aggregate.Command, o *sendOptions) (*message.Message, error) {
 	payload, err := codec.Marshal(t.Format(), cmd)
 	if err != nil {
 		return nil, fmt.Errorf("cqrs: encode %s: %w", cmd.CommandName(), err)

@@ -6,11 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"sync"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/aggregate"
+	"github.com/esmill/esmill/lease"
 )
 
 // DefaultPartitions is the default number of command topics per entity
@@ -29,6 +33,19 @@ type RouterConfig struct {
 	Partitions int
 	// Topic names the topic of one partition. Default: DefaultTopic.
 	Topic func(category string, partition int) string
+	// Namespace, when set, prefixes every command topic ("<namespace>."),
+	// so that two environments sharing one Redis never consume each
+	// other's commands. The bus must use the same.
+	Namespace string
+	// Ownership, when set, makes the routers that share its group divide
+	// the partitions among themselves: this router consumes a partition's
+	// topics only while its lease member holds the partition, checks the
+	// lease before running each command, and runs it under a fence that
+	// lets the executor answer from its cache (see aggregate.Fence).
+	// Without it, a router consumes every topic, as a single instance
+	// should. Several routers without an Ownership on one consumer group
+	// lose per-entity order (see the package documentation).
+	Ownership *Ownership
 	// ReplyPublisher publishes replies to callers that wait for them.
 	// Optional: without it, replies are not sent.
 	ReplyPublisher message.Publisher
@@ -69,16 +86,30 @@ func (c RouterConfig) Validate() error {
 		}
 		seen[t.Category()] = true
 	}
-	if c.Partitions < 0 {
-		errs = append(errs, errors.New("cqrs: Partitions must not be negative"))
+	if c.Partitions < 0 || c.Partitions > 1<<16 {
+		errs = append(errs, errors.New("cqrs: Partitions must be 0 (the default) to 65536"))
+	}
+	if c.Ownership != nil {
+		if err := c.Ownership.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
+
+// ErrRouterClosed: the command router was closed. It matches
+// esmill.ErrClosed.
+var ErrRouterClosed error = &esmill.ClosedError{Text: "cqrs: command router closed"}
 
 // CommandRouter turns command messages into executor calls.
 type CommandRouter struct {
 	cfg   RouterConfig
 	types map[string]aggregate.AnyType
+	// partitionOfTopic maps each command topic to its partition.
+	partitionOfTopic map[string]int
+
+	mu   sync.Mutex
+	gate *gate
 }
 
 // NewCommandRouter returns a router for the configured entity types.
@@ -87,11 +118,29 @@ func NewCommandRouter(cfg RouterConfig) (*CommandRouter, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	r := &CommandRouter{cfg: cfg, types: make(map[string]aggregate.AnyType, len(cfg.Types))}
+	r := &CommandRouter{cfg: cfg, types: make(map[string]aggregate.AnyType, len(cfg.Types)), partitionOfTopic: make(map[string]int)}
 	for _, t := range cfg.Types {
 		r.types[t.Category()] = t
+		for p := range cfg.Partitions {
+			topic := r.topic(t.Category(), p)
+			if _, dup := r.partitionOfTopic[topic]; dup {
+				return nil, fmt.Errorf("cqrs: the Topic function names two partitions %q: it must give each category and partition a topic of its own", topic)
+			}
+			r.partitionOfTopic[topic] = p
+		}
 	}
 	return r, nil
+}
+
+func (r *CommandRouter) topic(category string, p int) string {
+	return namespaced(r.cfg.Namespace, r.cfg.Topic(category, p))
+}
+
+func namespaced(ns, topic string) string {
+	if ns == "" {
+		return topic
+	}
+	return ns + "." + topic
 }
 
 // Topics returns every command topic the router consumes.
@@ -99,7 +148,7 @@ func (r *CommandRouter) Topics() []string {
 	var topics []string
 	for _, t := range r.cfg.Types {
 		for p := range r.cfg.Partitions {
-			topics = append(topics, r.cfg.Topic(t.Category(), p))
+			topics = append(topics, r.topic(t.Category(), p))
 		}
 	}
 	return topics
@@ -109,25 +158,103 @@ func (r *CommandRouter) Topics() []string {
 // Watermill router, each subscribing with sub. Each handler is named after
 // its topic ("esmill.commands.<category>.<n>" by default). Watermill runs
 // the handlers concurrently, so entities in different partitions run in
-// parallel while each entity's commands stay in order.
+// parallel while each entity's commands stay in order, as long as sub
+// delivers a topic's next message only after the previous one is acked
+// (watermill-redisstream, redispart and GoChannel with
+// BlockPublishUntilSubscriberAck do).
+//
+// With an Ownership, the handlers subscribe through a gate: it joins the
+// lease group once the Watermill router has started every handler, and
+// subscribes to a partition's topics on sub only while it holds the
+// partition. Call AddHandlers once per router then. When the Watermill
+// router closes the handlers' subscriber, the gate leaves the group
+// (handing its partitions over at once) and closes sub.
 func (r *CommandRouter) AddHandlers(router *message.Router, sub message.Subscriber) []*message.Handler {
+	if r.cfg.Ownership != nil {
+		r.mu.Lock()
+		if r.gate == nil {
+			r.gate = newGate(r, sub)
+		}
+		sub = r.gate
+		r.mu.Unlock()
+	}
 	var hs []*message.Handler
-	for _, topic := range r.Topics() {
-		hs = append(hs, router.AddConsumerHandler(topic, topic, sub, r.Handle))
+	for _, t := range r.cfg.Types {
+		for p := range r.cfg.Partitions {
+			topic := r.topic(t.Category(), p)
+			hs = append(hs, router.AddConsumerHandler(topic, topic, sub, func(msg *message.Message) error {
+				return r.handle(msg, p)
+			}))
+		}
 	}
 	return hs
+}
+
+// Close leaves the lease group, if the router has an Ownership and has
+// joined it, releasing its partitions so that the others take them at
+// once (the Watermill router's Close does that too, but its Run may return
+// first): call it before closing the Redis client the lease store uses.
+// It is idempotent, and returns once the group is left.
+func (r *CommandRouter) Close() error {
+	r.mu.Lock()
+	g := r.gate
+	r.mu.Unlock()
+	if g != nil {
+		return g.Close()
+	}
+	return nil
+}
+
+// Err returns the error that stopped the router's lease member (such as a
+// *lease.PartitionCountError: another router of the group runs with
+// another partition count), or nil.
+func (r *CommandRouter) Err() error {
+	r.mu.Lock()
+	g := r.gate
+	r.mu.Unlock()
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.err
+}
+
+// Leases returns the partitions this router holds now (none without an
+// Ownership).
+func (r *CommandRouter) Leases() []lease.Lease {
+	r.mu.Lock()
+	g := r.gate
+	r.mu.Unlock()
+	if g == nil {
+		return nil
+	}
+	return g.leases()
 }
 
 // Handle runs one command message. It returns nil once the command's
 // events are stored, or when its outcome is final (the command was
 // idempotent, or rejected; see esmill.Classify): the caller gets the reply.
 // A poison outcome (a message that does not decode, an unknown command, an
-// invalid id, a panic) is answered too, and acked, or returned as the error
-// when FailBadCommands is set, for a poison-queue middleware. A transient
-// failure is returned, so that Watermill delivers the message again.
-func (r *CommandRouter) Handle(msg *message.Message) error {
+// invalid id, a message sent for another partition count, a panic) is
+// answered too, and acked, or returned as the error when FailBadCommands
+// is set, for a poison-queue middleware. A transient failure is returned,
+// so that Watermill delivers the message again.
+func (r *CommandRouter) Handle(msg *message.Message) error { return r.handle(msg, -1) }
+
+// handle runs a message that came from partition p's topic (-1: unknown).
+func (r *CommandRouter) handle(msg *message.Message, p int) (err error) {
 	ctx := msg.Context()
+	defer func() {
+		if v := recover(); v != nil {
+			pe := &aggregate.PanicError{Where: "the command router's handling of message " + msg.UUID, Value: v, Stack: debug.Stack()}
+			err = r.poison(ctx, msg, aggregate.Result{Version: -1}, pe)
+		}
+	}()
 	d, err := decodeCommand(msg, r.types)
+	if err == nil {
+		err = r.checkPartition(msg, d, p)
+	}
 	if err != nil {
 		r.cfg.Logger.Warn("cqrs: bad command message", "uuid", msg.UUID, "error", err)
 		r.reply(ctx, msg, Reply{Version: -1, Error: remoteError(err)})
@@ -136,21 +263,70 @@ func (r *CommandRouter) Handle(msg *message.Message) error {
 		}
 		return nil
 	}
-	res, err := r.cfg.Executor.ExecuteAny(ctx, d.typ, d.id, d.cmd, d.opts...)
+	opts := d.opts
+	if h := holdOf(ctx); h != nil {
+		if !h.valid() {
+			return fmt.Errorf("%w: partition %d (token %d) of group %s: %s %s goes to its new owner",
+				ErrNotOwner, h.partition, h.token, r.cfg.Ownership.Group, d.cmd.CommandName(), d.id)
+		}
+		opts = append(opts, aggregate.UnderFence(h.fence()))
+	}
+	res, err := r.cfg.Executor.ExecuteAny(ctx, d.typ, d.id, d.cmd, opts...)
 	if err == nil {
 		r.reply(ctx, msg, replyFromResult(res))
 		return nil
 	}
 	switch class := esmill.Classify(err); class {
-	case esmill.Final, esmill.Poison:
+	case esmill.Final:
 		r.reply(ctx, msg, replyFromFailure(res, err))
-		if class == esmill.Poison && r.cfg.FailBadCommands {
-			return err
-		}
 		return nil
+	case esmill.Poison:
+		return r.poison(ctx, msg, res, err)
 	default:
 		return fmt.Errorf("cqrs: %s %s: %w", d.cmd.CommandName(), d.id, err)
 	}
+}
+
+// poison answers a poison outcome, logs a panic with its stack, and acks
+// the message, or returns err for a poison queue (FailBadCommands).
+func (r *CommandRouter) poison(ctx context.Context, msg *message.Message, res aggregate.Result, err error) error {
+	var pe *aggregate.PanicError
+	if errors.As(err, &pe) {
+		r.cfg.Logger.Error("cqrs: panic while handling a command", "uuid", msg.UUID,
+			"command", msg.Metadata.Get(esmill.MetaCommand), "entity", msg.Metadata.Get(esmill.MetaEntityID),
+			"panic", fmt.Sprint(pe.Value), "where", pe.Where, "stack", string(pe.Stack))
+	} else {
+		r.cfg.Logger.Warn("cqrs: command cannot be handled", "uuid", msg.UUID, "error", err)
+	}
+	r.reply(ctx, msg, replyFromFailure(res, err))
+	if r.cfg.FailBadCommands {
+		return err
+	}
+	return nil
+}
+
+// checkPartition refuses a message sent for another partition count, or
+// to the topic of a partition its entity does not belong to: the bus and
+// this router disagree on Partitions or Topic, and the entity's commands
+// would be split over two topics, losing their order.
+func (r *CommandRouter) checkPartition(msg *message.Message, d decoded, p int) error {
+	if v := msg.Metadata.Get(esmill.MetaCommandPartitions); v != "" && v != strconv.Itoa(r.cfg.Partitions) {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return &BadCommandError{MessageUUID: msg.UUID, Reason: "metadata " + esmill.MetaCommandPartitions + " is not a number", Err: err}
+		}
+		return &BadCommandError{MessageUUID: msg.UUID, Reason: "partition count", Err: &PartitionMismatchError{Sender: n, Router: r.cfg.Partitions}}
+	}
+	if p < 0 {
+		return nil
+	}
+	if want := PartitionOf(d.typ.Category()+"-"+d.id, r.cfg.Partitions); want != p {
+		return &BadCommandError{MessageUUID: msg.UUID, Reason: fmt.Sprintf(
+			"entity %s-%s belongs to partition %d of %d, but came through the topic of partition %d: "+
+				"the sender and this router disagree on Partitions or Topic (give both the same)",
+			d.typ.Category(), d.id, want, r.cfg.Partitions, p)}
+	}
+	return nil
 }
 
 func (r *CommandRouter) reply(ctx context.Context, cmd *message.Message, rep Reply) {

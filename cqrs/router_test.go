@@ -19,6 +19,7 @@ import (
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/cqrs"
 	"github.com/esmill/esmill/internal/testservice"
+	"github.com/esmill/esmill/redispart"
 	"github.com/esmill/esmill/sierradb"
 )
 
@@ -59,6 +60,21 @@ var transports = []transport{
 			sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
 				Client: rdb, ConsumerGroup: group, BlockTime: 10 * time.Millisecond, OldestId: "0",
 			}, watermill.NopLogger{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return sub
+		}
+	}},
+	{"redispart", func(t testing.TB) (message.Publisher, func(string) message.Subscriber) {
+		rdb := redis.NewClient(&redis.Options{Addr: testservice.RequireRedis(t), PoolSize: 64})
+		t.Cleanup(func() { rdb.Close() })
+		pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb}, watermill.NopLogger{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pub, func(group string) message.Subscriber {
+			sub, err := redispart.NewSubscriber(redispart.SubscriberConfig{Client: rdb, Group: group, BlockTime: 10 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
 			}

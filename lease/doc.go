@@ -18,6 +18,9 @@
 // only after Revoked has returned, so that its next owner never overlaps
 // with the work of the last.
 //
+// A store that implements [GroupReader] (both of this package's do) tells a
+// sender the partition count of a group's live members without joining.
+//
 // # Fencing
 //
 // Every grant of a partition to a new holder carries a token that is

@@ -134,6 +134,29 @@ func (s *MemoryStore) Leave(ctx context.Context, group, instance string) error {
 	return nil
 }
 
+// GroupPartitions implements [GroupReader].
+func (s *MemoryStore) GroupPartitions(ctx context.Context, group string) (int, bool, error) {
+	if err := ValidateName("group", group); err != nil {
+		return 0, false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groups[group]
+	if g == nil || g.partitions == 0 {
+		return 0, false, nil
+	}
+	now := s.now()
+	for _, exp := range g.members {
+		if exp.After(now) {
+			return g.partitions, true, nil
+		}
+	}
+	return 0, false, nil
+}
+
 // Holder returns the live holder of a partition and its token, for tests
 // and diagnostics.
 func (s *MemoryStore) Holder(group string, partition int) (instance string, token uint64, ok bool) {

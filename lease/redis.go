@@ -101,6 +101,28 @@ end
 return 1
 `)
 
+// KEYS: members, meta. Returns {live members, partitions}.
+var groupScript = redis.NewScript(luaNow + `
+local live = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+local have = tonumber(redis.call('HGET', KEYS[2], 'partitions') or '0')
+return {live, have}
+`)
+
+// GroupPartitions implements [GroupReader].
+func (s *RedisStore) GroupPartitions(ctx context.Context, group string) (int, bool, error) {
+	if err := ValidateName("group", group); err != nil {
+		return 0, false, err
+	}
+	res, err := groupScript.Run(ctx, s.rdb, s.keys(group, "members", "meta")).Int64Slice()
+	if err != nil {
+		return 0, false, fmt.Errorf("lease: partition count of group %s: %w", group, err)
+	}
+	if len(res) != 2 || res[0] == 0 || res[1] == 0 {
+		return 0, false, nil
+	}
+	return int(res[1]), true, nil
+}
+
 // Heartbeat implements [Store].
 func (s *RedisStore) Heartbeat(ctx context.Context, req HeartbeatRequest) (Membership, error) {
 	if err := validateRequest(req.Group, req.Instance, req.TTL); err != nil {

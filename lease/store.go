@@ -39,6 +39,17 @@ type Store interface {
 	Leave(ctx context.Context, group, instance string) error
 }
 
+// GroupReader is implemented by stores that can tell, without joining, how
+// many partitions a group's live members use (RedisStore and MemoryStore
+// do). Senders use it to check that they spread work over the same
+// partitions as the group that consumes it (package cqrs: a command bus
+// given the group fails loudly on a mismatch).
+type GroupReader interface {
+	// GroupPartitions returns the partition count of the group's live
+	// members, and false when the group has no live member.
+	GroupPartitions(ctx context.Context, group string) (partitions int, live bool, err error)
+}
+
 // HeartbeatRequest is the argument of [Store.Heartbeat].
 type HeartbeatRequest struct {
 	Group      string
@@ -110,6 +121,29 @@ func validateRequest(group, instance string, ttl time.Duration) error {
 	}
 	if ttl < time.Millisecond {
 		errs = append(errs, fmt.Errorf("lease: TTL %s is below 1ms", ttl))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the request's group and instance names and its TTL, for
+// [Store] implementations outside this package.
+func (r HeartbeatRequest) Validate() error {
+	errs := []error{validateRequest(r.Group, r.Instance, r.TTL)}
+	if r.Partitions <= 0 || r.Partitions > 1<<16 {
+		errs = append(errs, fmt.Errorf("lease: partition count %d must be 1 to 65536", r.Partitions))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the request's group and instance names, its TTL and its
+// partitions, for [Store] implementations outside this package.
+func (r AcquireRequest) Validate() error {
+	errs := []error{validateRequest(r.Group, r.Instance, r.TTL)}
+	for _, p := range r.Partitions {
+		if p < 0 || p >= 1<<16 {
+			errs = append(errs, fmt.Errorf("lease: partition %d must be 0 to 65535", p))
+			break
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -35,5 +35,10 @@
 // executor's own retries, a lock or rate-limit wait; and any error that
 // declares no class) is retried with backoff, final (a business rejection)
 // is never retried, and poison (a message that cannot be decoded or
-// routed, a panic) is parked at once.
+// routed, a panic) is parked at once. A command router returns its poison
+// outcomes (after answering the caller) only with
+// cqrs.RouterConfig.FailBadCommands; without it, it acks them. A panic
+// anywhere inside Retry (a handler, a middleware) is recovered by Retry
+// itself, logged with its stack and parked (tested:
+// TestRetryParksAPanic, TestRouterPanicReachesThePoisonQueue).
 package middleware

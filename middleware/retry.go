@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/esmill/esmill"
+	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/internal/backoff"
 )
 
@@ -93,7 +95,11 @@ func (c *RetryConfig) setDefaults() {
 // NewRetry returns a middleware that runs a handler again on transient
 // errors, with exponential backoff and jitter, and parks messages that
 // cannot succeed on a poison topic with the reason in their metadata
-// (esmill.MetaPoisonReason, ...), so that the next messages go on.
+// (esmill.MetaPoisonReason, ...), so that the next messages go on. A
+// panic in the handler (or in middleware inside this one) is recovered,
+// logged with its stack, and is poison: parked at once. A command router
+// answers the waiting caller before it returns a poison outcome
+// (cqrs.RouterConfig.FailBadCommands).
 func NewRetry(cfg RetryConfig) (message.HandlerMiddleware, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -110,7 +116,7 @@ func (r *retry) middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		b := policy.Start()
 		for attempt := 1; ; attempt++ {
-			out, err := h(msg)
+			out, err := r.call(h, msg)
 			if err == nil {
 				return out, nil
 			}
@@ -127,6 +133,20 @@ func (r *retry) middleware(h message.HandlerFunc) message.HandlerFunc {
 			return nil, r.park(msg, class, attempt, err)
 		}
 	}
+}
+
+// call runs the handler, turning a panic into an *aggregate.PanicError
+// (poison: parked at once, never retried), logged with its stack.
+func (r *retry) call(h message.HandlerFunc, msg *message.Message) (out []*message.Message, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			pe := &aggregate.PanicError{Where: "the handler of message " + msg.UUID, Value: v, Stack: debug.Stack()}
+			r.cfg.Logger.Error("middleware: panic in a handler", "uuid", msg.UUID, "handler", message.HandlerNameFromCtx(msg.Context()),
+				"panic", fmt.Sprint(v), "stack", string(pe.Stack))
+			out, err = nil, pe
+		}
+	}()
+	return h(msg)
 }
 
 // park publishes the message to the poison topic and acks it, or returns

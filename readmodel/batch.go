@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"slices"
+	"time"
 
 	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/internal/backoff"
@@ -25,11 +26,16 @@ type item[T any] struct {
 	err    error // why it is poison
 }
 
-func (r *Runner[T]) prepare(ev sierradb.Event) *item[T] {
+func (r *Runner[T]) prepareItem(ev sierradb.Event) *item[T] {
 	it := &item[T]{ev: ev, pos: Position{ev.PartitionID, ev.PartitionSequence}}
 	m := Meta{
 		Projection: r.cfg.Name, Position: it.pos, EventID: ev.ID, TransactionID: ev.TransactionID,
 		StreamID: ev.StreamID, StreamVersion: ev.StreamVersion, Name: ev.Name, Timestamp: ev.Timestamp,
+	}
+	if ev.StreamID == sierradb.ServerIDStream {
+		// The server's identity (see Client.ServerID): no projection's
+		// business.
+		return it
 	}
 	c := r.disp.cats[Category(ev.StreamID)]
 	if c == nil {
@@ -101,6 +107,12 @@ func (r *Runner[T]) process(ctx context.Context, sub *sierradb.Subscription, ite
 			}
 		}
 		batch := items[:cut]
+		if !r.holds(batch) {
+			// A lease ran out: another instance may own a partition of
+			// the batch by now. Abandon it; the compare-and-set would
+			// refuse it anyway.
+			return errRebalance
+		}
 		err := r.commit(ctx, batch)
 		var hf *handlerFailure
 		switch {
@@ -125,6 +137,9 @@ func (r *Runner[T]) process(ctx context.Context, sub *sierradb.Subscription, ite
 			// poison at once; one of unknown meaning is retried
 			// MaxAttempts times.
 			class, declared := esmill.Declared(hf.err)
+			if tc, ok := cfg.Store.(TransientChecker); ok && !declared && tc.IsTransient(hf.err) {
+				class, declared = esmill.Transient, true
+			}
 			if !declared || class != esmill.Transient {
 				failures[it.pos]++
 			}
@@ -139,7 +154,7 @@ func (r *Runner[T]) process(ctx context.Context, sub *sierradb.Subscription, ite
 			cfg.Logger.Warn("readmodel: handler failed; retrying the batch", "projection", cfg.Name,
 				"position", it.pos.String(), "stream", it.ev.StreamID, "event", it.ev.Name,
 				"attempt", failures[it.pos], "error", hf.err)
-			if err := retry.Wait(ctx); err != nil {
+			if err := r.retryWait(ctx, retry); err != nil {
 				return err
 			}
 		case errors.Is(err, ErrCheckpointConflict):
@@ -162,7 +177,7 @@ func (r *Runner[T]) process(ctx context.Context, sub *sierradb.Subscription, ite
 			}
 			cfg.Logger.Warn("readmodel: store failed; retrying the batch", "projection", cfg.Name,
 				"attempt", storeFails, "error", err)
-			if err := retry.Wait(ctx); err != nil {
+			if err := r.retryWait(ctx, retry); err != nil {
 				return err
 			}
 		}
@@ -170,9 +185,46 @@ func (r *Runner[T]) process(ctx context.Context, sub *sierradb.Subscription, ite
 	return nil
 }
 
+// holds reports whether the runner still holds a valid lease on every
+// partition of the batch (always, without Leases).
+func (r *Runner[T]) holds(batch []*item[T]) bool {
+	if r.member == nil {
+		return true
+	}
+	checked := make(map[uint16]bool)
+	for _, it := range batch {
+		p := it.pos.Partition
+		if checked[p] {
+			continue
+		}
+		checked[p] = true
+		tok, ok := r.share.token(p)
+		if !ok || !r.member.Valid(int(p), tok) {
+			return false
+		}
+	}
+	return true
+}
+
+// retryWait waits before a batch is retried. A revocation cuts it short
+// with errRebalance: the batch is abandoned, so that the partition's lease
+// can be released.
+func (r *Runner[T]) retryWait(ctx context.Context, b *backoff.Backoff) error {
+	t := time.NewTimer(b.Next())
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-r.share.revokingCh():
+		return errRebalance
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // commit applies the batch in one store transaction.
 func (r *Runner[T]) commit(ctx context.Context, batch []*item[T]) error {
-	tx, err := r.cfg.Store.Begin(ctx, r.cfg.Name)
+	tx, err := r.beginTx(ctx, batch)
 	if err != nil {
 		return err
 	}
@@ -200,6 +252,22 @@ func (r *Runner[T]) commit(ctx context.Context, batch []*item[T]) error {
 		return err
 	}
 	return nil
+}
+
+// beginTx starts the batch's transaction: per partition when the runner
+// shares the projection and the store can (see PartitionBeginner).
+func (r *Runner[T]) beginTx(ctx context.Context, batch []*item[T]) (Tx[T], error) {
+	if pb, ok := r.cfg.Store.(PartitionBeginner[T]); ok && r.cfg.Leases != nil {
+		var parts []uint16
+		for _, it := range batch {
+			if !slices.Contains(parts, it.pos.Partition) {
+				parts = append(parts, it.pos.Partition)
+			}
+		}
+		slices.Sort(parts)
+		return pb.BeginPartitions(ctx, r.cfg.Name, parts)
+	}
+	return r.cfg.Store.Begin(ctx, r.cfg.Name)
 }
 
 func safeCall[T any](ctx context.Context, tx T, call func(ctx context.Context, tx T) error) (err error) {
@@ -275,10 +343,13 @@ func (r *Runner[T]) committed(sub *sierradb.Subscription, batch []*item[T]) {
 				"stream", it.ev.StreamID, "event", it.ev.Name, "cause", string(it.poison.Cause), "reason", it.poison.Reason)
 		}
 	}
-	r.prog.nApplied += uint64(len(batch))
-	r.updateLiveLocked()
-	close(r.prog.changed)
-	r.prog.changed = make(chan struct{})
+	for _, it := range batch {
+		if it.ev.StreamID != sierradb.ServerIDStream {
+			r.prog.nApplied++
+		}
+	}
+	r.updateStateLocked()
+	r.prog.changedLocked()
 	r.prog.mu.Unlock()
 	for _, it := range batch {
 		sub.Ack(it.ev)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/esmill/esmill/lease"
 	"github.com/esmill/esmill/sierradb"
 )
 
@@ -33,6 +34,22 @@ const (
 	SkipUnknown UnknownPolicy = iota
 	// PoisonUnknown treats it as poison (see [PoisonPolicy]).
 	PoisonUnknown
+)
+
+// DivergedPolicy says what a runner does with a partition whose
+// checkpoint is ahead of the server (see [DivergedError]).
+type DivergedPolicy int
+
+const (
+	// StopDiverged ends the runner with a [*DivergedError]. Its instances
+	// sharing the projection meet the same partitions and stop too.
+	StopDiverged DivergedPolicy = iota
+	// HoldDiverged keeps the runner going on its other partitions and
+	// holds the diverged ones: it applies nothing more of them (and, with
+	// Leases, keeps their leases so that no other instance does) until the
+	// runner is restarted after an operator has dealt with the cause.
+	// [Runner.Status] says diverged for them, with both numbers.
+	HoldDiverged
 )
 
 // Config configures a [Runner] of a projection whose store handle is T.
@@ -77,13 +94,43 @@ type Config[T any] struct {
 	// UnknownEvents says what to do with unregistered event names of a
 	// handled category. Default: SkipUnknown.
 	UnknownEvents UnknownPolicy
+	// OnDiverged says what to do with a partition whose checkpoint is
+	// ahead of the server's head, or with every partition when the
+	// checkpoints were taken on another server. Default: StopDiverged.
+	OnDiverged DivergedPolicy
+
+	// Leases shares the projection's partitions among its instances: each
+	// instance (a Runner with the same Name and Store, usually in another
+	// process) joins the lease group Group and works only on the
+	// partitions it holds a lease on (see package lease). Give the
+	// store's own leases (the Leases method of the postgres, sqlite,
+	// mongodb and file stores) or a lease.RedisStore. Default: nil, this
+	// runner works on every partition alone; a second instance without
+	// Leases is not refused, but both then apply every partition and the
+	// checkpoint compare-and-set makes all but one of them retry each
+	// batch.
+	Leases lease.Store
+	// Group names the lease group. Default: Name.
+	Group string
+	// Instance names this instance in the group, unique among the live
+	// instances. Default: lease.NewInstanceName() (host, pid, random).
+	Instance string
+	// LeaseTTL is how long a lease lasts without renewal: the longest a
+	// partition of a killed instance waits for a new owner is about
+	// LeaseTTL plus LeaseTTL/5. Leases are renewed every LeaseTTL/5.
+	// Default: 10s.
+	LeaseTTL time.Duration
 
 	// LagInterval is how often the partitions' latest sequences are read
 	// (EPSEQ) for [Runner.Status]. Default: 1s; a negative value disables
 	// the refresh (the heads are then read only at start and by
 	// [Runner.Sync]).
 	LagInterval time.Duration
-	// Logger receives retries, parked events and state changes.
+	// ProgressInterval is how often a catching-up runner logs its
+	// progress (events/s, remaining events per partition, ETA) at Info.
+	// Default: 10s; a negative value disables the progress logs.
+	ProgressInterval time.Duration
+	// Logger receives retries, parked events, progress and state changes.
 	// Default: discard.
 	Logger *slog.Logger
 	// Now is the clock for ParkedAt and status times. Default: time.Now.
@@ -114,6 +161,20 @@ func (c *Config[T]) setDefaults() {
 	}
 	if c.LagInterval == 0 {
 		c.LagInterval = time.Second
+	}
+	if c.ProgressInterval == 0 {
+		c.ProgressInterval = 10 * time.Second
+	}
+	if c.Leases != nil {
+		if c.Group == "" {
+			c.Group = c.Name
+		}
+		if c.Instance == "" {
+			c.Instance = lease.NewInstanceName()
+		}
+		if c.LeaseTTL == 0 {
+			c.LeaseTTL = 10 * time.Second
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -153,6 +214,25 @@ func (c Config[T]) Validate() error {
 	}
 	if c.StoreRetries < -1 {
 		errs = append(errs, errors.New("readmodel: StoreRetries must be -1 or more"))
+	}
+	if c.OnDiverged != StopDiverged && c.OnDiverged != HoldDiverged {
+		errs = append(errs, fmt.Errorf("readmodel: unknown OnDiverged %d", c.OnDiverged))
+	}
+	if c.Group != "" {
+		if err := lease.ValidateName("group", c.Group); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Instance != "" {
+		if err := lease.ValidateName("instance", c.Instance); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Leases == nil && (c.Group != "" || c.Instance != "" || c.LeaseTTL != 0) {
+		errs = append(errs, errors.New("readmodel: Group, Instance and LeaseTTL need Leases: set Leases to share the partitions, or leave them empty"))
+	}
+	if c.LeaseTTL != 0 && c.LeaseTTL < 50*time.Millisecond {
+		errs = append(errs, fmt.Errorf("readmodel: LeaseTTL %s is below 50ms", c.LeaseTTL))
 	}
 	for name, d := range map[string]time.Duration{"BatchTimeout": c.BatchTimeout, "RetryBackoff": c.RetryBackoff, "MaxRetryBackoff": c.MaxRetryBackoff} {
 		if d < 0 {

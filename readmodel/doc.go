@@ -7,7 +7,7 @@
 // projections share one store, each under its own name.
 //
 // Stores are subpackages, so importing readmodel pulls in no database
-// driver: memory, file (JSON or CBOR, replaced atomically), sqlite
+// driver (package lease, which it uses, brings the go-redis client): memory, file (JSON or CBOR, replaced atomically), sqlite
 // (modernc.org/sqlite), postgres (pgx v5) and mongodb (mongo-driver v2,
 // correct without multi-document transactions). Package checkpointtest is
 // the contract suite they all pass.
@@ -40,12 +40,41 @@
 // Each batch (up to [Config.BatchSize] events, or what arrived within
 // [Config.BatchTimeout]) is applied in subscription order, which is
 // sequence order per partition, in one store transaction that also moves
-// the checkpoint with a compare-and-set: a second runner of the same
-// projection fails with [ErrCheckpointConflict] instead of applying events
-// twice. The subscription is acknowledged only after the commit, and a
-// restarted runner resumes at checkpoint+1: every event's writes are
-// applied exactly once, provided the handlers write only through the
-// handle. Effects outside the store (mail, HTTP calls) are at least once.
+// the checkpoint with a compare-and-set: of two runners advancing one
+// partition from the same checkpoint, one commits and the other gets
+// [ErrCheckpointConflict], reads the checkpoints again and goes on (no
+// runner exits because another exists). The subscription is acknowledged
+// only after the commit, and a restarted runner resumes at checkpoint+1:
+// every event's writes are applied exactly once, provided the handlers
+// write only through the handle. Effects outside the store (mail, HTTP
+// calls) are at least once.
+//
+// # Sharing the partitions among instances
+//
+// With [Config.Leases], instances of one projection (same Name and Store,
+// usually in several processes) divide SierraDB's partitions under leases
+// (package lease), kept in the projection's own store (the Leases method
+// of the postgres, sqlite, mongodb and file stores) or in Redis. Each
+// instance subscribes only to the partitions it holds, from their stored
+// checkpoints, and subscribes again whenever they change; it commits or
+// abandons its batch in flight before a partition's lease is released,
+// and the checkpoint compare-and-set fences an instance that paused past
+// its lease. [Runner.Status] says which partitions an instance owns
+// (tested with processes SIGKILLed at random: TestSharedCrash in the test
+// module).
+//
+// # Divergence
+//
+// The runner compares each checkpoint with its partition's head at start,
+// when it gains a partition and before its subscription resumes after a
+// lost connection, and the server's identity (sierradb.Client.ServerID)
+// with the one its store recorded ([ServerRecorder]). A head below a
+// checkpoint, or another server, is a [*DivergedError]: the runner never
+// subscribes from such a checkpoint (it would skip the events the server
+// now stores below it) and never reports live; it stops or holds the
+// partitions ([Config.OnDiverged]), and [Runner.Status] says diverged per
+// partition with both numbers (tested: TestDivergedMemoryServerRestarted,
+// TestDivergedAnotherServer, TestDivergedTornTail).
 //
 // # Failures and poison events
 //
@@ -65,12 +94,15 @@
 // # Progress
 //
 // [Runner.Status] reports the lag per partition against the partitions'
-// latest sequences (EPSEQ, read every [Config.LagInterval]) and whether the
-// runner is catching up or live; [Runner.Live] is closed on the switch,
-// [Runner.Sync] waits until everything stored so far is applied, and
-// [Runner.WaitFor] until given positions (say, of an append) are. SierraDB
-// numbers each partition's events without gaps: the runner drops a
-// duplicate and, should it ever see a gap, subscribes again from its
+// latest sequences (EPSEQ, read every [Config.LagInterval]; never clamped:
+// negative when the server is behind) and the runner's state; its String
+// method is for people. While catching up the runner logs its progress
+// every [Config.ProgressInterval]: events/s, remaining events per
+// partition and an ETA. [Runner.Live] is closed when it has first caught
+// up, [Runner.Sync] waits until everything stored so far is applied, and
+// [Runner.WaitFor] until given positions (say, of an append) are.
+// SierraDB numbers each partition's events without gaps: the runner drops
+// a duplicate and, should it ever see a gap, subscribes again from its
 // checkpoints.
 //
 // # Rebuilds

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"log"
 	"maps"
+	"time"
 
 	"github.com/esmill/esmill/aggregate"
+	"github.com/esmill/esmill/lease"
 	"github.com/esmill/esmill/readmodel"
 	"github.com/esmill/esmill/readmodel/memory"
 	"github.com/esmill/esmill/sierradb"
@@ -111,4 +113,71 @@ func Example() {
 	// Output:
 	// alice 30 bob 5
 	// live lag 0
+}
+
+// Two instances of one projection share the partitions under leases (in
+// one process here, with a memory lease store; across processes, give the
+// store's Leases or a lease.RedisStore). Each owns some partitions, and
+// between them every event is applied once.
+func Example_sharedPartitions() {
+	srv, err := embedded.Run()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	client, err := sierradb.New(sierradb.Config{Addr: srv.Addr()})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+	ctx := context.Background()
+	var last []readmodel.Position
+	for i := range 20 {
+		name, payload, err := Wallets.EncodeEvent(Credited{Amount: 1})
+		if err != nil {
+			log.Fatal(err)
+		}
+		res, err := client.Append(ctx, sierradb.NewEvent{StreamID: fmt.Sprintf("wallet-w%d", i), Name: name,
+			Payload: payload, ExpectedVersion: sierradb.ExpectEmpty})
+		if err != nil {
+			log.Fatal(err)
+		}
+		last = append(last, readmodel.Position{Partition: res.PartitionID, Sequence: res.PartitionSequence})
+	}
+
+	type tx = *memory.Tx[Balances]
+	store := memory.New(memory.Config[Balances]{New: func() Balances { return Balances{} }, Clone: maps.Clone[Balances]})
+	leases := lease.NewMemoryStore()
+	var instances []*readmodel.Runner[tx]
+	for _, name := range []string{"a", "b"} {
+		r, err := readmodel.New(readmodel.Config[tx]{
+			Name: "balances", Client: client, Store: store,
+			Leases: leases, Instance: name, LeaseTTL: time.Second,
+			Handlers: []readmodel.Handler[tx]{
+				readmodel.On(Wallets, func(ctx context.Context, tx tx, id string, e Credited, m readmodel.Meta) error {
+					(*tx.Model())["total"] += e.Amount
+					return nil
+				}),
+			},
+		})
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := r.Start(); err != nil {
+			log.Fatal(err)
+		}
+		defer r.Close()
+		instances = append(instances, r)
+	}
+	// Wait until both own partitions and everything is applied.
+	for instances[0].Status().Owned == 0 || instances[1].Status().Owned == 0 ||
+		instances[0].Status().Owned+instances[1].Status().Owned != int(srv.PartitionCount()) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := instances[0].WaitFor(ctx, last...); err != nil {
+		log.Fatal(err)
+	}
+	store.Read("balances", func(b Balances) { fmt.Println("total", b["total"]) })
+	// Output:
+	// total 20
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/aggregate"
+	"github.com/esmill/esmill/lease"
 	"github.com/esmill/esmill/readmodel"
 	"github.com/esmill/esmill/readmodel/memory"
 	"github.com/esmill/esmill/sierradb"
@@ -83,6 +84,10 @@ func TestConfigValidate(t *testing.T) {
 		{"window below batch", func(c *readmodel.Config[tx]) { c.BatchSize, c.Window = 100, 10 }, "Window"},
 		{"negative batch", func(c *readmodel.Config[tx]) { c.BatchSize = -1 }, "BatchSize"},
 		{"bad policy", func(c *readmodel.Config[tx]) { c.OnPoison = 7 }, "OnPoison"},
+		{"bad divergence policy", func(c *readmodel.Config[tx]) { c.OnDiverged = 7 }, "OnDiverged"},
+		{"group without leases", func(c *readmodel.Config[tx]) { c.Group = "g" }, "need Leases"},
+		{"bad instance", func(c *readmodel.Config[tx]) { c.Leases, c.Instance = lease.NewMemoryStore(), "a b" }, "instance name"},
+		{"short lease", func(c *readmodel.Config[tx]) { c.Leases, c.LeaseTTL = lease.NewMemoryStore(), time.Millisecond }, "LeaseTTL"},
 		{"unregistered event", func(c *readmodel.Config[tx]) {
 			c.Handlers = append(c.Handlers, readmodel.On(Wallets, func(context.Context, tx, string, Unregistered, readmodel.Meta) error { return nil }))
 		}, "Unregistered"},

@@ -2,20 +2,15 @@ package readmodel
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"maps"
 	"sync"
-	"time"
-
-	"github.com/esmill/esmill/sierradb"
 )
 
-// Runner runs one projection: it subscribes to every partition from the
-// projection's checkpoints, decodes the events into the entity types of its
-// handlers, applies them in batches through the store, and commits each
-// batch's read-model writes with the checkpoint advance in one store
-// transaction. The subscription is acknowledged only after the commit.
+// Runner runs one projection: it subscribes to every partition (or, with
+// Config.Leases, to those it holds) from the projection's checkpoints,
+// decodes the events into the entity types of its handlers, applies them
+// in batches through the store, and commits each batch's read-model writes
+// with the checkpoint advance in one store transaction. The subscription
+// is acknowledged only after the commit.
 //
 // Run it with [Runner.Run] (blocking) or [Runner.Start] and [Runner.Close].
 // A runner runs once. Its methods are safe for concurrent use.
@@ -37,7 +32,17 @@ type Runner[T any] struct {
 	cancel  context.CancelFunc
 	err     error
 
-	prog progress
+	prog  progress
+	share *share
+	// serverID is the server's identity as read at start.
+	serverID string
+	// member is the lease member, nil without Leases; set before ready.
+	member memberView
+}
+
+// memberView is what the runner asks its lease member.
+type memberView interface {
+	Valid(p int, token uint64) bool
 }
 
 // New returns a runner for cfg. It does not start it.
@@ -56,7 +61,8 @@ func New[T any](cfg Config[T]) (*Runner[T], error) {
 		done:  make(chan struct{}),
 		ready: make(chan struct{}),
 		live:  make(chan struct{}),
-		prog:  progress{applied: make(map[uint16]uint64), heads: make(map[uint16]int64), changed: make(chan struct{})},
+		prog:  newProgress(),
+		share: newShare(),
 	}, nil
 }
 
@@ -64,9 +70,12 @@ func New[T any](cfg Config[T]) (*Runner[T], error) {
 func (r *Runner[T]) Name() string { return r.cfg.Name }
 
 // Run runs the projection until ctx is cancelled, [Runner.Close] is called
-// (both return nil), or a fatal error: a [*PoisonError] under [Stop], an
-// [ErrCheckpointConflict] (another runner advanced the projection), store
-// failures beyond [Config.StoreRetries], or the end of the subscription.
+// (both return nil), or a fatal error: a [*PoisonError] under [Stop], a
+// [*DivergedError] under [StopDiverged], store failures beyond
+// [Config.StoreRetries], the end of the subscription, or a lease error
+// (such as a [*lease.PartitionCountError]). A checkpoint conflict
+// (another instance advanced a partition) is not fatal: the runner reads
+// the checkpoints again and goes on.
 func (r *Runner[T]) Run(ctx context.Context) error {
 	ctx, err := r.begin(ctx)
 	if err != nil {
@@ -146,7 +155,8 @@ func (r *Runner[T]) Close() error {
 func (r *Runner[T]) Done() <-chan struct{} { return r.done }
 
 // Live is closed when the runner has first caught up with the heads of the
-// partitions as they were when it started.
+// partitions it works on as they were when it started or gained them.
+// With Config.Leases it waits until the runner holds a partition.
 func (r *Runner[T]) Live() <-chan struct{} { return r.live }
 
 // Err returns the error that ended the runner: nil while it runs and after
@@ -155,171 +165,4 @@ func (r *Runner[T]) Err() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.err
-}
-
-func (r *Runner[T]) run(ctx context.Context) error {
-	cfg := &r.cfg
-	cps, err := cfg.Store.Checkpoints(ctx, cfg.Name)
-	if err != nil {
-		return fmt.Errorf("readmodel: %s: load checkpoints: %w", cfg.Name, err)
-	}
-	count, err := cfg.Client.PartitionCount(ctx)
-	if err != nil {
-		return fmt.Errorf("readmodel: %s: %w", cfg.Name, err)
-	}
-	parts := make([]uint16, count)
-	for i := range parts {
-		parts[i] = uint16(i)
-	}
-	heads, err := cfg.Client.PartitionSequences(ctx, parts)
-	if err != nil {
-		return fmt.Errorf("readmodel: %s: read partition heads: %w", cfg.Name, err)
-	}
-	r.prog.mu.Lock()
-	r.prog.partitions = parts
-	r.prog.applied = cps
-	r.prog.heads = heads
-	r.prog.targets = maps.Clone(heads)
-	r.prog.headsAt = cfg.Now()
-	r.prog.state = CatchingUp
-	r.updateLiveLocked()
-	r.prog.mu.Unlock()
-
-	lagCtx, stopLag := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() {
-		stopLag()
-		wg.Wait()
-	}()
-	buf := make([]*item[T], 0, cfg.BatchSize)
-	for first := true; ; first = false {
-		// Subscribe from the checkpoints (again, after a resync).
-		r.prog.mu.Lock()
-		from := make(map[uint16]uint64, len(r.prog.applied))
-		for p, s := range r.prog.applied {
-			from[p] = s + 1
-		}
-		r.prog.mu.Unlock()
-		sub, err := cfg.Client.SubscribePartitions(ctx, sierradb.PartitionSubscription{
-			Partitions: parts, From: from, Default: sierradb.StartBeginning, Window: cfg.Window,
-		})
-		if err != nil {
-			return fmt.Errorf("readmodel: %s: subscribe: %w", cfg.Name, err)
-		}
-		if first {
-			close(r.ready)
-			cfg.Logger.Info("readmodel: projection started", "projection", cfg.Name, "checkpoints", len(cps))
-			if cfg.LagInterval > 0 {
-				wg.Go(func() { r.refreshHeads(lagCtx) })
-			}
-		}
-		err = r.consume(ctx, sub, from, buf)
-		sub.Close()
-		if !errors.Is(err, errResync) {
-			return err
-		}
-	}
-}
-
-// errResync asks run to subscribe again from the checkpoints.
-var errResync = errors.New("readmodel: resync")
-
-// consume applies the subscription's events until an error. It checks
-// that every partition's sequences arrive gapless and in order (SierraDB
-// numbers them so): a duplicate is dropped, and a gap ends the
-// subscription with errResync after the events before it are committed.
-func (r *Runner[T]) consume(ctx context.Context, sub *sierradb.Subscription, next map[uint16]uint64, buf []*item[T]) error {
-	for {
-		batch, gap, err := r.collect(ctx, sub, next, buf[:0])
-		if err != nil {
-			return err
-		}
-		if len(batch) > 0 {
-			if err := r.process(ctx, sub, batch); err != nil {
-				return err
-			}
-		}
-		if gap {
-			return errResync
-		}
-	}
-}
-
-// collect waits for a first event, then gathers more until BatchSize or
-// until BatchTimeout has passed since the first. next holds the sequence
-// expected next per partition (absent: 0). It reports a gap when an event
-// comes after a missing one; that event is dropped, to be delivered again.
-func (r *Runner[T]) collect(ctx context.Context, sub *sierradb.Subscription, next map[uint16]uint64, batch []*item[T]) ([]*item[T], bool, error) {
-	events := sub.Events()
-	// add takes an event; it reports false on a gap.
-	add := func(ev sierradb.Event) bool {
-		want := next[ev.PartitionID]
-		switch {
-		case ev.PartitionSequence < want:
-			r.cfg.Logger.Warn("readmodel: duplicate event dropped", "projection", r.cfg.Name,
-				"partition", ev.PartitionID, "sequence", ev.PartitionSequence, "expected", want)
-			sub.Ack(ev)
-			return true
-		case ev.PartitionSequence > want:
-			r.cfg.Logger.Warn("readmodel: gap in a partition; subscribing again", "projection", r.cfg.Name,
-				"partition", ev.PartitionID, "sequence", ev.PartitionSequence, "expected", want)
-			r.prog.mu.Lock()
-			r.prog.nResyncs++
-			r.prog.mu.Unlock()
-			return false
-		}
-		next[ev.PartitionID] = want + 1
-		batch = append(batch, r.prepare(ev))
-		return true
-	}
-	ended := func() error { return &SubscriptionEndedError{Projection: r.cfg.Name, Err: sub.Err()} }
-	for len(batch) == 0 {
-		select {
-		case ev, ok := <-events:
-			if !ok {
-				return nil, false, ended()
-			}
-			if !add(ev) {
-				return batch, true, nil
-			}
-		case <-ctx.Done():
-			return nil, false, ctx.Err()
-		}
-	}
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	for len(batch) < r.cfg.BatchSize {
-		select {
-		case ev, ok := <-events:
-			if !ok {
-				return batch, false, nil
-			}
-			if !add(ev) {
-				return batch, true, nil
-			}
-			continue
-		default:
-		}
-		if timer == nil {
-			timer = time.NewTimer(r.cfg.BatchTimeout)
-		}
-		select {
-		case ev, ok := <-events:
-			if !ok {
-				return batch, false, nil
-			}
-			if !add(ev) {
-				return batch, true, nil
-			}
-		case <-timer.C:
-			return batch, false, nil
-		case <-ctx.Done():
-			return nil, false, ctx.Err()
-		}
-	}
-	return batch, false, nil
 }

@@ -111,6 +111,42 @@ type Tx[T any] interface {
 	Rollback(ctx context.Context) error
 }
 
+// ServerRecorder is implemented by stores that keep, with a projection's
+// checkpoints, the identity of the SierraDB server whose events they count
+// (sierradb.Client.ServerID). A runner records it when it starts and
+// refuses to go on from checkpoints recorded on another server
+// ([DivergedError]). Every store of this module implements it; for a
+// store that does not, the runner checks the identity only within its own
+// run. [Store.Reset] forgets the identity with the checkpoints.
+type ServerRecorder interface {
+	// RecordServer records id as the projection's server unless one is
+	// recorded already, and returns the one recorded (id, or the older
+	// one). It is atomic: of racing callers with different ids, all get
+	// the same answer.
+	RecordServer(ctx context.Context, projection, id string) (string, error)
+}
+
+// PartitionBeginner is implemented by stores whose Begin serialises every
+// transaction of a projection (so that two runners racing on one
+// projection fail early, see package postgres) and that can serialise per
+// partition instead. A runner sharing the partitions ([Config.Leases])
+// begins its batches with BeginPartitions, so that instances working on
+// different partitions do not wait for each other.
+type PartitionBeginner[T any] interface {
+	// BeginPartitions is Begin for a batch that advances exactly the
+	// given partitions (sorted, without duplicates).
+	BeginPartitions(ctx context.Context, projection string, partitions []uint16) (Tx[T], error)
+}
+
+// TransientChecker is implemented by stores that can tell a handler error
+// caused by the database's own concurrency control (a deadlock, a
+// serialization failure), which retrying the batch cures. The runner
+// retries such a batch without counting the failure against
+// [Config.MaxAttempts], as if the error were marked esmill.MarkTransient.
+type TransientChecker interface {
+	IsTransient(err error) bool
+}
+
 // Switcher is implemented by stores that keep a pointer from a read-model
 // name (such as "balances") to the projection that serves it (such as
 // "balances@v2"): the blue/green switch. Readers look the pointer up to

@@ -45,6 +45,15 @@ type PartitionSubscription struct {
 	// Window is the most events the server sends ahead of the
 	// acknowledgements. Default: DefaultWindow.
 	Window int
+	// Resume, if set, is called after a lost connection, before each
+	// attempt to subscribe again, with the sequence each partition would
+	// resume from (one past the last delivered event, or the start
+	// position). If it returns an error, the subscription ends with that
+	// error ([Subscription.Err]) instead of resuming. A reader that keeps
+	// checkpoints uses it to check that the server still holds what it
+	// has read (see [Client.ServerID]); it retries its own transient
+	// failures until ctx, cancelled by Close, is done.
+	Resume func(ctx context.Context, next map[uint16]uint64) error
 }
 
 // subSpec is the part of a subscription that differs between partition
@@ -55,6 +64,7 @@ type subSpec struct {
 	next       map[uint16]uint64
 	window     int
 	filter     func(*Event) bool
+	resume     func(ctx context.Context, next map[uint16]uint64) error
 	what       string
 }
 
@@ -68,7 +78,7 @@ func (c *Client) SubscribePartitions(ctx context.Context, req PartitionSubscript
 	if err != nil {
 		return nil, err
 	}
-	spec := subSpec{window: req.Window, next: make(map[uint16]uint64), what: "partitions"}
+	spec := subSpec{window: req.Window, next: make(map[uint16]uint64), resume: req.Resume, what: "partitions"}
 	if spec.window == 0 {
 		spec.window = DefaultWindow
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"strconv"
 	"strings"
@@ -132,6 +133,14 @@ func (s *Subscription) run(conn net.Conn, r *resp3.Reader, subID string) {
 				default:
 				}
 				return
+			}
+			if s.spec.resume != nil {
+				if err := s.spec.resume(s.ctx, maps.Clone(s.spec.next)); err != nil {
+					if !s.isClosing() {
+						s.setErr(err)
+					}
+					return
+				}
 			}
 			gen++
 			conn, r, subID, err = s.connect(s.ctx, gen)

@@ -60,6 +60,8 @@ var runs = []run{
 	{pkg: "./sierradb", bench: `^BenchmarkSubscribeCatchUp$`, benchtime: "2x", quick: "1x"},
 	{pkg: "./cqrs", bench: `^BenchmarkCommands$`, benchtime: "2000x", quick: "200x"},
 	{pkg: "./aggregate", bench: `^BenchmarkRehydrate$`, benchtime: "5x", quick: "2x"},
+	{pkg: "./aggregate", bench: `^BenchmarkFreshness$`, benchtime: "5000x", quick: "500x"},
+	{pkg: "./internal/scaleout", bench: `^BenchmarkRouterProcesses$`, benchtime: "4000x", quick: "600x"},
 	{pkg: "./sierradb/pubsub", bench: `^BenchmarkPublish$/(embedded|sierradb)/(adapter|raw)/(serial|batch10|goroutines16)$`, benchtime: "2s", quick: "300ms"},
 	{pkg: "./sierradb/pubsub", bench: `^BenchmarkSubscribe$`, benchtime: "3x", quick: "1x"},
 	{pkg: "./test/readmodel", bench: `^BenchmarkCatchUp$`, benchtime: "3x", quick: "1x"},
@@ -69,6 +71,8 @@ var runs = []run{
 		env: []string{"ESMILL_CLUSTER_TESTS=1"}, quickEnv: []string{"ESMILL_CLUSTER_TESTS=1"}},
 	{pkg: "./internal/clustertest", bench: `^BenchmarkCluster$/nodes=[13]/catchup`, benchtime: "2x", quick: "1x",
 		env: []string{"ESMILL_CLUSTER_TESTS=1"}, quickEnv: []string{"ESMILL_CLUSTER_TESTS=1"}},
+	{pkg: "./test/readmodel", bench: `^BenchmarkSharedCatchUp$`, benchtime: "1x", quick: "1x",
+		quickEnv: []string{"ESMILL_SHARED_EVENTS=20000"}},
 	{pkg: "./sierradb/embedded", bench: `^BenchmarkDirectoryScale$`, benchtime: "1x", quick: "1x",
 		env: []string{"EMBEDDED_SCALE_EVENTS=5000000"}, quickEnv: []string{"EMBEDDED_SCALE_EVENTS=500000"}},
 }
@@ -97,6 +101,21 @@ func rows() []row {
 		}
 		rs = append(rs, row{"Rehydration (" + srv + ")", "10,000-event entity: snapshot vs events (time per load)",
 			fmt.Sprintf("BenchmarkRehydrate/%s/snapshot", srv), fmt.Sprintf("BenchmarkRehydrate/%s/events", srv), "ns/op", true})
+	}
+	for _, srv := range []string{"embedded", "sierradb"} {
+		g := "Fresh answers (" + srv + ")"
+		rs = append(rs,
+			row{g, "rejection, 16 callers: stream read first (no fence) vs from a fenced cache", fmt.Sprintf("BenchmarkFreshness/%s/rejection/checked", srv),
+				fmt.Sprintf("BenchmarkFreshness/%s/rejection/fenced", srv), "cmds/s", false},
+			row{g, "command that writes, 16 callers: cancellable context vs background", fmt.Sprintf("BenchmarkFreshness/%s/write/cancellable", srv),
+				fmt.Sprintf("BenchmarkFreshness/%s/write/background", srv), "cmds/s", false})
+	}
+	for _, srv := range []string{"embedded-process", "sierradb"} {
+		g := "Scale-out over Redis Streams (redispart, 16 partitions; " + srv + ")"
+		for _, n := range []int{1, 3} {
+			rs = append(rs, row{g, fmt.Sprintf("%d worker process(es) in a lease group vs one router in the benchmark process", n),
+				fmt.Sprintf("BenchmarkRouterProcesses/%s/processes=%d", srv, n), fmt.Sprintf("BenchmarkRouterProcesses/%s/single", srv), "cmds/s", false})
+		}
 	}
 	for _, srv := range []string{"embedded", "sierradb"} {
 		for _, shape := range []string{"serial", "batch10", "goroutines16"} {
@@ -133,6 +152,10 @@ func rows() []row {
 				fmt.Sprintf("BenchmarkCatchUp/%s/batch=%d", store, batch), "BenchmarkCatchUp/subscription", "events/s", false})
 		}
 	}
+	const shared = "Projection instances sharing the partitions (PostgreSQL, embedded SierraDB; 100,000 events, -quick: 20,000)"
+	rs = append(rs,
+		row{shared, "catch-up: 3 instances under leases vs 1 runner alone", "BenchmarkSharedCatchUp/instances=3", "BenchmarkSharedCatchUp/alone", "events/s", false},
+		row{shared, "catch-up: 1 instance under leases vs 1 runner alone", "BenchmarkSharedCatchUp/instances=1", "BenchmarkSharedCatchUp/alone", "events/s", false})
 	return rs
 }
 

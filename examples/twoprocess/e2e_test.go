@@ -1,15 +1,19 @@
-// Package twoprocess_test runs the two-process example end to end: a
-// worker process and a sender process, against a real SierraDB, Redis and
-// PostgreSQL.
+// Package twoprocess_test runs the example end to end: three worker
+// processes in a lease group and a sender process, against a real
+// SierraDB, Redis and PostgreSQL.
 package twoprocess_test
 
 import (
 	"bufio"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -42,10 +46,14 @@ func TestTwoProcesses(t *testing.T) {
 	worker := build(t, dir, "github.com/esmill/esmill/examples/twoprocess/worker")
 	sender := build(t, dir, "github.com/esmill/esmill/examples/twoprocess/sender")
 
-	// Start two workers sharing the consumer group.
+	// Start three workers: a lease group dividing the partitions.
 	var workers []*exec.Cmd
-	for i := range 2 {
-		cmd := exec.Command(worker, "-sierradb", sierra, "-redis", rds, "-postgres", pg)
+	var mu sync.Mutex
+	held := make([]string, 3) // each worker's last "holds partitions" line
+	var readers sync.WaitGroup
+	defer readers.Wait()
+	for i := range 3 {
+		cmd := exec.Command(worker, "-sierradb", sierra, "-redis", rds, "-postgres", pg, "-lease-ttl", "2s")
 		stdout, _ := cmd.StdoutPipe()
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
@@ -54,12 +62,19 @@ func TestTwoProcesses(t *testing.T) {
 		workers = append(workers, cmd)
 		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 		ready := make(chan bool, 1)
+		readers.Add(1)
 		go func() {
+			defer readers.Done()
 			sc := bufio.NewScanner(stdout)
 			for sc.Scan() {
 				t.Logf("worker %d: %s", i, sc.Text())
 				if sc.Text() == "worker ready" {
 					ready <- true
+				}
+				if p, ok := strings.CutPrefix(sc.Text(), "worker holds partitions "); ok {
+					mu.Lock()
+					held[i] = p
+					mu.Unlock()
 				}
 			}
 		}()
@@ -76,17 +91,17 @@ func TestTwoProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("sender: %v", err)
 	}
-	if !strings.Contains(string(out), "overdraft rejected") || !strings.Contains(string(out), "sender done") {
+	if !strings.Contains(string(out), "overdraft rejected") || !strings.Contains(string(out), "all in order") || !strings.Contains(string(out), "sender done") {
 		t.Fatal("sender output incomplete")
 	}
 
-	// The projection catches up: 150 for each account, 145 for the first.
+	// The projection catches up: 150 deposited and 145 withdrawn each.
 	conn, err := pgx.Connect(context.Background(), pg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	want := map[string]int64{prefix + "-0": 145, prefix + "-1": 150, prefix + "-2": 150, prefix + "-3": 150}
+	want := map[string]int64{prefix + "-0": 5, prefix + "-1": 5, prefix + "-2": 5, prefix + "-3": 5}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		got := map[string]int64{}
@@ -109,6 +124,23 @@ func TestTwoProcesses(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	// The group is stable: the workers hold the 8 partitions between
+	// them, each once.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		owned, err := partitionsHeld(held)
+		mu.Unlock()
+		if err == nil && len(owned) == 8 {
+			t.Logf("partitions held: %v", held)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("partitions held by the workers: %v (%v)", held, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
 	// The workers stop cleanly on SIGTERM.
 	for i, w := range workers {
 		w.Process.Signal(syscall.SIGTERM)
@@ -123,6 +155,25 @@ func TestTwoProcesses(t *testing.T) {
 			t.Fatalf("worker %d did not stop", i)
 		}
 	}
+}
+
+// partitionsHeld parses the workers' "[0 3 5]" lines and checks that no
+// partition is held twice.
+func partitionsHeld(lines []string) ([]int, error) {
+	var all []int
+	for _, l := range lines {
+		for _, f := range strings.Fields(strings.Trim(l, "[]")) {
+			p, err := strconv.Atoi(f)
+			if err != nil {
+				return nil, err
+			}
+			if slices.Contains(all, p) {
+				return nil, errors.New("partition " + f + " held twice")
+			}
+			all = append(all, p)
+		}
+	}
+	return all, nil
 }
 
 func mapsEqual(a, b map[string]int64) bool {

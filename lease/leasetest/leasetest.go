@@ -28,6 +28,7 @@ func Run(t *testing.T, newStore func(t *testing.T) lease.Store, ttl time.Duratio
 	t.Run("Membership", func(t *testing.T) { membership(t, newStore(t), ttl) })
 	t.Run("PartitionCount", func(t *testing.T) { partitionCount(t, newStore(t), ttl) })
 	t.Run("InvalidNames", func(t *testing.T) { invalidNames(t, newStore(t), ttl) })
+	t.Run("GroupPartitions", func(t *testing.T) { groupPartitions(t, newStore(t), ttl) })
 }
 
 var groupSeq struct {
@@ -226,6 +227,36 @@ func partitionCount(t *testing.T, s lease.Store, ttl time.Duration) {
 	// a alone may change its mind (a redeploy with a new count).
 	if _, err := s.Heartbeat(ctx, lease.HeartbeatRequest{Group: g, Instance: "a", Partitions: 8, TTL: ttl}); err != nil {
 		t.Fatalf("the only member changing the count: %v", err)
+	}
+}
+
+// groupPartitions checks [lease.GroupReader], for stores that have it.
+func groupPartitions(t *testing.T, s lease.Store, ttl time.Duration) {
+	r, ok := s.(lease.GroupReader)
+	if !ok {
+		t.Logf("%T does not implement lease.GroupReader (optional): nothing to check", s)
+		return
+	}
+	g := group(t)
+	ctx := ctxT(t)
+	if n, live, err := r.GroupPartitions(ctx, g); err != nil || live || n != 0 {
+		t.Fatalf("an unknown group: %d, %v, %v", n, live, err)
+	}
+	if _, err := s.Heartbeat(ctx, lease.HeartbeatRequest{Group: g, Instance: "a", Partitions: 12, TTL: ttl}); err != nil {
+		t.Fatal(err)
+	}
+	if n, live, err := r.GroupPartitions(ctx, g); err != nil || !live || n != 12 {
+		t.Fatalf("a group with a live member of 12 partitions: %d, %v, %v", n, live, err)
+	}
+	// Without a live member there is no count to check against.
+	if err := s.Leave(ctx, g, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if n, live, err := r.GroupPartitions(ctx, g); err != nil || live {
+		t.Fatalf("a group whose only member left: %d, %v, %v", n, live, err)
+	}
+	if _, _, err := r.GroupPartitions(ctx, "bad group"); !errors.Is(err, lease.ErrInvalidName) {
+		t.Fatalf("an invalid group name: %v", err)
 	}
 }
 

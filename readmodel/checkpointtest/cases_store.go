@@ -157,3 +157,58 @@ func (s *suite[T]) invalidName(t *testing.T) {
 		}
 	}
 }
+
+// recordServer: the first identity recorded stays (also across racing
+// callers and a restart), per projection, until Reset forgets it.
+func (s *suite[T]) recordServer(t *testing.T) {
+	st := s.h.New(t)
+	ctx := ctxT(t)
+	if _, ok := st.(readmodel.ServerRecorder); !ok {
+		t.Fatalf("%T does not implement readmodel.ServerRecorder; every store of this module must", st)
+	}
+	record := func(st readmodel.Store[T], proj, id string) string {
+		t.Helper()
+		got, err := st.(readmodel.ServerRecorder).RecordServer(ctx, proj, id)
+		if err != nil {
+			t.Fatalf("RecordServer(%s, %s): %v", proj, id, err)
+		}
+		return got
+	}
+	results := make(chan string, 4)
+	for i := range 4 {
+		go func() {
+			got, err := st.(readmodel.ServerRecorder).RecordServer(ctx, "p", fmt.Sprintf("server-%d", i))
+			if err != nil {
+				got = "error: " + err.Error()
+			}
+			results <- got
+		}()
+	}
+	first := <-results
+	for range 3 {
+		if got := <-results; got != first || !strings.HasPrefix(first, "server-") {
+			t.Fatalf("racing RecordServer calls answered %q and %q; want one recorded identity", first, got)
+		}
+	}
+	if got := record(st, "p", "another"); got != first {
+		t.Fatalf("RecordServer after %q = %q, want the first one kept", first, got)
+	}
+	if got := record(st, "q", "server-q"); got != "server-q" {
+		t.Fatalf("another projection: %q", got)
+	}
+	if s.h.Reopen != nil {
+		st = s.h.Reopen(t, st)
+		if got := record(st, "p", "after-restart"); got != first {
+			t.Fatalf("after a restart: %q, want %q", got, first)
+		}
+	}
+	if err := st.Reset(ctx, "p", s.dropFunc("p")); err != nil {
+		t.Fatal(err)
+	}
+	if got := record(st, "p", "after-reset"); got != "after-reset" {
+		t.Fatalf("after Reset: %q, want the new identity", got)
+	}
+	if got := record(st, "q", "x"); got != "server-q" {
+		t.Fatalf("Reset of p forgot q's identity: %q", got)
+	}
+}

@@ -66,6 +66,7 @@ func Run[T any](t *testing.T, h Harness[T]) {
 	t.Run("Park", s.park)
 	t.Run("Reset", s.reset)
 	t.Run("Switch", s.switcher)
+	t.Run("RecordServer", s.recordServer)
 	t.Run("Durable", s.durable)
 	t.Run("InvalidName", s.invalidName)
 	t.Run("Runner", s.runner)

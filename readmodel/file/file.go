@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -60,7 +59,9 @@ func (c Config[M]) Validate() error {
 }
 
 // Store keeps read models of type M in files, one per projection. It
-// implements readmodel.Store[*Tx[M]] and readmodel.Switcher.
+// implements readmodel.Store[*Tx[M]] and readmodel.Switcher, and its
+// [Store.Leases] a lease.Store. Several stores, in one process or in
+// several, may share a directory (see the package documentation).
 type Store[M any] struct {
 	cfg Config[M]
 	ext string
@@ -70,11 +71,17 @@ type Store[M any] struct {
 	projs  map[string]*projection[M]
 }
 
+// projection is this store's copy of a projection's committed state, as
+// of the commit named by commit.
 type projection[M any] struct {
-	lock  io.Closer
 	raw   []byte // the committed model, encoded
 	model M      // the committed model, decoded
 	wholemodel.Committed
+	// commit names the commit the copy holds (see sync.go); "" when the
+	// copy must be read again.
+	commit string
+	// swept is set once stale temporary files have been removed.
+	swept bool
 }
 
 // Open returns a store over cfg.Dir.
@@ -98,20 +105,14 @@ func (s *Store[M]) Path(projection string) string {
 	return filepath.Join(s.cfg.Dir, projection+s.ext)
 }
 
-// Close releases the projections' locks. It is idempotent.
+// Close ends the store: later calls fail with [ErrClosed]. It is
+// idempotent.
 func (s *Store[M]) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
 	s.closed = true
-	var errs []error
-	for _, p := range s.projs {
-		errs = append(errs, p.lock.Close())
-	}
 	s.projs = nil
-	return errors.Join(errs...)
+	return nil
 }
 
 // document is a projection's file. The model is kept encoded, so that it
@@ -120,6 +121,7 @@ type document struct {
 	Projection  string            `json:"projection" cbor:"projection"`
 	Checkpoints map[string]uint64 `json:"checkpoints" cbor:"checkpoints"`
 	Parked      []parkedDoc       `json:"parked,omitempty" cbor:"parked,omitempty"`
+	Server      string            `json:"server,omitempty" cbor:"server,omitempty"`
 	Model       json.RawMessage   `json:"model" cbor:"-"`
 	ModelCBOR   cbor.RawMessage   `json:"-" cbor:"model"`
 }
@@ -137,40 +139,6 @@ type parkedDoc struct {
 	Reason        string    `json:"reason" cbor:"reason"`
 	Attempts      int       `json:"attempts" cbor:"attempts"`
 	ParkedAt      int64     `json:"parked_at_unix_nano" cbor:"parked_at_unix_nano"`
-}
-
-// projLocked loads (and locks) a projection on first use.
-func (s *Store[M]) projLocked(name string) (*projection[M], error) {
-	if err := readmodel.ValidateName(name); err != nil {
-		return nil, err
-	}
-	if s.closed {
-		return nil, ErrClosed
-	}
-	if p := s.projs[name]; p != nil {
-		return p, nil
-	}
-	lock, err := lockFile(filepath.Join(s.cfg.Dir, name+".lock"))
-	if err != nil {
-		if errors.Is(err, errLocked) {
-			return nil, &readmodel.ConflictError{Projection: name, Expected: -1, Detail: "its file is locked by another store or process"}
-		}
-		return nil, fmt.Errorf("file: lock %s: %w", name, err)
-	}
-	p, err := s.load(name)
-	if err != nil {
-		lock.Close()
-		return nil, err
-	}
-	p.lock = lock
-	// Temporary files of a writer that crashed.
-	if olds, _ := filepath.Glob(filepath.Join(s.cfg.Dir, "."+name+s.ext+".tmp-*")); len(olds) > 0 {
-		for _, o := range olds {
-			os.Remove(o)
-		}
-	}
-	s.projs[name] = p
-	return p, nil
 }
 
 func (s *Store[M]) load(name string) (*projection[M], error) {
@@ -214,6 +182,7 @@ func (s *Store[M]) load(name string) (*projection[M], error) {
 		}
 		p.Parked[ev.Position] = ev
 	}
+	p.Server = doc.Server
 	return p, nil
 }
 
@@ -223,46 +192,62 @@ func (s *Store[M]) decode(raw []byte) (M, error) {
 	return m, err
 }
 
-// Read calls fn with the projection's committed read model, under the
-// store's lock: fn must not keep it or change it.
-func (s *Store[M]) Read(projection string, fn func(m M)) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, err := s.projLocked(projection)
-	if err != nil {
-		return err
-	}
-	fn(p.model)
-	return nil
+// Read calls fn with the projection's committed read model, as of the
+// latest commit of any process, under the store's lock: fn must not keep
+// it or change it. Read waits while a transaction of the projection is in
+// flight (in this process or another).
+func (s *Store[M]) Read(name string, fn func(m M)) error {
+	return s.view(context.Background(), name, func(p *projection[M]) { fn(p.model) })
 }
 
 // Checkpoints implements [readmodel.Store].
-func (s *Store[M]) Checkpoints(ctx context.Context, projection string) (map[uint16]uint64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, err := s.projLocked(projection)
-	if err != nil {
-		return nil, err
-	}
-	return maps.Clone(p.Checkpoints), nil
+func (s *Store[M]) Checkpoints(ctx context.Context, name string) (cps map[uint16]uint64, err error) {
+	err = s.view(ctx, name, func(p *projection[M]) { cps = maps.Clone(p.Checkpoints) })
+	return cps, err
 }
 
 // Parked implements [readmodel.Store].
-func (s *Store[M]) Parked(ctx context.Context, projection string) ([]readmodel.ParkedEvent, error) {
+func (s *Store[M]) Parked(ctx context.Context, name string) (evs []readmodel.ParkedEvent, err error) {
+	err = s.view(ctx, name, func(p *projection[M]) { evs = wholemodel.SortedParked(p.Parked) })
+	return evs, err
+}
+
+// RecordServer implements [readmodel.ServerRecorder]: the identity is
+// kept in the projection's file.
+func (s *Store[M]) RecordServer(ctx context.Context, projection, id string) (string, error) {
+	unlock, err := s.lock(ctx, projection, false)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, err := s.projLocked(projection)
+	p, err := s.syncLocked(projection, true)
+	if err != nil {
+		return "", err
+	}
+	if p.Server != "" {
+		return p.Server, nil
+	}
+	next := p.Next(nil, nil)
+	next.Server = id
+	if err := s.writeLocked(projection, p, next, p.raw, p.model); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// Begin implements [readmodel.Store]: it takes the projection's lock
+// (waiting while another transaction, of this process or another, holds
+// it) and holds it until Commit or Rollback; the transaction works on a
+// copy of the latest committed model.
+func (s *Store[M]) Begin(ctx context.Context, projection string) (readmodel.Tx[*Tx[M]], error) {
+	unlock, err := s.lock(ctx, projection, false)
 	if err != nil {
 		return nil, err
 	}
-	return wholemodel.SortedParked(p.Parked), nil
-}
-
-// Begin implements [readmodel.Store]: the transaction works on a copy of
-// the committed model, decoded from its encoded form.
-func (s *Store[M]) Begin(ctx context.Context, projection string) (readmodel.Tx[*Tx[M]], error) {
 	s.mu.Lock()
-	p, err := s.projLocked(projection)
+	p, err := s.syncLocked(projection, true)
 	var raw []byte
 	var gen uint64
 	if err == nil {
@@ -270,13 +255,15 @@ func (s *Store[M]) Begin(ctx context.Context, projection string) (readmodel.Tx[*
 	}
 	s.mu.Unlock()
 	if err != nil {
+		unlock()
 		return nil, err
 	}
 	m, err := s.decode(raw)
 	if err != nil {
+		unlock()
 		return nil, fmt.Errorf("file: decode model: %w", err)
 	}
-	return &Tx[M]{s: s, b: wholemodel.Batch[M]{Projection: projection, Model: m, Gen: gen}}, nil
+	return &Tx[M]{s: s, unlock: unlock, b: wholemodel.Batch[M]{Projection: projection, Model: m, Gen: gen}}, nil
 }
 
 // Reset implements [readmodel.Store]: the file is removed and the model
@@ -293,9 +280,18 @@ func (s *Store[M]) Reset(ctx context.Context, projection string, drop func(ctx c
 	if err != nil {
 		return fmt.Errorf("file: encode model: %w", err)
 	}
+	unlock, err := s.lock(ctx, projection, false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, err := s.projLocked(projection)
+	p, err := s.syncLocked(projection, true)
+	if err != nil {
+		return err
+	}
+	commit, err := s.newCommit(projection)
 	if err != nil {
 		return err
 	}
@@ -311,5 +307,6 @@ func (s *Store[M]) Reset(ctx context.Context, projection string, drop func(ctx c
 	p.raw, p.model = raw, tx.b.Model
 	p.Committed = wholemodel.NewCommitted()
 	p.Gen = gen + 1
+	p.commit = commit
 	return nil
 }

@@ -7,8 +7,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/esmill/esmill/codec"
+	"github.com/esmill/esmill/lease"
+	"github.com/esmill/esmill/lease/leasetest"
 	"github.com/esmill/esmill/readmodel"
 	"github.com/esmill/esmill/readmodel/checkpointtest"
 	"github.com/esmill/esmill/readmodel/file"
@@ -58,24 +61,59 @@ func TestContractJSON(t *testing.T) { checkpointtest.Run(t, harness(codec.JSON))
 
 func TestContractCBOR(t *testing.T) { checkpointtest.Run(t, harness(codec.CBOR)) }
 
-// A second store over the same directory cannot take a projection the
-// first one holds.
-func TestLockedByAnotherStore(t *testing.T) {
+// Two stores over one directory (as two processes would be) share a
+// projection: a transaction of one waits for the other's, each sees the
+// other's commits, and a stale compare-and-set fails.
+func TestSharedDirectory(t *testing.T) {
 	dir := t.TempDir()
 	a, b := open(t, dir, codec.JSON), open(t, dir, codec.JSON)
 	ctx := context.Background()
-	if _, err := a.Checkpoints(ctx, "p"); err != nil {
+	txA, err := a.Begin(ctx, "p")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Begin(ctx, "p"); !errors.Is(err, readmodel.ErrCheckpointConflict) {
-		t.Fatalf("Begin on a locked projection = %v, want ErrCheckpointConflict", err)
+	(*txA.Handle(readmodel.Position{}).Model())["k"] = 1
+	// b waits while a's transaction holds the projection.
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := b.Begin(short, "p"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Begin while another store's transaction is open = %v, want a wait until the deadline", err)
 	}
 	if _, err := b.Checkpoints(ctx, "q"); err != nil {
 		t.Fatalf("another projection: %v", err)
 	}
-	a.Close()
-	if _, err := b.Begin(ctx, "p"); err != nil {
-		t.Fatalf("Begin after the holder closed: %v", err)
+	if err := txA.Commit(ctx, []readmodel.Advance{{Partition: 0, Prev: -1, Next: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	cps, err := b.Checkpoints(ctx, "p")
+	if err != nil || cps[0] != 0 || len(cps) != 1 {
+		t.Fatalf("b sees checkpoints %v, %v; want a's commit", cps, err)
+	}
+	txB, err := b.Begin(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := (*txB.Handle(readmodel.Position{}).Model())["k"]; got != 1 {
+		t.Fatalf("b's transaction starts from k = %d, want a's 1", got)
+	}
+	(*txB.Handle(readmodel.Position{}).Model())["k"] = 2
+	if err := txB.Commit(ctx, []readmodel.Advance{{Partition: 0, Prev: -1, Next: 1}}); !errors.Is(err, readmodel.ErrCheckpointConflict) {
+		t.Fatalf("stale compare-and-set = %v, want ErrCheckpointConflict", err)
+	}
+	txB, err = b.Begin(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	(*txB.Handle(readmodel.Position{}).Model())["k"] = 2
+	if err := txB.Commit(ctx, []readmodel.Advance{{Partition: 0, Prev: 0, Next: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	var k int64
+	if err := a.Read("p", func(m model) { k = m["k"] }); err != nil || k != 2 {
+		t.Fatalf("a reads k = %d, %v; want b's 2", k, err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
 	}
 	if err := a.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
@@ -108,7 +146,7 @@ func TestAtomicReplace(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if strings.Join(names, ",") != "p.json,p.lock" {
+	if strings.Join(names, ",") != "p.commit,p.json,p.lock" {
 		t.Fatalf("directory holds %v", names)
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "p.json"))
@@ -124,4 +162,10 @@ func TestConfigValidate(t *testing.T) {
 	if _, err := file.Open(file.Config[model]{Dir: t.TempDir(), Format: 9}); err == nil {
 		t.Fatal("Open with an unknown format succeeded")
 	}
+}
+
+// TestLeaseContract runs the lease contract against the store's leases.
+func TestLeaseContract(t *testing.T) {
+	s := open(t, t.TempDir(), codec.JSON).Leases()
+	leasetest.Run(t, func(*testing.T) lease.Store { return s }, 300*time.Millisecond)
 }

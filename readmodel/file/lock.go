@@ -1,30 +1,33 @@
 package file
 
 import (
-	"errors"
+	"context"
 	"io"
 
 	"github.com/gofrs/flock"
 )
 
-var errLocked = errors.New("file: locked")
-
-// lockFile takes an exclusive lock on path (gofrs/flock: flock(2) on Unix,
-// LockFileEx on Windows) without waiting; errLocked when another store or
-// process holds it. Closing the result releases it.
-func lockFile(path string) (io.Closer, error) {
+// lockFileContext takes a lock on path (gofrs/flock: flock(2) on Unix,
+// LockFileEx on Windows), shared or exclusive, waiting until it is free or
+// ctx is done. Closing the result releases it. Locks of two stores in one
+// process exclude each other like those of two processes.
+func lockFileContext(ctx context.Context, path string, shared bool) (io.Closer, error) {
 	l := flock.New(path)
-	ok, err := l.TryLock()
+	try := l.TryLockContext
+	if shared {
+		try = l.TryRLockContext
+	}
+	ok, err := try(ctx, lockRetry)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		return nil, errLocked
+		return nil, ctx.Err()
 	}
 	return l, nil
 }
 
-// lockFileWait is lockFile that waits for the lock.
+// lockFileWait takes an exclusive lock on path, waiting for it.
 func lockFileWait(path string) (io.Closer, error) {
 	l := flock.New(path)
 	if err := l.Lock(); err != nil {

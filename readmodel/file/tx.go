@@ -10,8 +10,15 @@ import (
 // Tx is a batch transaction of a file [Store], and the handle its
 // handlers write through.
 type Tx[M any] struct {
-	s *Store[M]
-	b wholemodel.Batch[M]
+	s      *Store[M]
+	b      wholemodel.Batch[M]
+	unlock func() // releases the projection's lock; nil in Reset's drop
+}
+
+func (t *Tx[M]) release() {
+	if t.unlock != nil {
+		t.unlock()
+	}
 }
 
 // Model returns the transaction's copy of the read model, for the handlers
@@ -33,11 +40,13 @@ func (t *Tx[M]) Commit(ctx context.Context, advances []readmodel.Advance) error 
 	if err := t.b.Finish(); err != nil {
 		return err
 	}
+	defer t.release()
 	return t.s.commit(t, advances)
 }
 
 // Rollback implements [readmodel.Tx].
 func (t *Tx[M]) Rollback(ctx context.Context) error {
 	t.b.Rollback()
+	t.release()
 	return nil
 }

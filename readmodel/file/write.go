@@ -20,28 +20,43 @@ func (s *Store[M]) commit(t *Tx[M], advances []readmodel.Advance) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, err := s.projLocked(t.b.Projection)
-	if err != nil {
-		return err
+	// The transaction holds the projection's lock: the copy is the latest
+	// committed state unless a Reset of this store came in between, which
+	// Check sees.
+	p := s.projs[t.b.Projection]
+	if s.closed || p == nil {
+		return ErrClosed
 	}
 	if err := p.Check(t.b.Projection, t.b.Gen, advances); err != nil {
 		return err
 	}
 	next := p.Next(advances, t.b.Parked)
-	b, err := s.encodeDocument(t.b.Projection, next, raw)
+	return s.writeLocked(t.b.Projection, p, next, raw, t.b.Model)
+}
+
+// writeLocked writes a projection's new state and swaps it in. The caller
+// holds s.mu and the projection's exclusive lock.
+func (s *Store[M]) writeLocked(projection string, p *projection[M], next wholemodel.Committed, raw []byte, model M) error {
+	b, err := s.encodeDocument(projection, next, raw)
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(s.Path(t.b.Projection), b, !s.cfg.NoSync); err != nil {
+	commit, err := s.newCommit(projection)
+	if err != nil {
+		p.commit = ""
 		return err
 	}
-	p.raw, p.model, p.Committed = raw, t.b.Model, next
+	if err := writeAtomic(s.Path(projection), b, !s.cfg.NoSync); err != nil {
+		p.commit = ""
+		return err
+	}
+	p.raw, p.model, p.Committed, p.commit = raw, model, next, commit
 	return nil
 }
 
 // encodeDocument encodes a projection's file.
 func (s *Store[M]) encodeDocument(projection string, c wholemodel.Committed, raw []byte) ([]byte, error) {
-	doc := document{Projection: projection, Checkpoints: make(map[string]uint64, len(c.Checkpoints))}
+	doc := document{Projection: projection, Checkpoints: make(map[string]uint64, len(c.Checkpoints)), Server: c.Server}
 	for k, v := range c.Checkpoints {
 		doc.Checkpoints[strconv.Itoa(int(k))] = v
 	}

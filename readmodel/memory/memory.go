@@ -96,6 +96,20 @@ func (s *Store[M]) Parked(ctx context.Context, projection string) ([]readmodel.P
 	return wholemodel.SortedParked(s.projLocked(projection).Parked), nil
 }
 
+// RecordServer implements [readmodel.ServerRecorder].
+func (s *Store[M]) RecordServer(ctx context.Context, projection, id string) (string, error) {
+	if err := readmodel.ValidateName(projection); err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.projLocked(projection)
+	if p.Server == "" {
+		p.Server = id
+	}
+	return p.Server, nil
+}
+
 // Begin implements [readmodel.Store]: the transaction works on a copy of
 // the committed model.
 func (s *Store[M]) Begin(ctx context.Context, projection string) (readmodel.Tx[*Tx[M]], error) {

@@ -33,7 +33,8 @@ const (
 // Config configures a [Store].
 type Config struct {
 	// CollectionPrefix names the store's collections: <prefix>checkpoints,
-	// <prefix>parked and <prefix>active. Default: "esmill_".
+	// <prefix>parked, <prefix>active, <prefix>servers, <prefix>lease_members
+	// and <prefix>lease_owners. Default: "esmill_".
 	CollectionPrefix string
 	// Transactions says whether to use transactions. Default: Auto.
 	Transactions TxMode
@@ -56,13 +57,15 @@ func (c Config) Validate() error {
 // Store keeps checkpoints in MongoDB and gives handlers a [*Handle]. It
 // implements readmodel.Store[*Handle] and readmodel.Switcher.
 type Store struct {
-	db     *mongo.Database
-	txns   bool
-	mu     sync.Mutex
-	locks  map[string]chan struct{} // one batch at a time per projection
-	cps    *mongo.Collection
-	parked *mongo.Collection
-	active *mongo.Collection
+	db      *mongo.Database
+	prefix  string
+	txns    bool
+	mu      sync.Mutex
+	locks   map[string]chan struct{} // one batch at a time per projection
+	cps     *mongo.Collection
+	parked  *mongo.Collection
+	active  *mongo.Collection
+	servers *mongo.Collection
 }
 
 // New returns a store in db. It asks the server whether it supports
@@ -76,11 +79,13 @@ func New(ctx context.Context, db *mongo.Database, cfg Config) (*Store, error) {
 		cfg.CollectionPrefix = "esmill_"
 	}
 	s := &Store{
-		db:     db,
-		locks:  make(map[string]chan struct{}),
-		cps:    db.Collection(cfg.CollectionPrefix + "checkpoints"),
-		parked: db.Collection(cfg.CollectionPrefix + "parked"),
-		active: db.Collection(cfg.CollectionPrefix + "active"),
+		db:      db,
+		prefix:  cfg.CollectionPrefix,
+		locks:   make(map[string]chan struct{}),
+		cps:     db.Collection(cfg.CollectionPrefix + "checkpoints"),
+		parked:  db.Collection(cfg.CollectionPrefix + "parked"),
+		active:  db.Collection(cfg.CollectionPrefix + "active"),
+		servers: db.Collection(cfg.CollectionPrefix + "servers"),
 	}
 	switch cfg.Transactions {
 	case Never:
@@ -284,7 +289,33 @@ func (s *Store) Reset(ctx context.Context, projection string, drop func(ctx cont
 	if _, err := s.parked.DeleteMany(ctx, bson.D{{Key: "projection", Value: projection}}); err != nil {
 		return fmt.Errorf("mongodb: reset: %w", err)
 	}
+	if _, err := s.servers.DeleteOne(ctx, bson.D{{Key: "_id", Value: projection}}); err != nil {
+		return fmt.Errorf("mongodb: reset: %w", err)
+	}
 	return nil
+}
+
+// RecordServer implements [readmodel.ServerRecorder]: one document per
+// projection in <prefix>servers, inserted once (the _id's unique index
+// decides a race).
+func (s *Store) RecordServer(ctx context.Context, projection, id string) (string, error) {
+	if err := readmodel.ValidateName(projection); err != nil {
+		return "", err
+	}
+	_, err := s.servers.InsertOne(ctx, bson.D{{Key: "_id", Value: projection}, {Key: "server", Value: id}})
+	if err == nil {
+		return id, nil
+	}
+	if !mongo.IsDuplicateKeyError(err) {
+		return "", fmt.Errorf("mongodb: record server: %w", err)
+	}
+	var doc struct {
+		Server string `bson:"server"`
+	}
+	if err := s.servers.FindOne(ctx, bson.D{{Key: "_id", Value: projection}}).Decode(&doc); err != nil {
+		return "", fmt.Errorf("mongodb: record server: %w", err)
+	}
+	return doc.Server, nil
 }
 
 // SetActive implements [readmodel.Switcher].

@@ -30,6 +30,22 @@
 //     its connection dies, so a killed runner blocks its successor at most
 //     until the server notices the closed connection.
 //
-// The runner stops on ErrCheckpointConflict; the usual deployment runs one
-// runner per projection and lets the loser of a race exit.
+// A runner that meets ErrCheckpointConflict reads the checkpoints again
+// and goes on; it never exits because another runner exists.
+//
+// # Instances sharing a projection
+//
+// Runners that share a projection's partitions (readmodel.Config.Leases,
+// with the leases in the same database: [Store.Leases], tables
+// <prefix>lease_members and <prefix>lease_owners, expiry on the server's
+// clock) begin their batches with [Store.BeginPartitions], which takes an
+// advisory lock per partition instead of the projection's: instances on
+// different partitions commit in parallel, and the compare-and-set still
+// fences an instance whose lease ran out. Handlers of different partitions
+// that update shared rows can then meet in a deadlock; PostgreSQL aborts
+// one transaction, which [Store.IsTransient] reports as transient, so the
+// runner retries the batch without counting it as a failure of the event.
+//
+// The store also records the identity of the SierraDB server with the
+// checkpoints (<prefix>servers, see readmodel.ServerRecorder).
 package postgres

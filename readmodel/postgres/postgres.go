@@ -51,6 +51,7 @@ type Store struct {
 
 type queries struct {
 	checkpoints, insertCP, updateCP, park, parked, resetCP, resetParked, setActive, active string
+	recordServer, resetServer                                                              string
 }
 
 // New returns a store on pool, creating its tables if they do not exist.
@@ -92,6 +93,10 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Store, error) {
 		CREATE TABLE IF NOT EXISTS ` + p + `active (
 			name text PRIMARY KEY,
 			projection text NOT NULL
+		);
+		CREATE TABLE IF NOT EXISTS ` + p + `servers (
+			projection text PRIMARY KEY,
+			server_id text NOT NULL
 		)`
 	// Two stores creating the tables at once can collide in the catalog;
 	// an advisory lock serialises them.
@@ -103,7 +108,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Store, error) {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey(p, "")); err != nil {
 		return nil, fmt.Errorf("postgres: create tables: %w", err)
 	}
-	if _, err := tx.Exec(ctx, schema); err != nil {
+	if _, err := tx.Exec(ctx, schema+";"+leaseSchema(p)); err != nil {
 		return nil, fmt.Errorf("postgres: create tables: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -127,6 +132,10 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Store, error) {
 		resetParked: `DELETE FROM ` + p + `parked WHERE projection = $1`,
 		setActive:   `INSERT INTO ` + p + `active (name, projection) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET projection = excluded.projection`,
 		active:      `SELECT projection FROM ` + p + `active WHERE name = $1`,
+		recordServer: `WITH ins AS (INSERT INTO ` + p + `servers (projection, server_id) VALUES ($1, $2)
+			ON CONFLICT (projection) DO NOTHING RETURNING server_id)
+			SELECT server_id FROM ins UNION ALL SELECT server_id FROM ` + p + `servers WHERE projection = $1 LIMIT 1`,
+		resetServer: `DELETE FROM ` + p + `servers WHERE projection = $1`,
 	}}, nil
 }
 
@@ -196,25 +205,61 @@ func (s *Store) Begin(ctx context.Context, projection string) (readmodel.Tx[pgx.
 	if err := readmodel.ValidateName(projection); err != nil {
 		return nil, err
 	}
+	return s.begin(ctx, projection, []int64{lockKey(s.prefix, projection)})
+}
+
+// BeginPartitions implements [readmodel.PartitionBeginner]: it takes an
+// advisory lock per partition (in partition order, so that two batches
+// never wait for each other crosswise) instead of the projection's, so
+// that instances sharing the projection's partitions commit in parallel.
+func (s *Store) BeginPartitions(ctx context.Context, projection string, partitions []uint16) (readmodel.Tx[pgx.Tx], error) {
+	if err := readmodel.ValidateName(projection); err != nil {
+		return nil, err
+	}
+	keys := make([]int64, 0, len(partitions))
+	for _, p := range partitions {
+		keys = append(keys, lockKey(s.prefix, projection+"\x00"+strconv.Itoa(int(p))))
+	}
+	return s.begin(ctx, projection, keys)
+}
+
+// IsTransient implements [readmodel.TransientChecker]: a deadlock or a
+// serialization failure (SQLSTATE 40P01, 40001), which batches of
+// instances working on different partitions can meet in rows they share,
+// is cured by a retry.
+func (s *Store) IsTransient(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}
+
+func (s *Store) begin(ctx context.Context, projection string, keys []int64) (readmodel.Tx[pgx.Tx], error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: begin: %w", err)
 	}
-	key := lockKey(s.prefix, projection)
-	var ok bool
+	ok := true
 	if s.lockWait < 0 {
-		err = tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, key).Scan(&ok)
+		for _, key := range keys {
+			if err = tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, key).Scan(&ok); err != nil || !ok {
+				break
+			}
+		}
 	} else {
 		// lock_timeout bounds the wait; it is set back to the session's
 		// value at once, so that the handlers' statements do not inherit
 		// it.
 		b := &pgx.Batch{}
 		b.Queue(`SELECT set_config('lock_timeout', $1, true)`, strconv.FormatInt(s.lockWait.Milliseconds(), 10)+"ms")
-		b.Queue(`SELECT pg_advisory_xact_lock($1)`, key)
+		for _, key := range keys {
+			b.Queue(`SELECT pg_advisory_xact_lock($1)`, key)
+		}
 		res := tx.SendBatch(ctx, b)
-		_, err1 := res.Exec()
-		_, err = res.Exec()
-		err = errors.Join(err1, err, res.Close())
+		var errs []error
+		for range len(keys) + 1 {
+			_, e := res.Exec()
+			errs = append(errs, e)
+		}
+		err = errors.Join(append(errs, res.Close())...)
 		if err == nil {
 			_, err = tx.Exec(ctx, `SET LOCAL lock_timeout TO DEFAULT`)
 		}
@@ -233,6 +278,24 @@ func (s *Store) Begin(ctx context.Context, projection string) (readmodel.Tx[pgx.
 		return nil, &readmodel.ConflictError{Projection: projection, Expected: -1, Detail: "another transaction of the projection holds its advisory lock"}
 	}
 	return &Tx{s: s, tx: tx, projection: projection}, nil
+}
+
+// RecordServer implements [readmodel.ServerRecorder].
+func (s *Store) RecordServer(ctx context.Context, projection, id string) (string, error) {
+	if err := readmodel.ValidateName(projection); err != nil {
+		return "", err
+	}
+	var got string
+	err := s.pool.QueryRow(ctx, s.q.recordServer, projection, id).Scan(&got)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// A racing caller's row, committed after this statement's
+		// snapshot was taken.
+		err = s.pool.QueryRow(ctx, `SELECT server_id FROM `+s.prefix+`servers WHERE projection = $1`, projection).Scan(&got)
+	}
+	if err != nil {
+		return "", fmt.Errorf("postgres: record server: %w", err)
+	}
+	return got, nil
 }
 
 // Reset implements [readmodel.Store]: drop, the checkpoints and the parked
@@ -254,7 +317,7 @@ func (s *Store) Reset(ctx context.Context, projection string, drop func(ctx cont
 			return err
 		}
 	}
-	for _, q := range []string{s.q.resetCP, s.q.resetParked} {
+	for _, q := range []string{s.q.resetCP, s.q.resetParked, s.q.resetServer} {
 		if _, err := tx.Exec(ctx, q, projection); err != nil {
 			return fmt.Errorf("postgres: reset: %w", err)
 		}

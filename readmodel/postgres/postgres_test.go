@@ -5,14 +5,18 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/esmill/esmill/internal/testservice"
+	"github.com/esmill/esmill/lease"
+	"github.com/esmill/esmill/lease/leasetest"
 	"github.com/esmill/esmill/readmodel"
 	"github.com/esmill/esmill/readmodel/checkpointtest"
 	"github.com/esmill/esmill/readmodel/postgres"
@@ -169,5 +173,63 @@ func TestAdvisoryLock(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	if err := (postgres.Config{TablePrefix: "bad-prefix"}).Validate(); err == nil {
 		t.Fatal("invalid prefix accepted")
+	}
+}
+
+// TestLeaseContract runs the lease contract against the store's leases.
+func TestLeaseContract(t *testing.T) {
+	pool, _ := newSchema(t)
+	s := newStore(t, pool).Leases()
+	leasetest.Run(t, func(*testing.T) lease.Store { return s }, 300*time.Millisecond)
+}
+
+// Batches that advance different partitions (of instances sharing the
+// projection) do not wait for each other; two of one partition do.
+func TestBeginPartitions(t *testing.T) {
+	pool, _ := newSchema(t)
+	ctx := context.Background()
+	s, err := postgres.New(ctx, pool, postgres.Config{LockWait: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.BeginPartitions(ctx, "p", []uint16{1, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Rollback(ctx)
+	b, err := s.BeginPartitions(ctx, "p", []uint16{3})
+	if err != nil {
+		t.Fatalf("a batch of another partition waited: %v", err)
+	}
+	if err := b.Commit(ctx, []readmodel.Advance{{Partition: 3, Prev: -1, Next: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.BeginPartitions(ctx, "p", []uint16{2, 4}); !errors.Is(err, readmodel.ErrCheckpointConflict) {
+		t.Fatalf("a second batch of partition 2 = %v, want ErrCheckpointConflict after LockWait", err)
+	}
+	if err := a.Commit(ctx, []readmodel.Advance{{Partition: 1, Prev: -1, Next: 5}, {Partition: 2, Prev: -1, Next: 7}}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.BeginPartitions(ctx, "p", []uint16{2, 4})
+	if err != nil {
+		t.Fatalf("after the first batch committed: %v", err)
+	}
+	c.Rollback(ctx)
+	if cps, err := s.Checkpoints(ctx, "p"); err != nil || len(cps) != 3 || cps[1] != 5 || cps[2] != 7 || cps[3] != 0 {
+		t.Fatalf("checkpoints %v, %v", cps, err)
+	}
+}
+
+func TestIsTransient(t *testing.T) {
+	pool, _ := newSchema(t)
+	s := newStore(t, pool)
+	for code, want := range map[string]bool{"40P01": true, "40001": true, "23505": false} {
+		err := fmt.Errorf("handler: %w", &pgconn.PgError{Code: code})
+		if got := s.IsTransient(err); got != want {
+			t.Errorf("IsTransient(%s) = %v, want %v", code, got, want)
+		}
+	}
+	if s.IsTransient(errors.New("plain")) {
+		t.Error("a plain error is transient")
 	}
 }

@@ -54,12 +54,14 @@ func OpenDB(path string) (*sql.DB, error) {
 // Store keeps checkpoints in SQLite and gives handlers the batch's
 // *sql.Tx. It implements readmodel.Store[*sql.Tx] and readmodel.Switcher.
 type Store struct {
-	db *sql.DB
-	q  queries
+	db     *sql.DB
+	prefix string
+	q      queries
 }
 
 type queries struct {
 	checkpoints, insertCP, updateCP, park, parked, resetCP, resetParked, setActive, active string
+	insertServer, server, resetServer                                                      string
 }
 
 // New returns a store on db, creating its tables if they do not exist.
@@ -99,13 +101,17 @@ func New(ctx context.Context, db *sql.DB, cfg Config) (*Store, error) {
 			name TEXT PRIMARY KEY,
 			projection TEXT NOT NULL
 		)`,
+		`CREATE TABLE IF NOT EXISTS ` + p + `servers (
+			projection TEXT PRIMARY KEY,
+			server_id TEXT NOT NULL
+		)`,
 	}
-	for _, stmt := range schema {
+	for _, stmt := range append(schema, leaseSchema(p)...) {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			return nil, fmt.Errorf("sqlite: create tables: %w", err)
 		}
 	}
-	return &Store{db: db, q: queries{
+	return &Store{db: db, prefix: p, q: queries{
 		checkpoints: `SELECT partition_id, sequence FROM ` + p + `checkpoints WHERE projection = ?`,
 		insertCP:    `INSERT INTO ` + p + `checkpoints (projection, partition_id, sequence) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
 		updateCP:    `UPDATE ` + p + `checkpoints SET sequence = ? WHERE projection = ? AND partition_id = ? AND sequence = ?`,
@@ -115,10 +121,13 @@ func New(ctx context.Context, db *sql.DB, cfg Config) (*Store, error) {
 			reason = excluded.reason, attempts = excluded.attempts, parked_at = excluded.parked_at`,
 		parked: `SELECT partition_id, sequence, event_id, stream_id, stream_version, name, payload, metadata,
 			cause, reason, attempts, parked_at FROM ` + p + `parked WHERE projection = ? ORDER BY partition_id, sequence`,
-		resetCP:     `DELETE FROM ` + p + `checkpoints WHERE projection = ?`,
-		resetParked: `DELETE FROM ` + p + `parked WHERE projection = ?`,
-		setActive:   `INSERT INTO ` + p + `active (name, projection) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET projection = excluded.projection`,
-		active:      `SELECT projection FROM ` + p + `active WHERE name = ?`,
+		resetCP:      `DELETE FROM ` + p + `checkpoints WHERE projection = ?`,
+		resetParked:  `DELETE FROM ` + p + `parked WHERE projection = ?`,
+		setActive:    `INSERT INTO ` + p + `active (name, projection) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET projection = excluded.projection`,
+		active:       `SELECT projection FROM ` + p + `active WHERE name = ?`,
+		insertServer: `INSERT INTO ` + p + `servers (projection, server_id) VALUES (?, ?) ON CONFLICT DO NOTHING`,
+		server:       `SELECT server_id FROM ` + p + `servers WHERE projection = ?`,
+		resetServer:  `DELETE FROM ` + p + `servers WHERE projection = ?`,
 	}}, nil
 }
 
@@ -186,6 +195,29 @@ func (s *Store) Begin(ctx context.Context, projection string) (readmodel.Tx[*sql
 	return &Tx{s: s, tx: tx, projection: projection}, nil
 }
 
+// RecordServer implements [readmodel.ServerRecorder].
+func (s *Store) RecordServer(ctx context.Context, projection, id string) (string, error) {
+	if err := readmodel.ValidateName(projection); err != nil {
+		return "", err
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return "", fmt.Errorf("sqlite: record server: %w", err)
+	}
+	defer tx.Rollback()
+	var got string
+	if _, err := tx.ExecContext(ctx, s.q.insertServer, projection, id); err != nil {
+		return "", fmt.Errorf("sqlite: record server: %w", err)
+	}
+	if err := tx.QueryRowContext(ctx, s.q.server, projection).Scan(&got); err != nil {
+		return "", fmt.Errorf("sqlite: record server: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return "", fmt.Errorf("sqlite: record server: %w", err)
+	}
+	return got, nil
+}
+
 // Reset implements [readmodel.Store]: drop, the checkpoints and the parked
 // events go in one transaction.
 func (s *Store) Reset(ctx context.Context, projection string, drop func(ctx context.Context, tx *sql.Tx) error) error {
@@ -202,7 +234,7 @@ func (s *Store) Reset(ctx context.Context, projection string, drop func(ctx cont
 			return err
 		}
 	}
-	for _, q := range []string{s.q.resetCP, s.q.resetParked} {
+	for _, q := range []string{s.q.resetCP, s.q.resetParked, s.q.resetServer} {
 		if _, err := tx.ExecContext(ctx, q, projection); err != nil {
 			return fmt.Errorf("sqlite: reset: %w", err)
 		}

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/esmill/esmill/lease"
+	"github.com/esmill/esmill/lease/leasetest"
 	"github.com/esmill/esmill/readmodel"
 	"github.com/esmill/esmill/readmodel/checkpointtest"
 	"github.com/esmill/esmill/readmodel/sqlite"
@@ -71,4 +74,10 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("TablePrefix %q accepted", p)
 		}
 	}
+}
+
+// TestLeaseContract runs the lease contract against the store's leases.
+func TestLeaseContract(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "rm.db")).Leases()
+	leasetest.Run(t, func(*testing.T) lease.Store { return s }, 300*time.Millisecond)
 }

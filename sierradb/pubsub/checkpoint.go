@@ -31,8 +31,9 @@ type CheckpointStore interface {
 // that should resume each other. The zero value is not usable: call
 // [NewMemoryCheckpoints].
 type MemoryCheckpoints struct {
-	mu  sync.Mutex
-	pos map[checkpointKey]map[uint16]uint64
+	mu      sync.Mutex
+	pos     map[checkpointKey]map[uint16]uint64
+	servers map[checkpointKey]string
 }
 
 type checkpointKey struct{ group, topic string }

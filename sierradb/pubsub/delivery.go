@@ -133,7 +133,8 @@ func (r *run) read(ctx context.Context, items chan<- item, stop <-chan struct{})
 		if !ok {
 			return
 		}
-		if r.filter && !r.target.match(&ev) {
+		// The server's identity (see Client.ServerID) is no message.
+		if (r.filter && !r.target.match(&ev)) || ev.StreamID == sierradb.ServerIDStream {
 			r.sub.Ack(ev)
 			if r.cp == nil {
 				continue

@@ -252,6 +252,8 @@ type run struct {
 	// filter is set when the server-side subscription may deliver events
 	// of other streams.
 	filter bool
+	// serverID is the server's identity when a group subscribed.
+	serverID string
 }
 
 // open starts the SierraDB subscription: for a stream, a stream
@@ -269,9 +271,26 @@ func (r *run) open(ctx context.Context) (*sierradb.Subscription, error) {
 			return nil, fmt.Errorf("loading checkpoint of group %q: %w", r.s.cfg.ConsumerGroup, err)
 		}
 		from = make(map[uint16]uint64, len(cps))
+		last := make(map[uint16]int64, len(cps))
 		for p, seq := range cps {
 			from[p] = seq + 1
+			last[p] = int64(seq)
 		}
+		// The positions must belong to this server's history.
+		if err := r.checkServer(ctx); err != nil {
+			return nil, err
+		}
+		div, err := r.compare(ctx, last)
+		if err != nil {
+			return nil, err
+		}
+		if div != nil {
+			return nil, div
+		}
+	}
+	var resume func(context.Context, map[uint16]uint64) error
+	if r.cp != nil {
+		resume = r.resume
 	}
 	start := r.s.cfg.Start
 	if r.target.kind == topicStream {
@@ -285,9 +304,9 @@ func (r *run) open(ctx context.Context) (*sierradb.Subscription, error) {
 		}
 		r.filter = true
 		return c.SubscribePartitions(ctx, sierradb.PartitionSubscription{
-			Partitions: []uint16{p}, From: map[uint16]uint64{p: next}, Window: r.s.cfg.Window,
+			Partitions: []uint16{p}, From: map[uint16]uint64{p: next}, Window: r.s.cfg.Window, Resume: resume,
 		})
 	}
 	r.filter = r.target.kind == topicCategory
-	return c.SubscribePartitions(ctx, sierradb.PartitionSubscription{From: from, Default: start, Window: r.s.cfg.Window})
+	return c.SubscribePartitions(ctx, sierradb.PartitionSubscription{From: from, Default: start, Window: r.s.cfg.Window, Resume: resume})
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -214,4 +216,109 @@ func catchUp[T any](b *testing.B, client *sierradb.Client, st readmodel.Store[T]
 		b.Fatal(err)
 	}
 	return d
+}
+
+// BenchmarkSharedCatchUp measures a projection's catch-up on PostgreSQL
+// (ESMILL_SHARED_EVENTS events, default 100,000, on the embedded server)
+// by one runner alone, as without Config.Leases, and by one and three
+// instances sharing the partitions under leases in PostgreSQL; each
+// instance has its own SierraDB client and connection pool, as a process
+// would. The time includes the instances dividing the partitions (lease
+// TTL 1s). The figure to read is events/s:
+//
+//	go test -run '^$' -bench SharedCatchUp -benchtime 1x ./test/readmodel/
+func BenchmarkSharedCatchUp(b *testing.B) {
+	events := 100000
+	if s := os.Getenv("ESMILL_SHARED_EVENTS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		events = n
+	}
+	srv := embedded.RunT(b)
+	client, err := sierradb.New(sierradb.Config{Addr: srv.Addr()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { client.Close() })
+	ref := &crashRef{client: client, versions: make(map[string]int64), ref: make(map[string]crashproj.Acct)}
+	for sent := 0; sent < events; sent += 10000 {
+		if err := ref.append(context.Background(), min(10000, events-sent)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	dsn := testservice.RequirePostgres(b)
+	ctx := context.Background()
+	for _, bc := range []struct {
+		name      string
+		instances int
+		leases    bool
+	}{{"alone", 1, false}, {"instances=1", 1, true}, {"instances=3", 3, true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			var d time.Duration
+			for range b.N {
+				d += sharedCatchUp(b, ctx, srv.Addr(), dsn, bc.instances, bc.leases)
+			}
+			b.ReportMetric(float64(events*b.N)/d.Seconds(), "events/s")
+		})
+	}
+}
+
+func sharedCatchUp(b *testing.B, ctx context.Context, addr, dsn string, instances int, leases bool) time.Duration {
+	b.Helper()
+	name := randomName("shared")
+	var runners []*readmodel.Runner[pgx.Tx]
+	defer func() {
+		for _, r := range runners {
+			r.Close()
+		}
+	}()
+	for i := range instances {
+		client, err := sierradb.New(sierradb.Config{Addr: addr})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer client.Close()
+		pool, err := pgxpool.New(ctx, dsn)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer pool.Close()
+		if _, err := pool.Exec(ctx, accountsSQL); err != nil {
+			b.Fatal(err)
+		}
+		st, err := postgres.New(ctx, pool, postgres.Config{TablePrefix: "bench_"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg := readmodel.Config[pgx.Tx]{
+			Name: name, Client: client, Store: st, BatchSize: 250, BatchTimeout: 5 * time.Millisecond,
+			Handlers: []readmodel.Handler[pgx.Tx]{readmodel.On(crashproj.Accounts, func(ctx context.Context, tx pgx.Tx, id string, e crashproj.Deposited, m readmodel.Meta) error {
+				_, err := tx.Exec(ctx, `INSERT INTO accts (projection, id, count, sum) VALUES ($1, $2, 1, $3)
+					ON CONFLICT (projection, id) DO UPDATE SET count = accts.count + 1, sum = accts.sum + excluded.sum`, m.Projection, id, e.Amount)
+				return err
+			})},
+		}
+		if leases {
+			cfg.Leases, cfg.Instance, cfg.LeaseTTL = st.Leases(), fmt.Sprintf("i%d", i), time.Second
+		}
+		r, err := readmodel.New(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		runners = append(runners, r)
+	}
+	start := time.Now()
+	for _, r := range runners {
+		if err := r.Start(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	if err := runners[0].Sync(wctx); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start)
 }

@@ -6,11 +6,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/esmill/esmill/lease"
+	"github.com/esmill/esmill/lease/leasetest"
 	"github.com/esmill/esmill/readmodel"
 	"github.com/esmill/esmill/readmodel/checkpointtest"
 	"github.com/esmill/esmill/readmodel/mongodb"
@@ -87,4 +90,11 @@ func mongoHarness() checkpointtest.Harness[*mongodb.Handle] {
 
 func TestMongoDBContract(t *testing.T) {
 	checkpointtest.Run(t, mongoHarness())
+}
+
+// TestMongoDBLeaseContract runs the lease contract against the MongoDB
+// store's leases, on FerretDB (no transactions).
+func TestMongoDBLeaseContract(t *testing.T) {
+	s := newMongoStore(t, randomName("lease_")).Leases()
+	leasetest.Run(t, func(*testing.T) lease.Store { return s }, 500*time.Millisecond)
 }

@@ -6,9 +6,13 @@
 //	go run ./examples/twoprocess/worker -sierradb 127.0.0.1:9090 \
 //		-redis 127.0.0.1:6379 -postgres postgres://user@127.0.0.1:5432/bank
 //
-// Run several workers: they share the consumer group, so each command is
-// handled by one of them, and the projection's checkpoint guard lets only
-// one of them advance it at a time.
+// Run several workers: they form a lease group in Redis ("bank-workers")
+// and divide the command partitions among themselves, so that each
+// partition's commands run in one worker at a time, in order; a worker
+// that stops or dies hands its partitions over. They read the partitions
+// with redispart, by position, so that a new owner starts exactly after
+// the last command the previous one acked. The projection's checkpoint
+// guard lets only one of them advance it at a time. See ../README.md.
 package main
 
 import (
@@ -33,9 +37,11 @@ import (
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/cqrs"
 	"github.com/esmill/esmill/examples/bank"
+	"github.com/esmill/esmill/lease"
 	"github.com/esmill/esmill/middleware"
 	"github.com/esmill/esmill/readmodel"
 	"github.com/esmill/esmill/readmodel/postgres"
+	"github.com/esmill/esmill/redispart"
 	"github.com/esmill/esmill/sierradb"
 )
 
@@ -44,16 +50,28 @@ func main() {
 	redisAddr := flag.String("redis", "127.0.0.1:6379", "Redis address")
 	pgDSN := flag.String("postgres", "postgres://postgres@127.0.0.1:5432/postgres", "PostgreSQL connection string")
 	partitions := flag.Int("partitions", 8, "command topics per entity type (the sender must agree)")
+	group := flag.String("group", "bank-workers", "lease group of the workers (and their position on each topic)")
+	namespace := flag.String("namespace", "", "prefix of the command topics (the sender must agree)")
+	ttl := flag.Duration("lease-ttl", 10*time.Second, "lease time: a dead worker's partitions move after about this long")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *sierraAddr, *redisAddr, *pgDSN, *partitions); err != nil && !errors.Is(err, context.Canceled) {
+	cfg := config{sierraAddr: *sierraAddr, redisAddr: *redisAddr, pgDSN: *pgDSN, partitions: *partitions, group: *group, namespace: *namespace, ttl: *ttl}
+	if err := run(ctx, cfg); err != nil && !errors.Is(err, context.Canceled) {
 		log.Fatal(err)
 	}
 	fmt.Println("worker stopped")
 }
 
-func run(ctx context.Context, sierraAddr, redisAddr, pgDSN string, partitions int) error {
+type config struct {
+	sierraAddr, redisAddr, pgDSN string
+	partitions                   int
+	group, namespace             string
+	ttl                          time.Duration
+}
+
+func run(ctx context.Context, cfg config) error {
+	sierraAddr, redisAddr, pgDSN, partitions := cfg.sierraAddr, cfg.redisAddr, cfg.pgDSN, cfg.partitions
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 	client, err := sierradb.New(sierradb.Config{Addr: sierraAddr, Logger: logger})
@@ -67,28 +85,35 @@ func run(ctx context.Context, sierraAddr, redisAddr, pgDSN string, partitions in
 	}
 	defer exec.Close()
 
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	// Each held partition keeps a connection in a blocking read.
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, PoolSize: 2*partitions + 32})
 	defer rdb.Close()
 	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb}, watermill.NewSlogLogger(logger))
 	if err != nil {
 		return err
 	}
-	sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
-		Client: rdb, ConsumerGroup: "bank-workers", OldestId: "0", BlockTime: 50 * time.Millisecond,
-	}, watermill.NewSlogLogger(logger))
+	// The command topics, read by position (not through a consumer
+	// group): a partition's new owner resumes right after the last
+	// command the previous owner acked, in order.
+	sub, err := redispart.NewSubscriber(redispart.SubscriberConfig{Client: rdb, Group: cfg.group, BlockTime: 50 * time.Millisecond, Logger: logger})
 	if err != nil {
 		return err
 	}
 
 	// Commands: Redis Streams → router → executor → SierraDB, with
 	// retries and a poison queue, and deduplication shared by workers.
+	// The workers of the group divide the partitions among themselves.
 	commands, err := cqrs.NewCommandRouter(cqrs.RouterConfig{
-		Executor: exec, Types: []aggregate.AnyType{bank.Accounts}, Partitions: partitions,
+		Executor: exec, Types: []aggregate.AnyType{bank.Accounts}, Partitions: partitions, Namespace: cfg.namespace,
 		ReplyPublisher: pub, FailBadCommands: true, Logger: logger,
+		Ownership: &cqrs.Ownership{Store: lease.NewRedisStore(rdb, ""), Group: cfg.group, TTL: cfg.ttl},
 	})
 	if err != nil {
 		return err
 	}
+	// Leave the group, handing the partitions over at once, before the
+	// Redis client closes.
+	defer commands.Close()
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NewSlogLogger(logger))
 	if err != nil {
 		return err
@@ -120,6 +145,9 @@ func run(ctx context.Context, sierraAddr, redisAddr, pgDSN string, partitions in
 	newProjection := func() (*readmodel.Runner[pgx.Tx], error) {
 		return readmodel.New(readmodel.Config[pgx.Tx]{
 			Name: "balances", Client: client, Store: store, Logger: logger,
+			// The workers share the projection's partitions, under leases
+			// kept in the same PostgreSQL.
+			Leases: store.Leases(),
 			Handlers: []readmodel.Handler[pgx.Tx]{
 				readmodel.On(bank.Accounts, func(ctx context.Context, tx pgx.Tx, id string, e bank.Opened, _ readmodel.Meta) error {
 					_, err := tx.Exec(ctx, `INSERT INTO balances (id, owner, balance) VALUES ($1, $2, 0)`, id, e.Owner)
@@ -136,11 +164,10 @@ func run(ctx context.Context, sierraAddr, redisAddr, pgDSN string, partitions in
 			},
 		})
 	}
-	// Several workers may run the projection: the store's guard lets one
-	// advance it, and a worker that loses the race stands by and tries
-	// again later. A projection stopped by an outage (SierraDB or
-	// PostgreSQL restarting) is started again from its checkpoints too,
-	// rather than taking the worker down.
+	// Every worker runs the projection; they divide its partitions. A
+	// projection stopped by an outage (SierraDB or PostgreSQL restarting
+	// for longer than its retries) is started again from its
+	// checkpoints, rather than taking the worker down.
 	project := func(ctx context.Context) error {
 		for {
 			p, err := newProjection()
@@ -148,14 +175,10 @@ func run(ctx context.Context, sierraAddr, redisAddr, pgDSN string, partitions in
 				return err
 			}
 			err = p.Run(ctx)
-			switch {
-			case ctx.Err() != nil:
+			if ctx.Err() != nil {
 				return err
-			case errors.Is(err, readmodel.ErrCheckpointConflict):
-				logger.Info("another worker runs the projection; standing by")
-			default:
-				logger.Warn("projection stopped; starting it again", "error", err)
 			}
+			logger.Warn("projection stopped; starting it again", "error", err)
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -164,7 +187,7 @@ func run(ctx context.Context, sierraAddr, redisAddr, pgDSN string, partitions in
 		}
 	}
 
-	errs := make(chan error, 2)
+	errs := make(chan error, 3)
 	go func() { errs <- project(ctx) }()
 	go func() { errs <- router.Run(ctx) }()
 	select {
@@ -173,11 +196,36 @@ func run(ctx context.Context, sierraAddr, redisAddr, pgDSN string, partitions in
 	case err := <-errs:
 		return err
 	}
+	go func() { errs <- showPartitions(ctx, commands) }()
 	var first error
-	for range 2 {
+	for range 3 {
 		if err := <-errs; err != nil && first == nil && !errors.Is(err, context.Canceled) {
 			first = err
 		}
 	}
+	if err := commands.Err(); err != nil && first == nil {
+		first = err
+	}
 	return first
+}
+
+// showPartitions prints the partitions this worker holds whenever they
+// change.
+func showPartitions(ctx context.Context, commands *cqrs.CommandRouter) error {
+	last := "-"
+	for {
+		var held []int
+		for _, l := range commands.Leases() {
+			held = append(held, l.Partition)
+		}
+		if now := fmt.Sprint(held); now != last {
+			fmt.Println("worker holds partitions", now)
+			last = now
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

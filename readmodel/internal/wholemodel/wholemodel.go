@@ -22,7 +22,10 @@ var ErrDone = errors.New("readmodel: the transaction was already committed or ro
 type Committed struct {
 	Checkpoints map[uint16]uint64
 	Parked      map[readmodel.Position]readmodel.ParkedEvent
-	Gen         uint64
+	// Server is the identity of the SierraDB server the checkpoints count
+	// events of, "" until recorded.
+	Server string
+	Gen    uint64
 }
 
 // NewCommitted returns the state of a projection that has applied nothing.
@@ -58,7 +61,7 @@ func (c *Committed) Check(projection string, gen uint64, advances []readmodel.Ad
 // leaving c as it is (the file store swaps it in only once the file is
 // written).
 func (c *Committed) Next(advances []readmodel.Advance, parked []readmodel.ParkedEvent) Committed {
-	n := Committed{Checkpoints: maps.Clone(c.Checkpoints), Parked: maps.Clone(c.Parked), Gen: c.Gen + 1}
+	n := Committed{Checkpoints: maps.Clone(c.Checkpoints), Parked: maps.Clone(c.Parked), Server: c.Server, Gen: c.Gen + 1}
 	for _, a := range advances {
 		n.Checkpoints[a.Partition] = a.Next
 	}

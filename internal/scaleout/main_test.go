@@ -1,0 +1,119 @@
+package scaleout_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/esmill/esmill/internal/proc"
+	"github.com/esmill/esmill/internal/scaleout"
+	"github.com/esmill/esmill/internal/testservice"
+)
+
+// workerEnv makes the test binary a worker process: its value is the
+// worker's configuration in JSON.
+const workerEnv = "ESMILL_SCALEOUT_WORKER"
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(workerEnv); spec != "" {
+		os.Exit(workerMain(spec))
+	}
+	code := testservice.Main(m)
+	if embeddedBin.path != "" {
+		os.RemoveAll(filepath.Dir(embeddedBin.path))
+	}
+	os.Exit(code)
+}
+
+func workerMain(spec string) int {
+	var cfg scaleout.WorkerConfig
+	if err := json.Unmarshal([]byte(spec), &cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg.Ready = func() { fmt.Println("worker ready") }
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := scaleout.RunWorker(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		return 1
+	}
+	fmt.Println("worker stopped")
+	return 0
+}
+
+// startWorker starts a worker process in a directory of its own.
+func startWorker(t testing.TB, cfg scaleout.WorkerConfig) *proc.Process {
+	t.Helper()
+	spec, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := proc.Start(t.TempDir(), os.Args[0], []string{"-test.run=^$"}, []string{workerEnv + "=" + string(spec)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Kill() })
+	return p
+}
+
+func waitReady(t testing.TB, p *proc.Process) {
+	t.Helper()
+	if err := p.WaitReady(context.Background(), 60*time.Second, p.LogContains("worker ready")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var embeddedBin struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// embeddedServer starts the embedded SierraDB as a process of its own
+// (cmd/sierradb-embedded, directory mode), so that every worker process
+// shares it, and returns its address.
+func embeddedServer(t testing.TB) string {
+	t.Helper()
+	embeddedBin.once.Do(func() {
+		dir, err := os.MkdirTemp("", "esmill-embedded-bin")
+		if err != nil {
+			embeddedBin.err = err
+			return
+		}
+		embeddedBin.path = filepath.Join(dir, "sierradb-embedded")
+		out, err := exec.Command("go", "build", "-o", embeddedBin.path, "github.com/esmill/esmill/cmd/sierradb-embedded").CombinedOutput()
+		if err != nil {
+			embeddedBin.err = fmt.Errorf("go build cmd/sierradb-embedded: %v\n%s", err, out)
+		}
+	})
+	if embeddedBin.err != nil {
+		t.Fatal(embeddedBin.err)
+	}
+	port, err := proc.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	p, err := proc.Start(dir, embeddedBin.path, []string{"-addr", addr, "-dir", filepath.Join(dir, "data")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Stop(10 * time.Second) })
+	if err := p.WaitReady(context.Background(), 30*time.Second, proc.CheckHello(addr, "sierradb")); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}

@@ -1,0 +1,110 @@
+package scaleout
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/esmill/esmill"
+	"github.com/esmill/esmill/cqrs"
+	"github.com/esmill/esmill/redispart"
+)
+
+// commandSpace derives the command ids of the runs.
+var commandSpace = uuid.MustParse("6f1c1e2a-38a4-4d7e-9b0e-3f8f5c1d2a77")
+
+// CommandID is the id of entity's command number seq: a UUID derived from
+// both, so that every check knows it.
+func CommandID(entity string, seq int) string {
+	return uuid.NewSHA1(commandSpace, fmt.Appendf(nil, "%s/%d", entity, seq)).String()
+}
+
+// Strict says which sequence numbers are strict steps.
+func Strict(seq int) bool { return seq%5 == 0 }
+
+// Sender sends numbered commands through a command bus and collects the
+// replies on a topic of its own.
+type Sender struct {
+	bus     *cqrs.CommandBus
+	replies *redispart.Subscriber
+	topic   string
+	stop    context.CancelFunc
+	done    chan struct{}
+
+	mu  sync.Mutex
+	got map[string]cqrs.Reply
+}
+
+// NewSender connects a sender. Close it when done; it does not close rdb.
+func NewSender(rdb redis.UniversalClient, namespace string, partitions int, group *cqrs.Ownership) (*Sender, error) {
+	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb}, nil)
+	if err != nil {
+		return nil, err
+	}
+	bus, err := cqrs.NewCommandBus(cqrs.BusConfig{Publisher: pub, Partitions: partitions, Namespace: namespace, Group: group})
+	if err != nil {
+		return nil, err
+	}
+	replies, err := redispart.NewSubscriber(redispart.SubscriberConfig{Client: rdb, Group: "sender", BlockTime: 50 * time.Millisecond})
+	if err != nil {
+		return nil, err
+	}
+	s := &Sender{bus: bus, replies: replies, topic: namespace + ".replies", done: make(chan struct{}), got: make(map[string]cqrs.Reply)}
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	ch, err := replies.Subscribe(ctx, s.topic)
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	go func() {
+		defer close(s.done)
+		for m := range ch {
+			var rep cqrs.Reply
+			if json.Unmarshal(m.Payload, &rep) == nil {
+				s.mu.Lock()
+				if _, seen := s.got[m.Metadata.Get(esmill.MetaReplyTo)]; !seen {
+					s.got[m.Metadata.Get(esmill.MetaReplyTo)] = rep
+				}
+				s.mu.Unlock()
+			}
+			m.Ack()
+		}
+	}()
+	return s, nil
+}
+
+// Send sends entity's command number seq, with its reply to the sender.
+func (s *Sender) Send(ctx context.Context, entity string, seq int) error {
+	return s.bus.Send(ctx, Counters, entity, Step{Seq: seq, Strict: Strict(seq)},
+		cqrs.WithCommandID(CommandID(entity, seq)), cqrs.WithMessageMetadata(esmill.MetaReplyTopic, s.topic))
+}
+
+// Replies returns how many commands have been answered.
+func (s *Sender) Replies() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.got)
+}
+
+// Reply returns the first reply to a command.
+func (s *Sender) Reply(id string) (cqrs.Reply, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.got[id]
+	return r, ok
+}
+
+// Close stops receiving replies.
+func (s *Sender) Close() error {
+	s.stop()
+	<-s.done
+	s.replies.Close()
+	return s.bus.Close()
+}

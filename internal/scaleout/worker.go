@@ -1,0 +1,129 @@
+package scaleout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/esmill/esmill/aggregate"
+	"github.com/esmill/esmill/cqrs"
+	"github.com/esmill/esmill/lease"
+	"github.com/esmill/esmill/middleware"
+	"github.com/esmill/esmill/redispart"
+	"github.com/esmill/esmill/sierradb"
+)
+
+// WorkerConfig configures [RunWorker].
+type WorkerConfig struct {
+	RedisAddr, SierraAddr string
+	// Namespace prefixes the command topics; Group names the lease group
+	// and the redispart group; LeasePrefix the lease keys in Redis.
+	Namespace, Group, LeasePrefix string
+	Partitions                    int
+	// Instance names the worker in the group (default: lease's).
+	Instance string
+	// TTL is the lease time (default 1s; renewal and stop margin are a
+	// fifth of it).
+	TTL time.Duration
+	// Exclusive runs the router without a lease group (one worker).
+	Exclusive bool
+	// SharedGroup runs the set-up recommended before partition ownership
+	// existed, for comparison: no lease group, every worker reading every
+	// topic through one watermill-redisstream consumer group.
+	SharedGroup bool
+	Logger      *slog.Logger `json:"-"`
+	// Ready is called once the router runs.
+	Ready func() `json:"-"`
+}
+
+// RunWorker runs a command router for Counters until ctx ends.
+func RunWorker(ctx context.Context, cfg WorkerConfig) error {
+	if cfg.TTL == 0 {
+		cfg.TTL = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	client, err := sierradb.New(sierradb.Config{Addr: cfg.SierraAddr, PoolSize: 2*cfg.Partitions + 16, Logger: cfg.Logger})
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	exec, err := aggregate.NewExecutor(client, aggregate.Config{Logger: cfg.Logger})
+	if err != nil {
+		return err
+	}
+	defer exec.Close()
+	// Each held partition keeps a connection in a blocking read.
+	rdb := redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, PoolSize: 2*cfg.Partitions + 32})
+	defer rdb.Close()
+	wlog := watermill.NewSlogLogger(cfg.Logger)
+	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb}, wlog)
+	if err != nil {
+		return err
+	}
+	var sub message.Subscriber
+	if cfg.SharedGroup {
+		sub, err = redisstream.NewSubscriber(redisstream.SubscriberConfig{
+			Client: rdb, ConsumerGroup: cfg.Group, OldestId: "0", BlockTime: 50 * time.Millisecond,
+		}, wlog)
+	} else {
+		sub, err = redispart.NewSubscriber(redispart.SubscriberConfig{Client: rdb, Group: cfg.Group, BlockTime: 50 * time.Millisecond, Logger: cfg.Logger})
+	}
+	if err != nil {
+		return err
+	}
+	rc := cqrs.RouterConfig{
+		Executor: exec, Types: []aggregate.AnyType{Counters}, Partitions: cfg.Partitions,
+		Namespace: cfg.Namespace, ReplyPublisher: pub, Logger: cfg.Logger,
+	}
+	if !cfg.Exclusive && !cfg.SharedGroup {
+		rc.Ownership = &cqrs.Ownership{
+			Store: lease.NewRedisStore(rdb, cfg.LeasePrefix), Group: cfg.Group, Instance: cfg.Instance, TTL: cfg.TTL,
+		}
+	}
+	commands, err := cqrs.NewCommandRouter(rc)
+	if err != nil {
+		return err
+	}
+	// Leave the group (releasing the partitions) before the client closes.
+	defer commands.Close()
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wlog)
+	if err != nil {
+		return err
+	}
+	// Transient failures (SierraDB busy, a lease lost mid-command) are
+	// retried with backoff; the message's context ends when its
+	// partition is revoked, which ends the retries.
+	retry, err := middleware.NewRetry(middleware.RetryConfig{MaxRetries: 20, InitialInterval: 20 * time.Millisecond, MaxInterval: time.Second, Logger: cfg.Logger})
+	if err != nil {
+		return err
+	}
+	router.AddMiddleware(retry)
+	commands.AddHandlers(router, sub)
+	errs := make(chan error, 1)
+	go func() { errs <- router.Run(ctx) }()
+	select {
+	case <-router.Running():
+		if cfg.Ready != nil {
+			cfg.Ready()
+		}
+	case err := <-errs:
+		return err
+	}
+	err = <-errs
+	if lerr := commands.Err(); lerr != nil {
+		return fmt.Errorf("lease group: %w", lerr)
+	}
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
