@@ -25,11 +25,15 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// ErrDiverged: a partition's history on the node now coordinating it is
-// not the one a subscription already delivered, so following it would
-// deliver a different history under the same positions. The error is a
-// [*DivergedError].
-var ErrDiverged = errors.New("sierradb: partition history diverged")
+// ErrDiverged: the server's history is not the one already delivered or
+// applied, so following it would deliver a different history under the
+// same positions. It is esmill's one sentinel for divergence:
+// readmodel.ErrDiverged and pubsub.ErrDiverged are this same value, so
+// errors.Is(err, sierradb.ErrDiverged) matches a [*DivergedError] of a
+// cluster subscription, a *readmodel.DivergedError (which wraps the
+// former when a cluster subscription found it) and a
+// *pubsub.DivergedError alike (tested: TestDivergedOneVocabulary).
+var ErrDiverged = errors.New("esmill: the server's history diverged from what was delivered")
 
 // DivergedError ends a cluster subscription when a partition's new
 // coordinator lacks events the subscription delivered (its head is below
