@@ -54,6 +54,8 @@ type commander struct {
 	mu        sync.Mutex
 	succeeded map[string]int // entity -> commands that succeeded
 	failures  int
+	lastErr   map[string]string // entity -> last error
+	stuck     int               // entities whose last command failed
 	okTimes   []time.Time
 	wg        sync.WaitGroup
 	stop      chan struct{}
@@ -65,7 +67,7 @@ func startCommander(t *testing.T, c *sierracluster.Cluster, prefix string) *comm
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { x.Close() })
-	cm := &commander{prefix: prefix, ents: aggregate.Bind(x, counters), succeeded: map[string]int{}, stop: make(chan struct{})}
+	cm := &commander{prefix: prefix, ents: aggregate.Bind(x, counters), succeeded: map[string]int{}, lastErr: map[string]string{}, stop: make(chan struct{})}
 	cm.wg.Add(1)
 	go cm.run()
 	t.Cleanup(cm.halt)
@@ -81,31 +83,51 @@ func (cm *commander) halt() {
 	cm.wg.Wait()
 }
 
+// commanderEntities is how many entities the commander works on, one
+// command at a time, round robin: a command that failed is sent again
+// (same command id) on the entity's next turn, so that an entity whose
+// partition SierraDB froze does not stop the others.
+const commanderEntities = 8
+
 func (cm *commander) run() {
 	defer cm.wg.Done()
+	pending := make([]string, commanderEntities) // command id to send again, per entity
+	next := 0
 	for k := 0; ; k++ {
-		id := fmt.Sprintf("%s-%d", cm.prefix, k%4)
-		cmdID := fmt.Sprintf("%s-cmd-%d", cm.prefix, k)
-		for {
-			select {
-			case <-cm.stop:
-				return
-			default:
+		e := k % commanderEntities
+		id := fmt.Sprintf("%s-%d", cm.prefix, e)
+		cmdID := pending[e]
+		if cmdID == "" {
+			cmdID = fmt.Sprintf("%s-cmd-%d", cm.prefix, next)
+			next++
+		}
+		select {
+		case <-cm.stop:
+			return
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
+		_, err := cm.ents.Execute(ctx, id, Increment{}, aggregate.WithCommandID(cmdID))
+		cancel()
+		cm.mu.Lock()
+		if err == nil {
+			cm.succeeded[id]++
+			cm.okTimes = append(cm.okTimes, time.Now())
+			pending[e] = ""
+			delete(cm.lastErr, id)
+		} else {
+			cm.failures++
+			cm.lastErr[id] = err.Error()
+			pending[e] = cmdID
+		}
+		cm.stuck = 0
+		for _, p := range pending {
+			if p != "" {
+				cm.stuck++
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
-			_, err := cm.ents.Execute(ctx, id, Increment{}, aggregate.WithCommandID(cmdID))
-			cancel()
-			cm.mu.Lock()
-			if err == nil {
-				cm.succeeded[id]++
-				cm.okTimes = append(cm.okTimes, time.Now())
-			} else {
-				cm.failures++
-			}
-			cm.mu.Unlock()
-			if err == nil {
-				break
-			}
+		}
+		cm.mu.Unlock()
+		if err != nil {
 			select {
 			case <-cm.stop:
 				return
@@ -206,6 +228,10 @@ func TestKillCoordinator(t *testing.T) {
 		victim.Index, w.summary(), outGap.Round(time.Millisecond), w.longestGap(at, time.Now()).Round(time.Millisecond))
 	t.Logf("executor: commands failed over in %s (longest time without a successful command after the kill), %d failed attempts retried",
 		cmdGap.Round(time.Millisecond), cm.failures)
+	if cm.stuck > 0 {
+		t.Logf("KNOWN DIFFERENCE: %d of %d entities' commands still failed at the end (partitions frozen by the coordinator's death, "+
+			"TestKnownDifferenceCoordinatorDeathFreezesPartition); last errors: %v", cm.stuck, commanderEntities, cm.lastErr)
+	}
 	lost, twice := cm.check(t, ctx, r.client)
 	t.Logf("executor: %d commands applied twice, %d acknowledged commands whose event is not readable", twice, lost)
 	if twice != 0 {
