@@ -13,6 +13,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(workerEnv); spec != "" {
+		os.Exit(workerMain(spec))
+	}
 	code := testservice.Main(m)
 	if sierracluster.Enabled() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
