@@ -250,7 +250,7 @@ func readmeSierraCluster() (*sierradb.Client, error) {
 
 // readmeRedisCluster is the Redis Cluster snippet: nothing connects until
 // the first command.
-func readmeRedisCluster(logger watermill.LoggerAdapter) (message.Publisher, message.Subscriber, message.HandlerMiddleware, *redis.ClusterClient, error) {
+func readmeRedisCluster(logger watermill.LoggerAdapter) (message.Publisher, message.Subscriber, message.HandlerMiddleware, *redis.ClusterClient, *redispart.Subscriber, *cqrs.Ownership, error) {
 	// README begin
 	rdb := redisbus.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"10.0.1.1:6379", "10.0.1.2:6379", "10.0.1.3:6379"}})
 	inner, _ := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb}, logger)
@@ -258,8 +258,11 @@ func readmeRedisCluster(logger watermill.LoggerAdapter) (message.Publisher, mess
 	sub, _ := redisstream.NewSubscriber(redisstream.SubscriberConfig{Client: rdb, ConsumerGroup: "bank-workers",
 		ClaimInterval: time.Second, MaxIdleTime: 5 * time.Second}, logger)
 	dedup, _ := middleware.NewDedup(middleware.DedupConfig{Store: middleware.NewRedisDedupStore(rdb, "bank:dedup:"), ReplyPublisher: pub})
+	// Or, with routers sharing the partitions:
+	owned, _ := redispart.NewSubscriber(redispart.SubscriberConfig{Client: rdb, Group: "bank-workers"})
+	own := &cqrs.Ownership{Store: lease.NewRedisStore(rdb, "bank:lease:"), Group: "bank-workers"}
 	// README end
-	return pub, sub, dedup, rdb, err
+	return pub, sub, dedup, rdb, owned, own, err
 }
 
 // TestReadmeCluster builds the cluster snippets (they name addresses of
@@ -273,10 +276,11 @@ func TestReadmeCluster(t *testing.T) {
 	if !client.IsCluster() {
 		t.Error("the README's cluster client is not a cluster client")
 	}
-	pub, sub, dedup, rdb, err := readmeRedisCluster(watermill.NopLogger{})
-	if err != nil || pub == nil || sub == nil || dedup == nil {
+	pub, sub, dedup, rdb, owned, own, err := readmeRedisCluster(watermill.NopLogger{})
+	if err != nil || pub == nil || sub == nil || dedup == nil || owned == nil || own.Validate() != nil {
 		t.Fatalf("README Redis Cluster wiring: %v", err)
 	}
+	owned.Close()
 	sub.Close()
 	pub.Close()
 	rdb.Close()
