@@ -28,9 +28,11 @@ import (
 	"github.com/esmill/esmill/cqrs"
 	"github.com/esmill/esmill/internal/testservice"
 	"github.com/esmill/esmill/lease"
+	"github.com/esmill/esmill/middleware"
 	"github.com/esmill/esmill/reactor"
 	"github.com/esmill/esmill/readmodel"
 	"github.com/esmill/esmill/readmodel/sqlite"
+	"github.com/esmill/esmill/redisbus"
 	"github.com/esmill/esmill/redispart"
 	"github.com/esmill/esmill/sierradb"
 	"github.com/esmill/esmill/sierradb/embedded"
@@ -260,6 +262,58 @@ func readmeRedisStreams(rdb *redis.Client, exec *aggregate.Executor, types []agg
 	commands.AddHandlers(router, sub)
 	// README end
 	return nil
+}
+
+// readmeSierraCluster is the SierraDB cluster snippet: the client is made
+// without connecting.
+func readmeSierraCluster() (*sierradb.Client, error) {
+	// README begin
+	client, err := sierradb.New(sierradb.Config{Cluster: &sierradb.ClusterConfig{
+		// Every node's client address, in node index order (sierradb -i 0, 1, 2).
+		Nodes:             []string{"10.0.0.1:9090", "10.0.0.2:9090", "10.0.0.3:9090"},
+		ReplicationFactor: 3, // the nodes' replication.factor
+		Buckets:           4, // the nodes' bucket.count
+	}})
+	// README end
+	return client, err
+}
+
+// readmeRedisCluster is the Redis Cluster snippet: nothing connects until
+// the first command.
+func readmeRedisCluster(logger watermill.LoggerAdapter) (message.Publisher, message.Subscriber, message.HandlerMiddleware, *redis.ClusterClient, *redispart.Subscriber, *cqrs.Ownership, error) {
+	// README begin
+	rdb := redisbus.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"10.0.1.1:6379", "10.0.1.2:6379", "10.0.1.3:6379"}})
+	inner, _ := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb}, logger)
+	pub, err := redisbus.NewDurablePublisher(inner, redisbus.DurableConfig{Client: rdb, Replicas: 1})
+	sub, _ := redisstream.NewSubscriber(redisstream.SubscriberConfig{Client: rdb, ConsumerGroup: "bank-workers",
+		ClaimInterval: time.Second, MaxIdleTime: 5 * time.Second}, logger)
+	dedup, _ := middleware.NewDedup(middleware.DedupConfig{Store: middleware.NewRedisDedupStore(rdb, "bank:dedup:"), ReplyPublisher: pub})
+	// Or, with routers sharing the partitions:
+	owned, _ := redispart.NewSubscriber(redispart.SubscriberConfig{Client: rdb, Group: "bank-workers"})
+	own := &cqrs.Ownership{Store: lease.NewRedisStore(rdb, "bank:lease:"), Group: "bank-workers"}
+	// README end
+	return pub, sub, dedup, rdb, owned, own, err
+}
+
+// TestReadmeCluster builds the cluster snippets (they name addresses of
+// no real cluster, and connect lazily).
+func TestReadmeCluster(t *testing.T) {
+	client, err := readmeSierraCluster()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if !client.IsCluster() {
+		t.Error("the README's cluster client is not a cluster client")
+	}
+	pub, sub, dedup, rdb, owned, own, err := readmeRedisCluster(watermill.NopLogger{})
+	if err != nil || pub == nil || sub == nil || dedup == nil || owned == nil || own.Validate() != nil {
+		t.Fatalf("README Redis Cluster wiring: %v", err)
+	}
+	owned.Close()
+	sub.Close()
+	pub.Close()
+	rdb.Close()
 }
 
 // The README's snippets, run in order on the embedded server.

@@ -58,7 +58,9 @@ type Config[T any] struct {
 	// see [ValidateName].
 	Name string
 	// Client is the SierraDB client to subscribe with. Required. The
-	// runner does not close it.
+	// runner does not close it. A cluster client (sierradb.Config.Cluster)
+	// covers every partition of the cluster once; the checkpoints are per
+	// partition, so they hold wherever a partition is coordinated.
 	Client *sierradb.Client
 	// Store keeps the checkpoints and the read model. Required.
 	Store Store[T]

@@ -16,10 +16,13 @@ import (
 	"time"
 
 	"github.com/esmill/esmill/internal/backoff"
+	"github.com/esmill/esmill/sierradb"
 )
 
-// ErrDiverged is matched by a [*DivergedError].
-var ErrDiverged = errors.New("readmodel: the server is behind the read model")
+// ErrDiverged is matched by a [*DivergedError]. It is
+// [sierradb.ErrDiverged] itself: one sentinel for every divergence esmill
+// reports.
+var ErrDiverged = sierradb.ErrDiverged
 
 // DivergedPartition is a partition whose checkpoint is ahead of the
 // server's head: the server no longer holds events the read model has
@@ -50,12 +53,21 @@ type DivergedError struct {
 	// Server is the identity of the server the runner talks to, and
 	// Recorded the one recorded with the checkpoints, when they differ.
 	Server, Recorded string
+	// Err is the subscription's error when a cluster subscription found
+	// the divergence (a *sierradb.DivergedError: the partition's new
+	// coordinator lacks events already delivered); nil otherwise.
+	Err error
 }
+
+// Unwrap returns Err.
+func (e *DivergedError) Unwrap() error { return e.Err }
 
 func (e *DivergedError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "readmodel: projection %q has diverged from the SierraDB server: ", e.Projection)
-	if e.Server != e.Recorded {
+	if e.Err != nil {
+		fmt.Fprintf(&b, "%v", e.Err)
+	} else if e.Server != e.Recorded {
 		fmt.Fprintf(&b, "its checkpoints were taken on server %s, this is server %s", e.Recorded, e.Server)
 	} else {
 		for i, p := range e.Partitions {
@@ -172,6 +184,25 @@ func (r *Runner[T]) compareAfterReconnect(ctx context.Context, next map[uint16]u
 		return &DivergedError{Projection: cfg.Name, Partitions: d, Server: id, Recorded: id}, nil
 	}
 	return nil, nil
+}
+
+// clusterDiverged turns a cluster subscription that ended with a
+// *sierradb.DivergedError (a partition's new coordinator lacks events
+// already delivered) into a [*DivergedError] wrapping it, so that
+// [Config.OnDiverged] applies to it as to any other divergence. Other
+// errors are returned as they are.
+func (r *Runner[T]) clusterDiverged(err error) error {
+	var sdiv *sierradb.DivergedError
+	if !errors.As(err, &sdiv) {
+		return err
+	}
+	r.prog.mu.Lock()
+	server := r.prog.server
+	r.prog.mu.Unlock()
+	return &DivergedError{
+		Projection: r.cfg.Name, Server: server, Recorded: server, Err: sdiv,
+		Partitions: []DivergedPartition{{Partition: sdiv.Partition, Checkpoint: int64(sdiv.Delivered), Head: sdiv.Head}},
+	}
 }
 
 // diverged applies the policy to a divergence found by a check: under

@@ -123,6 +123,7 @@ func (r *Runner[T]) run(ctx context.Context) error {
 		}
 		err = r.consume(ctx, sub, from, buf, memberDone)
 		sub.Close()
+		err = r.clusterDiverged(err)
 		var div *DivergedError
 		switch {
 		case errors.Is(err, errResync), errors.Is(err, errRebalance):

@@ -2,7 +2,9 @@ package sierradb
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/google/uuid"
@@ -44,13 +46,26 @@ func (c *Client) Append(ctx context.Context, ev NewEvent, opts ...AppendOption) 
 		return AppendResult{}, err
 	}
 	o := appendOptions(opts)
+	if c.cl != nil && ev.ID == uuid.Nil {
+		// A cluster client names the event, so that it can recognise it
+		// after an attempt whose outcome it does not know.
+		ev.ID = NewEventID(o.keyOf(ev.StreamID))
+	}
 	args := make([]any, 0, 16)
 	args = append(args, "EAPPEND", ev.StreamID, ev.Name)
 	if o.partitionKey != nil {
 		args = append(args, "PARTITION_KEY", o.partitionKey.String())
 	}
 	args = appendEventArgs(args, ev)
-	v, err := c.do(ctx, args...)
+	v, err := c.doAppend(ctx, o.keyOf(ev.StreamID), []NewEvent{ev}, args)
+	if errors.Is(err, errLanded) {
+		got, gerr := c.Get(ctx, ev.ID)
+		if gerr != nil {
+			return AppendResult{}, fmt.Errorf("sierradb: append to %q: read back: %w", ev.StreamID, gerr)
+		}
+		return AppendResult{EventID: got.ID, PartitionKey: got.PartitionKey, PartitionID: got.PartitionID,
+			PartitionSequence: got.PartitionSequence, StreamVersion: got.StreamVersion, Timestamp: got.Timestamp}, nil
+	}
 	if err != nil {
 		return AppendResult{}, fmt.Errorf("sierradb: append to %q: %w", ev.StreamID, err)
 	}
@@ -78,6 +93,14 @@ func (c *Client) AppendMulti(ctx context.Context, partitionKey uuid.UUID, events
 	if len(events) == 0 {
 		return MultiAppendResult{}, fmt.Errorf("sierradb: append of no events: %w", ErrInvalidArgument)
 	}
+	if c.cl != nil {
+		events = slices.Clone(events)
+		for i := range events {
+			if events[i].ID == uuid.Nil {
+				events[i].ID = NewEventID(partitionKey)
+			}
+		}
+	}
 	args := make([]any, 0, 2+len(events)*10)
 	args = append(args, "EMAPPEND", partitionKey.String())
 	for _, ev := range events {
@@ -87,7 +110,10 @@ func (c *Client) AppendMulti(ctx context.Context, partitionKey uuid.UUID, events
 		args = append(args, ev.StreamID, ev.Name)
 		args = appendEventArgs(args, ev)
 	}
-	v, err := c.do(ctx, args...)
+	v, err := c.doAppend(ctx, partitionKey, events, args)
+	if errors.Is(err, errLanded) {
+		return c.readBackMulti(ctx, partitionKey, events)
+	}
 	if err != nil {
 		return MultiAppendResult{}, fmt.Errorf("sierradb: multi-append to partition key %s: %w", partitionKey, err)
 	}
@@ -125,4 +151,78 @@ func (c *Client) AppendMulti(ctx context.Context, partitionKey uuid.UUID, events
 		}
 	}
 	return r, d.err
+}
+
+// errLanded tells Append and AppendMulti that a cluster append's events
+// were found stored after an attempt whose outcome was unknown.
+var errLanded = errors.New("sierradb: append landed")
+
+// doAppend sends an append: to the server, or on a cluster to the
+// partition's coordinator with failover (see cluster.doWrite).
+func (c *Client) doAppend(ctx context.Context, key uuid.UUID, events []NewEvent, args []any) (any, error) {
+	if c.cl == nil {
+		return c.do(ctx, args...)
+	}
+	if c.isClosed() {
+		return nil, ErrClosed
+	}
+	p, err := c.PartitionOf(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	spec := writeSpec{exact: true}
+	for _, ev := range events {
+		if _, ok := ev.ExpectedVersion.Exact(); !ok && !ev.ExpectedVersion.IsEmpty() {
+			spec.exact = false
+		}
+	}
+	first := events[0]
+	spec.landed = func(ctx context.Context) (bool, error) {
+		_, err := c.Get(ctx, first.ID)
+		if errors.Is(err, ErrNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	spec.conflictCovers = func(w *WrongExpectedVersionError) bool {
+		// The conflict is about a stream of this append whose current
+		// version reaches past what the append expected: possibly this
+		// append's own event.
+		for _, ev := range events {
+			if ev.StreamID != w.StreamID {
+				continue
+			}
+			want, ok := ev.ExpectedVersion.Exact()
+			if ev.ExpectedVersion.IsEmpty() {
+				return w.Current >= 0
+			}
+			return ok && w.Current > int64(want)
+		}
+		return false
+	}
+	v, landed, err := c.cl.doWrite(ctx, p, spec, args...)
+	if landed {
+		return nil, errLanded
+	}
+	return v, err
+}
+
+// readBackMulti builds the result of a multi-append found stored after an
+// attempt whose outcome was unknown.
+func (c *Client) readBackMulti(ctx context.Context, key uuid.UUID, events []NewEvent) (MultiAppendResult, error) {
+	r := MultiAppendResult{PartitionKey: key}
+	for i, ev := range events {
+		got, err := c.Get(ctx, ev.ID)
+		if err != nil {
+			return MultiAppendResult{}, fmt.Errorf("sierradb: multi-append to partition key %s: read back: %w", key, err)
+		}
+		if i == 0 {
+			r.PartitionID = got.PartitionID
+			r.FirstPartitionSequence = got.PartitionSequence
+		}
+		r.LastPartitionSequence = got.PartitionSequence
+		r.Events = append(r.Events, AppendedEvent{EventID: got.ID, StreamID: got.StreamID,
+			StreamVersion: got.StreamVersion, PartitionSequence: got.PartitionSequence, Timestamp: got.Timestamp})
+	}
+	return r, nil
 }

@@ -18,8 +18,15 @@ const End = ^uint64(0)
 
 // Config configures a [Client]. The zero value connects to 127.0.0.1:9090.
 type Config struct {
-	// Addr is the server's host:port. Default: "127.0.0.1:9090".
+	// Addr is the server's host:port. Default: "127.0.0.1:9090". Leave it
+	// empty when Cluster is set.
 	Addr string
+	// Cluster, when set, makes the client work with a SierraDB cluster
+	// instead of one server: commands go to the node coordinating their
+	// partition, fail over to other nodes, and subscriptions cover every
+	// partition once across the nodes. See [ClusterConfig] and
+	// docs/cluster.md. Default: nil, one server at Addr.
+	Cluster *ClusterConfig
 	// PoolSize is the number of pooled command connections.
 	// Default: 10 per CPU (go-redis's default).
 	PoolSize int
@@ -44,7 +51,13 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.Addr == "" {
+	if c.Cluster != nil {
+		cl := *c.Cluster
+		cl.Nodes = append([]string(nil), cl.Nodes...)
+		cl.setDefaults()
+		c.Cluster = &cl
+	}
+	if c.Addr == "" && c.Cluster == nil {
 		c.Addr = "127.0.0.1:9090"
 	}
 	if c.DialTimeout == 0 {
@@ -79,6 +92,14 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("sierradb: Addr %q: %w", c.Addr, err))
 		}
 	}
+	if c.Cluster != nil {
+		if c.Addr != "" {
+			errs = append(errs, errors.New("sierradb: both Addr and Cluster are set: list the nodes in Cluster.Nodes and leave Addr empty"))
+		}
+		if err := c.Cluster.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if c.PoolSize < 0 {
 		errs = append(errs, errors.New("sierradb: PoolSize must not be negative"))
 	}
@@ -101,7 +122,8 @@ func (c Config) Validate() error {
 // subscription it opened.
 type Client struct {
 	cfg Config
-	rdb *redis.Client
+	rdb *redis.Client // one server; nil for a cluster
+	cl  *cluster      // a cluster; nil for one server
 
 	partitionsOnce sync.Mutex
 	partitions     uint16
@@ -119,8 +141,26 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	rdb := redis.NewClient(&redis.Options{
-		Addr:         cfg.Addr,
+	c := &Client{
+		cfg:     cfg,
+		subs:    make(map[*Subscription]struct{}),
+		closing: make(chan struct{}),
+	}
+	if cfg.Cluster != nil {
+		c.cl = newCluster(c, *cfg.Cluster)
+		if cfg.Cluster.Partitions > 0 {
+			c.partitions = uint16(cfg.Cluster.Partitions)
+		}
+	} else {
+		c.rdb = newRedis(cfg, cfg.Addr)
+	}
+	return c, nil
+}
+
+// newRedis returns the connection pool for one server.
+func newRedis(cfg Config, addr string) *redis.Client {
+	return redis.NewClient(&redis.Options{
+		Addr:         addr,
 		Protocol:     3,
 		Dialer:       cfg.Dialer,
 		PoolSize:     cfg.PoolSize,
@@ -137,12 +177,6 @@ func New(cfg Config) (*Client, error) {
 		MaxRetries:            -1,
 		ContextTimeoutEnabled: true,
 	})
-	return &Client{
-		cfg:     cfg,
-		rdb:     rdb,
-		subs:    make(map[*Subscription]struct{}),
-		closing: make(chan struct{}),
-	}, nil
 }
 
 // Close closes the connection pool and every subscription of this client.
@@ -163,11 +197,23 @@ func (c *Client) Close() error {
 	for _, s := range subs {
 		s.Close()
 	}
+	if c.cl != nil {
+		return c.cl.close()
+	}
 	return c.rdb.Close()
 }
 
-// Addr returns the server address.
-func (c *Client) Addr() string { return c.cfg.Addr }
+// Addr returns the server address; for a cluster, the first node's.
+func (c *Client) Addr() string {
+	if c.cl != nil {
+		return c.cl.nodes[0].addr
+	}
+	return c.cfg.Addr
+}
+
+// IsCluster reports whether the client works with a cluster
+// ([Config.Cluster]).
+func (c *Client) IsCluster() bool { return c.cl != nil }
 
 func (c *Client) isClosed() bool {
 	c.mu.Lock()
@@ -175,10 +221,13 @@ func (c *Client) isClosed() bool {
 	return c.closed
 }
 
-// do sends one command and converts errors.
+// do sends one command that any node answers and converts errors.
 func (c *Client) do(ctx context.Context, args ...any) (any, error) {
 	if c.isClosed() {
 		return nil, ErrClosed
+	}
+	if c.cl != nil {
+		return c.cl.doAny(ctx, args...)
 	}
 	v, err := c.rdb.Do(ctx, args...).Result()
 	if err != nil {

@@ -17,6 +17,21 @@
 // subscription reconnects and resumes after the last delivered position, with
 // no gap and no duplicate.
 //
+// # Clusters
+//
+// A client made with [Config.Cluster] instead of Config.Addr works with a
+// SierraDB cluster. SierraDB 0.3.1 reports no topology, so [ClusterConfig]
+// gives every node's address and the cluster's shape; the client computes
+// each partition's holders ([ClusterConfig.Holders]) and probes which
+// holder coordinates it. Reads and appends go to the coordinator and fail
+// over to other nodes; an append is retried only where a retry cannot
+// write twice (exact expected versions), and read back when its outcome is
+// unknown. A subscription runs one EPSUB per coordinating node, moves
+// partitions when their coordinator changes and resumes after the last
+// delivered event; if a partition's history changed under it, it ends with
+// a [*DivergedError]. docs/cluster.md says what holds on SierraDB 0.3.1 and
+// which tests show it.
+//
 // Partition math is exported so that callers can reason about placement
 // without a server: [StreamPartitionKey] (UUIDv5 of the stream id),
 // [PartitionHash], [PartitionID] and [NewEventID].

@@ -48,6 +48,12 @@ const (
 	CodeMailboxFull         = "MAILBOXFULL"
 	CodeInsufficientReplica = "INSUFFICIENTREPLICAS"
 	CodeQuorumFailed        = "QUORUMFAILED"
+	// CodeRemoteOpFailed: a node forwarded the request to another, which
+	// failed it; the message carries the other node's error text without
+	// its code.
+	CodeRemoteOpFailed = "REMOTEOPFAILED"
+	// CodeAllReplicasFailed: no replica of the partition took the write.
+	CodeAllReplicasFailed = "ALLREPLICASFAILED"
 )
 
 // ServerError is an error reply from the server. Code is the leading
@@ -103,13 +109,28 @@ func isCode(s string) bool {
 }
 
 // serverError turns an error reply into the most specific error type.
+//
+// A version conflict found by a partition's coordinator reaches a client
+// of another node as REMOTEOPFAILED carrying WRONGVER's text (once per
+// hop, TestKnownDifferenceForwardedWrongVersion); it is the same conflict,
+// so it becomes the same [*WrongExpectedVersionError], with Server the
+// REMOTEOPFAILED reply.
 func serverError(text string) error {
 	se := ParseServerError(text)
-	if se.Code == CodeWrongVersion {
+	switch se.Code {
+	case CodeWrongVersion:
 		return parseWrongVersion(se)
+	case CodeRemoteOpFailed:
+		if i := strings.Index(se.Message, wrongVersionPrefix); i >= 0 {
+			w := parseWrongVersion(&ServerError{Code: CodeWrongVersion, Message: se.Message[i:]})
+			w.Server = se
+			return w
+		}
 	}
 	return se
 }
+
+const wrongVersionPrefix = "current stream version is "
 
 // WrongExpectedVersionError is the detail of a WRONGVER reply. When the
 // server's text has an unexpected shape, Parsed is false and only Server is
@@ -147,7 +168,7 @@ func (e *WrongExpectedVersionError) Unwrap() error { return e.Server }
 // unexpected text gives Parsed == false.
 func parseWrongVersion(se *ServerError) *WrongExpectedVersionError {
 	e := &WrongExpectedVersionError{Server: se, Current: -1}
-	rest, ok := strings.CutPrefix(se.Message, "current stream version is ")
+	rest, ok := strings.CutPrefix(se.Message, wrongVersionPrefix)
 	if !ok {
 		return e
 	}

@@ -54,3 +54,28 @@ func FuzzParseServerError(f *testing.F) {
 		}
 	})
 }
+
+func TestForwardedWrongVersion(t *testing.T) {
+	const text = "REMOTEOPFAILED remote operation failed: remote operation failed: current stream version is 5 but expected 2 " +
+		"for partition key 00403391-1bdb-5c3c-be1f-53b4376518e3 and stream id acct-1"
+	err := serverError(text)
+	var wv *WrongExpectedVersionError
+	if !errors.As(err, &wv) || !errors.Is(err, ErrWrongExpectedVersion) {
+		t.Fatalf("%v is not a wrong expected version", err)
+	}
+	if !wv.Parsed || wv.Current != 5 || wv.Expected.String() != "2" || wv.StreamID != "acct-1" {
+		t.Fatalf("parsed %+v", wv)
+	}
+	if wv.Server.Code != CodeRemoteOpFailed {
+		t.Fatalf("server error %+v, want the REMOTEOPFAILED reply", wv.Server)
+	}
+	// Any other forwarded failure stays a server error, and a cluster
+	// client fails it over.
+	other := serverError("REMOTEOPFAILED remote operation failed: dial failure")
+	if errors.Is(other, ErrWrongExpectedVersion) || !failoverWorthy(other) {
+		t.Fatalf("%v: conflict %v, failover %v", other, errors.Is(other, ErrWrongExpectedVersion), failoverWorthy(other))
+	}
+	if failoverWorthy(err) || failoverWorthy(serverError("INVALIDARG bad")) {
+		t.Fatal("a conflict or an invalid argument must not fail over")
+	}
+}

@@ -31,6 +31,14 @@ type streamOptions struct {
 	count        int
 }
 
+// keyOf returns the partition key a call on streamID uses.
+func (o streamOptions) keyOf(streamID string) uuid.UUID {
+	if o.partitionKey != nil {
+		return *o.partitionKey
+	}
+	return StreamPartitionKey(streamID)
+}
+
 // PartitionKeyOption is the option made by [WithPartitionKey].
 type PartitionKeyOption struct{ key uuid.UUID }
 

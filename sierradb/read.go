@@ -13,7 +13,11 @@ import (
 
 // Get reads one event by id (EGET). An absent event gives [ErrNotFound].
 func (c *Client) Get(ctx context.Context, eventID uuid.UUID) (Event, error) {
-	v, err := c.do(ctx, "EGET", eventID.String())
+	p, err := c.partitionOnCluster(ctx, func() [16]byte { return eventID })
+	if err != nil {
+		return Event{}, err
+	}
+	v, err := c.doRead(ctx, p, "EGET", eventID.String())
 	if errors.Is(err, redis.Nil) {
 		return Event{}, fmt.Errorf("sierradb: event %s: %w", eventID, ErrNotFound)
 	}
@@ -51,7 +55,11 @@ func (c *Client) Scan(ctx context.Context, streamID string, from, to uint64, opt
 	if o.count > 0 {
 		args = append(args, "COUNT", strconv.Itoa(o.count))
 	}
-	v, err := c.do(ctx, args...)
+	p, err := c.partitionOnCluster(ctx, func() [16]byte { return o.keyOf(streamID) })
+	if err != nil {
+		return ScanPage{}, err
+	}
+	v, err := c.doRead(ctx, p, args...)
 	if err != nil {
 		return ScanPage{}, fmt.Errorf("sierradb: scan %q: %w", streamID, err)
 	}
@@ -99,7 +107,7 @@ func (c *Client) PartitionScan(ctx context.Context, partition uint16, from, to u
 	if o.count > 0 {
 		args = append(args, "COUNT", strconv.Itoa(o.count))
 	}
-	v, err := c.do(ctx, args...)
+	v, err := c.doRead(ctx, partition, args...)
 	if err != nil {
 		return ScanPage{}, fmt.Errorf("sierradb: scan partition %d: %w", partition, err)
 	}
@@ -117,7 +125,11 @@ func (c *Client) StreamVersion(ctx context.Context, streamID string, opts ...Str
 	if o.partitionKey != nil {
 		args = append(args, "PARTITION_KEY", o.partitionKey.String())
 	}
-	v, err := c.do(ctx, args...)
+	p, err := c.partitionOnCluster(ctx, func() [16]byte { return o.keyOf(streamID) })
+	if err != nil {
+		return 0, err
+	}
+	v, err := c.doRead(ctx, p, args...)
 	if errors.Is(err, redis.Nil) {
 		return -1, nil
 	}
@@ -134,7 +146,7 @@ func (c *Client) StreamVersion(ctx context.Context, streamID string, opts ...Str
 // PartitionSequence returns the latest sequence of a partition (EPSEQ), or
 // -1 when the partition has no event.
 func (c *Client) PartitionSequence(ctx context.Context, partition uint16) (int64, error) {
-	v, err := c.do(ctx, "EPSEQ", strconv.Itoa(int(partition)))
+	v, err := c.doRead(ctx, partition, "EPSEQ", strconv.Itoa(int(partition)))
 	if errors.Is(err, redis.Nil) {
 		return -1, nil
 	}
@@ -154,7 +166,16 @@ func (c *Client) PartitionSequences(ctx context.Context, partitions []uint16) (m
 	if c.isClosed() {
 		return nil, ErrClosed
 	}
-	pipe := c.rdb.Pipeline()
+	if c.cl != nil {
+		return c.cl.partitionSequences(ctx, partitions)
+	}
+	return pipelineSequences(ctx, c.rdb, partitions)
+}
+
+// pipelineSequences reads the heads of partitions from one server in one
+// round trip.
+func pipelineSequences(ctx context.Context, rdb *redis.Client, partitions []uint16) (map[uint16]int64, error) {
+	pipe := rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(partitions))
 	for i, p := range partitions {
 		cmds[i] = pipe.Do(ctx, "EPSEQ", strconv.Itoa(int(p)))

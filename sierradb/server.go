@@ -3,6 +3,7 @@ package sierradb
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 )
@@ -26,16 +27,16 @@ func (c *Client) Ping(ctx context.Context) error {
 func (c *Client) Hello(ctx context.Context) (ServerInfo, error) {
 	v, err := c.do(ctx, "HELLO", "3")
 	if err != nil {
-		return ServerInfo{}, fmt.Errorf("sierradb: HELLO to %s: %w", c.cfg.Addr, err)
+		return ServerInfo{}, fmt.Errorf("sierradb: HELLO to %s: %w", c.where(), err)
 	}
 	m, ok := v.(map[any]any)
 	if !ok {
-		return ServerInfo{}, &NotSierraDBError{Addr: c.cfg.Addr, Reply: fmt.Sprintf("a %T reply", v)}
+		return ServerInfo{}, &NotSierraDBError{Addr: c.where(), Reply: fmt.Sprintf("a %T reply", v)}
 	}
 	if _, ok := m["num_partitions"]; !ok || m["peer_id"] == nil {
 		server, _ := m["server"].(string)
 		version, _ := m["version"].(string)
-		return ServerInfo{}, &NotSierraDBError{Addr: c.cfg.Addr,
+		return ServerInfo{}, &NotSierraDBError{Addr: c.where(),
 			Reply: fmt.Sprintf("server %q, version %q, without peer_id and num_partitions", server, version)}
 	}
 	d := decoder{m: m}
@@ -46,13 +47,14 @@ func (c *Client) Hello(ctx context.Context) (ServerInfo, error) {
 		NumPartitions: uint16(d.uint("num_partitions")),
 	}
 	if d.err != nil {
-		return ServerInfo{}, fmt.Errorf("sierradb: HELLO from %s: %w", c.cfg.Addr, d.err)
+		return ServerInfo{}, fmt.Errorf("sierradb: HELLO from %s: %w", c.where(), d.err)
 	}
 	return info, nil
 }
 
 // PartitionCount returns the server's partition count, asked once with
-// HELLO and then remembered.
+// HELLO and then remembered. A cluster client takes it from
+// [ClusterConfig.Partitions] when set, otherwise asks any node.
 func (c *Client) PartitionCount(ctx context.Context) (uint16, error) {
 	c.partitionsOnce.Lock()
 	defer c.partitionsOnce.Unlock()
@@ -64,7 +66,7 @@ func (c *Client) PartitionCount(ctx context.Context) (uint16, error) {
 		return 0, err
 	}
 	if info.NumPartitions == 0 {
-		return 0, fmt.Errorf("sierradb: the server at %s reports 0 partitions in its HELLO reply; check its configuration", c.cfg.Addr)
+		return 0, fmt.Errorf("sierradb: the server at %s reports 0 partitions in its HELLO reply; check its configuration", c.where())
 	}
 	c.partitions = info.NumPartitions
 	return c.partitions, nil
@@ -77,4 +79,12 @@ func (c *Client) PartitionOf(ctx context.Context, partitionKey uuid.UUID) (uint1
 		return 0, err
 	}
 	return PartitionID(partitionKey, n), nil
+}
+
+// where names the server (or the cluster) in error messages.
+func (c *Client) where() string {
+	if c.cl != nil {
+		return "the cluster " + strings.Join(c.cfg.Cluster.Nodes, ",")
+	}
+	return c.cfg.Addr
 }

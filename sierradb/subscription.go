@@ -199,6 +199,15 @@ type Subscription struct {
 	err    error
 	acks   ackState
 	notify chan struct{}
+
+	// addr is the server this subscription connects to; leg marks a
+	// subscription on one node of a cluster, owned by a cluster
+	// subscription, which ends instead of reconnecting.
+	addr string
+	leg  bool
+	// cs runs a subscription on a cluster: its events come from one leg
+	// per coordinating node.
+	cs *clusterSub
 }
 
 // ackState tracks acknowledgements of one server subscription (one
@@ -214,20 +223,30 @@ type ackState struct {
 // eventTag links a delivered event to the connection generation and cursor
 // it arrived with.
 type eventTag struct {
+	sub    *Subscription
 	gen    uint32
 	cursor uint64
 }
 
-func (c *Client) subscribe(ctx context.Context, spec subSpec) (*Subscription, error) {
+func newSubscription(c *Client, spec subSpec, addr string) *Subscription {
 	s := &Subscription{
 		c:       c,
 		spec:    spec,
+		addr:    addr,
 		events:  make(chan Event, spec.window),
 		done:    make(chan struct{}),
 		closing: make(chan struct{}),
 		notify:  make(chan struct{}, 1),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+func (c *Client) subscribe(ctx context.Context, spec subSpec) (*Subscription, error) {
+	if c.cl != nil {
+		return c.subscribeCluster(ctx, spec)
+	}
+	s := newSubscription(c, spec, c.cfg.Addr)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -289,7 +308,9 @@ func (s *Subscription) Close() error {
 // everything is acknowledged, which moves its window on. An event from
 // before a reconnection needs no acknowledgement and is ignored.
 func (s *Subscription) Ack(ev Event) {
-	s.ack(ev.tag)
+	if ev.tag.sub != nil {
+		ev.tag.sub.ack(ev.tag)
+	}
 }
 
 func (s *Subscription) ack(tag eventTag) {

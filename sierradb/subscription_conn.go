@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"strconv"
@@ -39,7 +40,7 @@ func (s *Subscription) command() []string {
 
 // connect dials, subscribes and waits for the confirmation.
 func (s *Subscription) connect(ctx context.Context, gen uint32) (net.Conn, *resp3.Reader, string, error) {
-	conn, err := s.c.cfg.Dialer(ctx, "tcp", s.c.cfg.Addr)
+	conn, err := s.c.cfg.Dialer(ctx, "tcp", s.addr)
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("sierradb: subscribe to %s: %w", s.spec.what, err)
 	}
@@ -106,6 +107,15 @@ func (s *Subscription) run(conn net.Conn, r *resp3.Reader, subID string) {
 		err := s.serve(conn, r, subID, gen)
 		conn.Close()
 		if s.isClosing() {
+			return
+		}
+		if s.leg {
+			// The cluster subscription owning this leg decides where to
+			// go on.
+			if err == nil {
+				err = io.EOF
+			}
+			s.setErr(err)
 			return
 		}
 		var se *ServerError
@@ -200,7 +210,7 @@ func (s *Subscription) handlePush(v resp3.Value, subID string, gen uint32) error
 	if err != nil {
 		return err
 	}
-	ev.tag = eventTag{gen: gen, cursor: uint64(v.Elems[2].Int)}
+	ev.tag = eventTag{sub: s, gen: gen, cursor: uint64(v.Elems[2].Int)}
 	if next, ok := s.spec.next[ev.PartitionID]; ok && ev.PartitionSequence < next {
 		// Already delivered before a reconnection.
 		s.ack(ev.tag)

@@ -65,6 +65,12 @@ var runs = []run{
 	{pkg: "./sierradb/pubsub", bench: `^BenchmarkPublish$/(embedded|sierradb)/(adapter|raw)/(serial|batch10|goroutines16)$`, benchtime: "2s", quick: "300ms"},
 	{pkg: "./sierradb/pubsub", bench: `^BenchmarkSubscribe$`, benchtime: "3x", quick: "1x"},
 	{pkg: "./test/readmodel", bench: `^BenchmarkCatchUp$`, benchtime: "3x", quick: "1x"},
+	// The cluster benchmarks need root (network namespaces); without it
+	// their rows are skipped.
+	{pkg: "./internal/clustertest", bench: `^BenchmarkCluster$/nodes=[13]/append`, benchtime: "300x", quick: "60x",
+		env: []string{"ESMILL_CLUSTER_TESTS=1"}, quickEnv: []string{"ESMILL_CLUSTER_TESTS=1"}},
+	{pkg: "./internal/clustertest", bench: `^BenchmarkCluster$/nodes=[13]/catchup`, benchtime: "2x", quick: "1x",
+		env: []string{"ESMILL_CLUSTER_TESTS=1"}, quickEnv: []string{"ESMILL_CLUSTER_TESTS=1"}},
 	{pkg: "./test/readmodel", bench: `^BenchmarkSharedCatchUp$`, benchtime: "1x", quick: "1x",
 		quickEnv: []string{"ESMILL_SHARED_EVENTS=20000"}},
 	{pkg: "./sierradb/embedded", bench: `^BenchmarkDirectoryScale$`, benchtime: "1x", quick: "1x",
@@ -122,6 +128,11 @@ func rows() []row {
 			row{"Watermill Pub/Sub adapter (" + srv + ")", "subscribe with a consumer group: adapter vs raw subscription",
 				fmt.Sprintf("BenchmarkSubscribe/%s/adapter/group", srv), fmt.Sprintf("BenchmarkSubscribe/%s/raw", srv), "msgs/s", false})
 	}
+	rs = append(rs,
+		row{"SierraDB cluster (real 0.3.1, harness in network namespaces)", "EAPPEND, 16 goroutines: 3 nodes (RF 3, cluster client) vs 1 node",
+			"BenchmarkCluster/nodes=3/append/goroutines=16", "BenchmarkCluster/nodes=1/append/goroutines=16", "events/s", false},
+		row{"SierraDB cluster (real 0.3.1, harness in network namespaces)", "catch-up subscription over every partition, 20k events: 3 nodes vs 1 node",
+			"BenchmarkCluster/nodes=3/catchup", "BenchmarkCluster/nodes=1/catchup", "events/s", false})
 	const scale = "Embedded SierraDB, directory mode at scale (5,000,000 events of 84 bytes; -quick: 500,000)"
 	for _, r := range []struct{ label, metric string }{
 		{"ESCAN of 100-event streams: directory vs memory mode", "escan-events/s"},

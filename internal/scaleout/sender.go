@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
@@ -39,11 +39,13 @@ type Sender struct {
 
 	mu  sync.Mutex
 	got map[string]cqrs.Reply
+	at  map[string]time.Time // when the first reply arrived
 }
 
-// NewSender connects a sender. Close it when done; it does not close rdb.
+// NewSender connects a sender (on a Redis Cluster client, its commands go
+// through a redisbus.DurablePublisher). Close it when done; it does not close rdb.
 func NewSender(rdb redis.UniversalClient, namespace string, partitions int, group *cqrs.Ownership) (*Sender, error) {
-	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb}, nil)
+	pub, err := Publisher(rdb, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +57,7 @@ func NewSender(rdb redis.UniversalClient, namespace string, partitions int, grou
 	if err != nil {
 		return nil, err
 	}
-	s := &Sender{bus: bus, replies: replies, topic: namespace + ".replies", done: make(chan struct{}), got: make(map[string]cqrs.Reply)}
+	s := &Sender{bus: bus, replies: replies, topic: namespace + ".replies", done: make(chan struct{}), got: make(map[string]cqrs.Reply), at: make(map[string]time.Time)}
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	ch, err := replies.Subscribe(ctx, s.topic)
@@ -69,8 +71,10 @@ func NewSender(rdb redis.UniversalClient, namespace string, partitions int, grou
 			var rep cqrs.Reply
 			if json.Unmarshal(m.Payload, &rep) == nil {
 				s.mu.Lock()
-				if _, seen := s.got[m.Metadata.Get(esmill.MetaReplyTo)]; !seen {
-					s.got[m.Metadata.Get(esmill.MetaReplyTo)] = rep
+				id := m.Metadata.Get(esmill.MetaReplyTo)
+				if _, seen := s.got[id]; !seen {
+					s.got[id] = rep
+					s.at[id] = time.Now()
 				}
 				s.mu.Unlock()
 			}
@@ -99,6 +103,14 @@ func (s *Sender) Reply(id string) (cqrs.Reply, bool) {
 	defer s.mu.Unlock()
 	r, ok := s.got[id]
 	return r, ok
+}
+
+// ReplyTimes returns when the first reply to each answered command
+// arrived, by command id.
+func (s *Sender) ReplyTimes() map[string]time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.at)
 }
 
 // Close stops receiving replies.

@@ -11,11 +11,13 @@ import (
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/cqrs"
 	"github.com/esmill/esmill/lease"
 	"github.com/esmill/esmill/middleware"
+	"github.com/esmill/esmill/redisbus"
 	"github.com/esmill/esmill/redispart"
 	"github.com/esmill/esmill/sierradb"
 )
@@ -23,6 +25,11 @@ import (
 // WorkerConfig configures [RunWorker].
 type WorkerConfig struct {
 	RedisAddr, SierraAddr string
+	// RedisCluster, when set, lists the nodes of a Redis Cluster used
+	// instead of RedisAddr: the worker talks to it through
+	// redisbus.NewClusterClient, and its replies go through a
+	// redisbus.DurablePublisher (returned once a replica holds them).
+	RedisCluster []string
 	// Namespace prefixes the command topics; Group names the lease group
 	// and the redispart group; LeasePrefix the lease keys in Redis.
 	Namespace, Group, LeasePrefix string
@@ -41,6 +48,33 @@ type WorkerConfig struct {
 	Logger      *slog.Logger `json:"-"`
 	// Ready is called once the router runs.
 	Ready func() `json:"-"`
+}
+
+// Redis returns a client of the Redis at addr, or of the Redis Cluster of
+// nodes when nodes is not empty (redisbus.NewClusterClient; PoolSize is
+// then per node).
+func Redis(addr string, nodes []string, poolSize int) (redis.UniversalClient, error) {
+	if len(nodes) == 0 {
+		return redis.NewClient(&redis.Options{Addr: addr, PoolSize: poolSize}), nil
+	}
+	return redisbus.NewClusterClient(&redis.ClusterOptions{
+		Addrs: nodes, PoolSize: poolSize,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	}), nil
+}
+
+// Publisher returns watermill-redisstream's publisher on rdb, wrapped on
+// a Redis Cluster in a redisbus.DurablePublisher: a master killed after
+// Publish returned cannot take the message with it.
+func Publisher(rdb redis.UniversalClient, logger watermill.LoggerAdapter) (message.Publisher, error) {
+	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb}, logger)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := rdb.(*redis.ClusterClient); !ok {
+		return pub, nil
+	}
+	return redisbus.NewDurablePublisher(pub, redisbus.DurableConfig{Client: rdb})
 }
 
 // RunWorker runs a command router for Counters until ctx ends.
@@ -62,10 +96,13 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	}
 	defer exec.Close()
 	// Each held partition keeps a connection in a blocking read.
-	rdb := redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, PoolSize: 2*cfg.Partitions + 32})
+	rdb, err := Redis(cfg.RedisAddr, cfg.RedisCluster, 2*cfg.Partitions+32)
+	if err != nil {
+		return err
+	}
 	defer rdb.Close()
 	wlog := watermill.NewSlogLogger(cfg.Logger)
-	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb}, wlog)
+	pub, err := Publisher(rdb, wlog)
 	if err != nil {
 		return err
 	}

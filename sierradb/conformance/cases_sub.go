@@ -347,7 +347,7 @@ func testSubscribeResume(t *testing.T, s *suite) {
 	wg.Add(1)
 	// It reports through writerErr, calls nothing on t, and is joined
 	// before the case returns, however it ends.
-	wc := dial(t, s.cfg.Addr)
+	wc := s.conn(t)
 	writerErr := make(chan error, 1)
 	defer func() {
 		wc.close() // unblocks a writer still waiting for a reply

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,24 @@ const (
 	Embedded Implementation = "embedded"
 )
 
+// Role says which node of a SierraDB cluster Addr is, for the cluster
+// target; the zero value is a server on its own.
+type Role string
+
+const (
+	// Alone is a server that is not part of a cluster.
+	Alone Role = ""
+	// Coordinator is a node of a cluster that coordinates every partition
+	// (on 3 nodes with RF 3, the node running longest): the node esmill's
+	// cluster-aware client sends everything to. Every case runs as on a
+	// server alone.
+	Coordinator Role = "coordinator"
+	// Replica is a node of a cluster that holds every partition but
+	// coordinates none: it forwards appends to the coordinator. The cases
+	// whose behaviour differs there are named known differences.
+	Replica Role = "replica"
+)
+
 // Config says what to test.
 type Config struct {
 	// Addr is the server's host:port. Required.
@@ -37,12 +56,18 @@ type Config struct {
 	// BucketCount is the real server's storage bucket count, which scopes
 	// its stream/partition-key binding. Default: 4.
 	BucketCount uint16
+	// Role is which node of a cluster Addr is. Default: Alone. Only with
+	// Server Real.
+	Role Role
 }
 
 // Run runs the whole suite against cfg.Addr as subtests of t.
 func Run(t *testing.T, cfg Config) {
 	if cfg.Addr == "" || (cfg.Server != Real && cfg.Server != Embedded) {
 		t.Fatalf("conformance: Config needs Addr and Server (Real or Embedded), got %+v", cfg)
+	}
+	if cfg.Role != Alone && (cfg.Server != Real || (cfg.Role != Coordinator && cfg.Role != Replica)) {
+		t.Fatalf("conformance: Role %q needs Server Real and is Coordinator or Replica", cfg.Role)
 	}
 	if cfg.PartitionCount == 0 {
 		cfg.PartitionCount = sierradb.DefaultPartitionCount
@@ -51,9 +76,26 @@ func Run(t *testing.T, cfg Config) {
 		cfg.BucketCount = 4
 	}
 	s := &suite{cfg: cfg}
-	t.Logf("conformance suite against %s at %s", cfg.Server, cfg.Addr)
+	where := ""
+	if cfg.Role != Alone {
+		where = " (a cluster's " + string(cfg.Role) + ")"
+	}
+	t.Logf("conformance suite against %s at %s%s", cfg.Server, cfg.Addr, where)
 	for _, c := range allCases() {
+		if cfg.Role == Replica {
+			if why, ok := replicaOnly[c.name]; ok {
+				t.Run(c.name, func(t *testing.T) { s.onReplica(t, why) })
+				continue
+			}
+		}
 		t.Run(c.name, func(t *testing.T) { c.run(t, s) })
+	}
+	if cfg.Role == Replica {
+		for _, c := range replicaCases() {
+			t.Run(c.name, func(t *testing.T) { c.run(t, s) })
+		}
+		t.Logf("KNOWN DIFFERENCE %q: %d error replies of this run came forwarded as REMOTEOPFAILED and were compared as the coordinator's",
+			"forwarded-errors", s.forwarded.Load())
 	}
 }
 
@@ -107,9 +149,18 @@ func allCases() []testCase {
 
 type suite struct {
 	cfg Config
+	// forwarded counts the error replies a Replica forwarded, which the
+	// connections compare as the coordinator's (see conn.reply).
+	forwarded atomic.Int64
 }
 
-func (s *suite) conn(t testing.TB) *conn { return dial(t, s.cfg.Addr) }
+func (s *suite) conn(t testing.TB) *conn {
+	c := dial(t, s.cfg.Addr)
+	if s.cfg.Role == Replica {
+		c.forwarded = &s.forwarded
+	}
+	return c
+}
 
 // known holds each implementation to its own behaviour where they
 // deliberately differ, and names the difference in the test output.

@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +25,10 @@ type conn struct {
 	pushes []resp3.Value
 	// acks counts EACKs sent with sendAck whose +OK is still to come.
 	acks int
+	// forwarded is set on a connection to a cluster's Replica: it counts
+	// the forwarded error replies that reply turns back into the
+	// coordinator's.
+	forwarded *atomic.Int64
 }
 
 func dial(t testing.TB, addr string) *conn {
@@ -83,6 +88,12 @@ func (c *conn) reply() resp3.Value {
 			c.pushes = append(c.pushes, v)
 			continue
 		}
+		if c.forwarded != nil && v.IsError() {
+			if orig, ok := unforward(string(v.Str)); ok {
+				c.forwarded.Add(1)
+				v.Str = []byte(orig)
+			}
+		}
 		return v
 	}
 }
@@ -100,6 +111,27 @@ func (c *conn) roundTrip(args ...string) (resp3.Value, error) {
 		err = fmt.Errorf("unexpected push %s", v)
 	}
 	return v, err
+}
+
+// forwardedPrefix starts an error that a node got back from the node it
+// forwarded a request to: the remote error's text without its code.
+const forwardedPrefix = "REMOTEOPFAILED remote operation failed: "
+
+// unforward returns the error the coordinator itself would have sent for
+// an error a replica forwarded: its code comes back from the text
+// (ClusterForwardedErrors pins the forwarded form).
+func unforward(text string) (string, bool) {
+	rest, ok := strings.CutPrefix(text, forwardedPrefix)
+	if !ok {
+		return "", false
+	}
+	switch {
+	case strings.HasPrefix(rest, "current stream version is "):
+		return "WRONGVER " + rest, true
+	case strings.HasPrefix(rest, "database operation failed: "):
+		return "DBOPFAILED " + rest, true
+	}
+	return "", false
 }
 
 // do sends a command and returns its reply.

@@ -17,6 +17,12 @@
 // documented behaviour and the test log names the difference and why
 // ("KNOWN DIFFERENCE: ..."), so a change on either side fails the suite.
 //
+// The cluster target ([Config.Role]) runs the suite against a node of a
+// SierraDB cluster: on the node coordinating every partition every case
+// holds as on a server alone; on a plain replica the behaviours that differ
+// (forwarded errors, read-after-write lag, subscriptions that trail) are
+// named known differences.
+//
 // Run writes only to streams and partition keys with random names, so it can
 // run against a server that holds other data.
 package conformance

@@ -8,7 +8,6 @@ package pubsub
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -16,10 +15,14 @@ import (
 	"time"
 
 	"github.com/esmill/esmill/internal/backoff"
+	"github.com/esmill/esmill/sierradb"
 )
 
-// ErrDiverged is matched by a [*DivergedError].
-var ErrDiverged = errors.New("sierradb/pubsub: the server is behind the consumer group")
+// ErrDiverged is matched by a [*DivergedError]. It is
+// [sierradb.ErrDiverged] itself: one sentinel for every divergence esmill
+// reports (a cluster subscription's *sierradb.DivergedError ends the
+// group's subscription as well, and is logged).
+var ErrDiverged = sierradb.ErrDiverged
 
 // ServerRecorder is implemented by checkpoint stores that keep, with a
 // group's positions, the identity of the SierraDB server they count
