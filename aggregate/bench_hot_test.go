@@ -3,6 +3,7 @@ package aggregate_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -118,12 +119,16 @@ func BenchmarkHotEntities(b *testing.B) {
 // server runs in a process of its own, so that its memory is not counted.
 // The figure to read is B/entity.
 func BenchmarkEntityMemory(b *testing.B) {
-	const entities = 200
+	entities := 500
+	if os.Getenv("ESMILL_QUICK") != "" {
+		entities = 100 // esbench -quick: fewer entities, noisier
+	}
 	addr := testservice.EmbeddedProcess(b)
 	for _, bc := range []struct {
 		name     string
 		commands int
 	}{{"quiet", 1}, {"busy", 300}} {
+
 		b.Run(bc.name, func(b *testing.B) {
 			c, _ := sierradb.New(sierradb.Config{Addr: addr, PoolSize: 64})
 			defer c.Close()
@@ -131,17 +136,19 @@ func BenchmarkEntityMemory(b *testing.B) {
 			for range b.N {
 				x, _ := aggregate.NewExecutor(c, aggregate.Config{})
 				bound := aggregate.Bind(x, counters)
-				// Warm the executor and the client first.
-				if _, err := bound.Execute(context.Background(), uuid.NewString(), Bump{}); err != nil {
-					b.Fatal(err)
-				}
+				// Warm the executor and the client's connections first,
+				// with as many callers, on other entities.
+				hotWork(b, 64, 1, 16, func(ctx context.Context, entity string, _ int) error {
+					_, err := bound.Execute(ctx, entity, Bump{})
+					return err
+				})
 				before := heapInUse()
 				hotWork(b, entities, bc.commands, 16, func(ctx context.Context, entity string, _ int) error {
 					_, err := bound.Execute(ctx, entity, Bump{})
 					return err
 				})
 				after := heapInUse()
-				total += float64(after-before) / entities
+				total += float64(after-before) / float64(entities)
 				runtime.KeepAlive(bound)
 				x.Close()
 			}
