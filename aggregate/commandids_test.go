@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/esmill/esmill/codec"
 )
 
 func TestKeyOf(t *testing.T) {
@@ -67,7 +69,7 @@ func TestCommandIDsEncode(t *testing.T) {
 	}
 	keys, marks := c.encode()
 	var d commandIDs
-	if !d.decode(keys, marks) || d.len() != c.len() || len(d.marks) != len(c.marks) {
+	if !d.decode(nil, keys, marks) || d.len() != c.len() || len(d.marks) != len(c.marks) {
 		t.Fatalf("round trip: %d ids, %d marks; want %d, %d", d.len(), len(d.marks), c.len(), len(c.marks))
 	}
 	for i := range c.keys {
@@ -76,14 +78,64 @@ func TestCommandIDsEncode(t *testing.T) {
 		}
 	}
 	for _, bad := range [][2][]byte{{keys[:15], marks}, {keys, marks[:8]}, {keys, nil}} {
-		if d.decode(bad[0], bad[1]) && len(bad[0]) > 0 {
+		if d.decode(nil, bad[0], bad[1]) && len(bad[0]) > 0 {
 			t.Fatalf("malformed input accepted: %d, %d bytes", len(bad[0]), len(bad[1]))
 		}
 	}
-	// 300 ids of one busy entity take 16 bytes each, plus a mark per
+	// 300 ids of one busy entity take 8 bytes each, plus a mark per
 	// granule of time.
-	if size := len(keys) + len(marks); size > 300*16+20*16 {
+	if size := len(keys) + len(marks); size > 300*8+20*16 {
 		t.Fatalf("%d bytes for 300 ids", size)
+	}
+	// Snapshots written before prints hold 16-byte keys: they still load.
+	p = newIDPolicy(time.Hour, 2)
+	var old []byte
+	ids := make([]cmdKey, 300)
+	var e commandIDs
+	for i := range ids {
+		ids[i] = keyOf(uuid.NewString())
+		old = append(old, ids[i][:]...)
+		e.add(ids[i], int64(i*1000), int64(i*1000), p)
+	}
+	_, oldMarks := e.encode()
+	var f commandIDs
+	if !f.decode(old, nil, oldMarks) || f.len() != e.len() {
+		t.Fatalf("16-byte keys: %d ids, want %d", f.len(), e.len())
+	}
+	if !f.seen(ids[299]) || f.seen(keyOf(uuid.NewString())) {
+		t.Fatal("16-byte keys read wrongly")
+	}
+}
+
+// TestIDPrintsSpread: the 8-byte prints of 200,000 random UUIDs, and of
+// 200,000 UUIDv7 (whose first bytes are a clock), are all distinct, and
+// every bit of a print is set about half of the time.
+func TestIDPrintsSpread(t *testing.T) {
+	n := 200_000
+	if testing.Short() {
+		n = 50_000
+	}
+	for _, gen := range []struct {
+		name string
+		id   func() uuid.UUID
+	}{{"v4", uuid.New}, {"v7", func() uuid.UUID { return uuid.Must(uuid.NewV7()) }}} {
+		seen := make(map[idPrint]bool, n)
+		var ones [64]int
+		for range n {
+			p := cmdKey(gen.id()).print()
+			if seen[p] {
+				t.Fatalf("%s: two ids share a print among %d", gen.name, len(seen))
+			}
+			seen[p] = true
+			for b := range 64 {
+				ones[b] += int(p>>b) & 1
+			}
+		}
+		for b, o := range ones {
+			if f := float64(o) / float64(n); f < 0.49 || f > 0.51 {
+				t.Fatalf("%s: bit %d set in %.3f of the prints", gen.name, b, f)
+			}
+		}
 	}
 }
 
@@ -98,7 +150,7 @@ func FuzzCommandIDsDecode(f *testing.F) {
 	f.Add([]byte{}, []byte{})
 	f.Fuzz(func(t *testing.T, keys, marks []byte) {
 		var d commandIDs
-		if !d.decode(keys, marks) {
+		if !d.decode(nil, keys, marks) {
 			if d.len() != 0 || len(d.marks) != 0 {
 				t.Fatal("a refused input left ids behind")
 			}
@@ -117,4 +169,24 @@ func FuzzCommandIDsDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestHistoryOnlyForLimits: command times are kept only for commands with
+// a rate limit, and only as many as the limit's Max.
+func TestHistoryOnlyForLimits(t *testing.T) {
+	tr := newTracking(newIDPolicy(time.Minute, 2), map[string]int{"Limited": 3})
+	for i := range 300 {
+		for _, name := range []string{"Free", "Limited"} {
+			tr.record(codec.Metadata{Command: name, CommandID: uuid.NewString()}, uuid.New(), int64(i), int64(i))
+		}
+	}
+	if _, ok := tr.History["Free"]; ok {
+		t.Fatal("times kept for a command without a limit")
+	}
+	if h := tr.History["Limited"]; len(h) != 3 || h[2] != 299 {
+		t.Fatalf("times of the limited command = %v, want the newest 3", h)
+	}
+	if n := tr.countSince("Limited", time.UnixMilli(296)); n != 3 {
+		t.Fatalf("countSince = %d, want 3", n)
+	}
 }

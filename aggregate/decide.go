@@ -29,7 +29,7 @@ func (t *Type[S, ID]) Decide(given []GivenEvent, cmd Command, opts ...ExecOption
 	}
 	const stream = "" // Decide has no entity, so no stream
 	state := t.newState()
-	tr := newTracking(newIDPolicy(defaultCommandIDRetention, defaultCommandIDMinimum))
+	tr := newTracking(newIDPolicy(defaultCommandIDRetention, defaultCommandIDMinimum), t.limits)
 	for i, g := range given {
 		m := EventMeta{StreamID: stream, Version: uint64(i), Metadata: g.Metadata, Timestamp: o.at.UnixMilli()}
 		if err := t.applyNew(state, g.Event, m); err != nil {

@@ -108,9 +108,13 @@
 //
 // An entity remembers the ids of its commands for
 // [Config.CommandIDRetention] after each command's time (15 minutes by
-// default), 16 bytes each, and always its newest [Config.CommandIDMinimum]:
-// the memory is bounded by time, not by a count (tested:
-// TestRedeliveryAfterManyCommands, TestCommandIDsByTime).
+// default), as 8-byte prints of their ids, and always its newest
+// [Config.CommandIDMinimum]: the memory is bounded by time, not by a count
+// (tested: TestRedeliveryAfterManyCommands, TestCommandIDsByTime). Two different ids share a print with a
+// probability of about 2^-64, so a new command is taken for one of the n
+// remembered ones with a probability of about n·2^-64 (tested: TestIDPrintsSpread).
+// Command times are kept only for commands with a rate limit ([Limit]),
+// as many as its Max (tested: TestHistoryOnlyForLimits).
 // Choose the retention above the longest redelivery the transport and the
 // callers can produce.
 //

@@ -60,12 +60,12 @@ func (e *entity) reset() {
 // reached minVersion (bounded by the executor's VisibilityTimeout).
 func (x *Executor) load(ctx context.Context, k kind, e *entity, key uuid.UUID) error {
 	if !e.loaded {
-		e.state, e.version, e.tracking, e.sinceSnapshot = k.newState(), -1, newTracking(x.ids), 0
+		e.state, e.version, e.tracking, e.sinceSnapshot = k.newState(), -1, newTracking(x.ids, k.rateLimits()), 0
 		e.key = key
 		if p := k.snapshotPolicy(); p != nil {
 			if err := x.loadSnapshot(ctx, k, e, p); err != nil {
 				x.cfg.Logger.Warn("aggregate: snapshot not used", "stream", e.streamID, "error", err)
-				e.state, e.version, e.tracking = k.newState(), -1, newTracking(x.ids)
+				e.state, e.version, e.tracking = k.newState(), -1, newTracking(x.ids, k.rateLimits())
 			}
 		}
 	}

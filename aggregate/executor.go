@@ -51,7 +51,7 @@ type Config struct {
 	// id after the command's time (its events' timestamp), to recognise
 	// the command when it is delivered or sent again: a message the
 	// transport redelivers, a caller's retry with the same id. It bounds
-	// the memory by time, not by a count: ids take 16 bytes each. Choose
+	// the memory by time, not by a count: ids take 8 bytes each. Choose
 	// it above the longest redelivery your transport and callers can
 	// produce (see the package documentation, "Command ids"). Default:
 	// 15m.

@@ -19,6 +19,8 @@ type kind interface {
 	snapshotPolicy() *snapshotPolicy
 	encodeState(state any) ([]byte, error)
 	decodeState(b []byte) (any, error)
+	// rateLimits maps the commands with a rate limit to its Max.
+	rateLimits() map[string]int
 }
 
 // commandInfo is a command's handler bound to the untyped view.
@@ -77,6 +79,8 @@ func (t *Type[S, ID]) applyNew(state any, ev Event, m EventMeta) (err error) {
 }
 
 func (t *Type[S, ID]) snapshotPolicy() *snapshotPolicy { return t.snapshots }
+
+func (t *Type[S, ID]) rateLimits() map[string]int { return t.limits }
 
 func (t *Type[S, ID]) encodeState(state any) ([]byte, error) {
 	return codec.Marshal(codec.CBOR, state.(*S))

@@ -83,14 +83,14 @@ func (x *Executor) loadSnapshot(ctx context.Context, k kind, e *entity, p *snaps
 		return err
 	}
 	if rec.Tracking == nil {
-		rec.Tracking = newTracking(x.ids)
+		rec.Tracking = newTracking(x.ids, k.rateLimits())
 	}
 	now := x.cfg.Now().UnixMilli()
 	at := rec.At
 	if at == 0 {
 		at = now
 	}
-	rec.Tracking.restore(x.ids, at, now)
+	rec.Tracking.restore(x.ids, k.rateLimits(), at, now)
 	e.state, e.version, e.tracking = state, int64(snap.Version), rec.Tracking
 	return nil
 }
@@ -109,7 +109,7 @@ func (x *Executor) maybeSnapshot(ctx context.Context, k kind, e *entity) {
 		}
 		e.tracking.prepareSnapshot()
 		data, err := codec.Marshal(codec.CBOR, snapshotRecord{State: state, Tracking: e.tracking, Key: e.key, At: x.cfg.Now().UnixMilli()})
-		e.tracking.IDKeys, e.tracking.IDMarks = nil, nil
+		e.tracking.clearSnapshot()
 		if err != nil {
 			return err
 		}

@@ -10,23 +10,31 @@ import (
 
 // tracking is what an entity remembers of the commands behind its events,
 // rebuilt from the stream's metadata (and kept in snapshots): causation per
-// source stream, the command ids of a retention period, and command times
-// for rate limits.
+// source stream, the command ids of a retention period, and the times of
+// the commands that have a rate limit.
 type tracking struct {
 	// Causation maps a source stream to the highest version seen and the
-	// commands recorded at that version.
+	// commands recorded at that version (nil until one is).
 	Causation map[string]*causationEntry `cbor:"c"`
 	// CommandIDs is the form of snapshots written before command ids
-	// were kept as 16-byte keys; read, never written.
+	// were kept as keys; read, never written.
 	CommandIDs []string `cbor:"i,omitempty"`
-	// IDKeys and IDMarks hold the command ids (see commandIDs.encode).
-	IDKeys  []byte `cbor:"k,omitempty"`
-	IDMarks []byte `cbor:"m,omitempty"`
-	// History holds, per command name, the times (ms) of recent commands.
+	// IDKeys holds the 16-byte keys of snapshots written before prints;
+	// read, never written. IDPrints and IDMarks hold the command ids
+	// (see commandIDs.encode).
+	IDKeys   []byte `cbor:"k,omitempty"`
+	IDPrints []byte `cbor:"p,omitempty"`
+	IDMarks  []byte `cbor:"m,omitempty"`
+	// History holds, per command name with a rate limit, the times (ms)
+	// of its recent commands: as many as the limit's Max (nil until
+	// one is).
 	History map[string][]int64 `cbor:"h"`
 
 	ids    commandIDs
 	policy idPolicy
+	// limits maps the commands with a rate limit to its Max (the
+	// entity type's map, shared).
+	limits map[string]int
 	lastTx uuid.UUID
 }
 
@@ -35,25 +43,32 @@ type causationEntry struct {
 	Commands []string `cbor:"n"`
 }
 
-func newTracking(p idPolicy) *tracking {
-	return &tracking{
-		Causation: make(map[string]*causationEntry),
-		History:   make(map[string][]int64),
-		policy:    p,
-	}
+func newTracking(p idPolicy, limits map[string]int) *tracking {
+	return &tracking{policy: p, limits: limits}
 }
 
 // restore rebuilds the memory after decoding a snapshot taken at
 // snapshotMillis; now is the time in ms.
-func (t *tracking) restore(p idPolicy, snapshotMillis, now int64) {
-	t.policy = p
-	if t.Causation == nil {
-		t.Causation = make(map[string]*causationEntry)
+func (t *tracking) restore(p idPolicy, limits map[string]int, snapshotMillis, now int64) {
+	t.policy, t.limits = p, limits
+	if len(t.Causation) == 0 {
+		t.Causation = nil
 	}
-	if t.History == nil {
-		t.History = make(map[string][]int64)
+	// Times of commands without a limit (older snapshots kept them all)
+	// are dropped; the others are cut to the limit.
+	for name, h := range t.History {
+		max, ok := limits[name]
+		switch {
+		case !ok:
+			delete(t.History, name)
+		case len(h) > max:
+			t.History[name] = append([]int64(nil), h[len(h)-max:]...)
+		}
 	}
-	if !t.ids.decode(t.IDKeys, t.IDMarks) {
+	if len(t.History) == 0 {
+		t.History = nil
+	}
+	if !t.ids.decode(t.IDKeys, t.IDPrints, t.IDMarks) {
 		t.ids = commandIDs{}
 	}
 	// Ids of an older snapshot have no times: they count from the
@@ -62,16 +77,16 @@ func (t *tracking) restore(p idPolicy, snapshotMillis, now int64) {
 		t.ids.add(keyOf(id), snapshotMillis, now, p)
 	}
 	t.ids.expire(now, p)
-	t.CommandIDs, t.IDKeys, t.IDMarks = nil, nil, nil
+	t.CommandIDs, t.IDKeys, t.IDPrints, t.IDMarks = nil, nil, nil, nil
 }
 
 // prepareSnapshot fills the encoded fields of the command ids.
 func (t *tracking) prepareSnapshot() {
-	t.IDKeys, t.IDMarks = t.ids.encode()
+	t.IDPrints, t.IDMarks = t.ids.encode()
 }
 
-// historyLimit bounds the command times kept per command name.
-const historyLimit = 1024
+// clearSnapshot drops what prepareSnapshot filled.
+func (t *tracking) clearSnapshot() { t.IDPrints, t.IDMarks = nil, nil }
 
 // record notes an applied event's metadata. Events of one command share a
 // transaction (and command id), so a command counts once. tsMillis is the
@@ -84,6 +99,9 @@ func (t *tracking) record(m codec.Metadata, tx uuid.UUID, tsMillis, now int64) {
 		e := t.Causation[src]
 		switch {
 		case e == nil:
+			if t.Causation == nil {
+				t.Causation = make(map[string]*causationEntry)
+			}
 			t.Causation[src] = &causationEntry{Version: m.Causation.StreamVersion, Commands: []string{m.Command}}
 		case m.Causation.StreamVersion > e.Version:
 			e.Version, e.Commands = m.Causation.StreamVersion, []string{m.Command}
@@ -98,10 +116,15 @@ func (t *tracking) record(m codec.Metadata, tx uuid.UUID, tsMillis, now int64) {
 			t.ids.add(k, tsMillis, now, t.policy)
 		}
 	}
-	if m.Command != "" && newCommand {
+	if max, limited := t.limits[m.Command]; limited && newCommand {
+		// A rate limit of Max commands per window needs the times of
+		// the newest Max commands only.
+		if t.History == nil {
+			t.History = make(map[string][]int64)
+		}
 		h := append(t.History[m.Command], tsMillis)
-		if len(h) > historyLimit {
-			h = h[len(h)-historyLimit:]
+		if len(h) > max {
+			h = append(h[:0], h[len(h)-max:]...)
 		}
 		t.History[m.Command] = h
 	}

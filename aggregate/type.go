@@ -48,6 +48,9 @@ type Type[S any, ID comparable] struct {
 	formatID   func(ID) string
 	parseID    func(string) (ID, error)
 	history    history
+	// limits maps the names of the commands with a rate limit to the
+	// limit's Max: the only commands whose times an entity keeps.
+	limits map[string]int
 }
 
 type eventDef[S any] struct {
@@ -257,6 +260,12 @@ func Define[S any, ID comparable](category string, opts ...Option[S]) (*Type[S, 
 		default:
 			t.commands[c.name] = c
 			t.cmdTypes[c.typ] = c.name
+			if c.limit != nil {
+				if t.limits == nil {
+					t.limits = make(map[string]int)
+				}
+				t.limits[c.name] = c.limit.Max
+			}
 		}
 	}
 	if b.keyFunc != nil {

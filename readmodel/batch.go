@@ -245,15 +245,36 @@ func (r *Runner[T]) commit(ctx context.Context, batch []*item[T]) error {
 		for _, call := range it.calls {
 			if err := safeCall(ctx, h, call); err != nil {
 				tx.Rollback(ctx)
-				return &handlerFailure{index: i, err: err}
+				return &handlerFailure{index: writeIndex(batch, err, i), err: err}
 			}
 		}
 	}
 	if err := tx.Commit(ctx, r.advances(batch)); err != nil {
 		tx.Rollback(ctx)
+		var we *WriteError
+		if errors.As(err, &we) {
+			// A queued write failed when the store sent the batch: the
+			// failure of the event that queued it.
+			return &handlerFailure{index: writeIndex(batch, err, 0), err: err}
+		}
 		return err
 	}
 	return nil
+}
+
+// writeIndex returns the index in batch of the event whose queued write
+// failed when err is a [*WriteError] of an event of the batch, or def.
+func writeIndex[T any](batch []*item[T], err error, def int) int {
+	var we *WriteError
+	if !errors.As(err, &we) {
+		return def
+	}
+	for i, it := range batch {
+		if it.pos == we.Position {
+			return i
+		}
+	}
+	return def
 }
 
 // beginTx starts the batch's transaction: per partition when the runner

@@ -123,3 +123,21 @@ func (e *NotParkedError) Error() string {
 
 // Is reports whether target is [ErrNotParked].
 func (e *NotParkedError) Is(target error) bool { return target == ErrNotParked }
+
+// WriteError is the failure of a write that a handler queued and that the
+// store sent later, with the other writes of the batch (see
+// postgres.Queue). It names the position of the event whose handler
+// queued the write, so that the runner retries or parks that event as if
+// its handler had failed; stores return it from a later handle call or
+// from [Tx.Commit].
+type WriteError struct {
+	Position Position
+	Err      error
+}
+
+func (e *WriteError) Error() string {
+	return fmt.Sprintf("readmodel: queued write of the event at %s failed: %v", e.Position, e.Err)
+}
+
+// Unwrap returns the store's error.
+func (e *WriteError) Unwrap() error { return e.Err }

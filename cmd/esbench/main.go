@@ -2,15 +2,20 @@
 // baseline in the same run, prints a table of ratios and writes it to a
 // file (BENCHMARKS.md by default).
 //
-//	go run ./cmd/esbench [-quick] [-out BENCHMARKS.md] [-json results.json]
+//	go run ./cmd/esbench [-quick] [-count 5] [-only pattern] [-out BENCHMARKS.md] [-json results.json]
 //
-// It drives `go test -bench` in each package, so the figures are those of
-// the packages' own benchmarks; a scenario whose service is missing (no
-// sierradb binary, no redis-server, no PostgreSQL) is reported as skipped.
+// It drives `go test -bench -count N` in each package, so the figures are
+// those of the packages' own benchmarks, read with golang.org/x/perf's
+// benchfmt. Every benchmark runs N times (5 by default); run i of a
+// scenario is compared with run i of its baseline (they ran one after the
+// other), and a row gives the median of the N ratios with their minimum
+// and maximum, so that the noise of a shared machine shows in the spread.
+// -quick uses fewer iterations and smaller data sets (still N runs). A
+// scenario whose service is missing (no sierradb binary, no redis-server,
+// no PostgreSQL) is reported as skipped.
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"flag"
@@ -19,12 +24,14 @@ import (
 	"log"
 	"os"
 	"os/exec"
-	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/perf/benchfmt"
 )
 
 // run is one `go test -bench` invocation.
@@ -48,23 +55,29 @@ type row struct {
 	lowerIsBetter bool
 }
 
-// result is one benchmark line.
+// result is one benchmark of one `go test` run: its values per unit, one
+// per -count run, in order.
 type result struct {
-	Name    string             `json:"name"`
-	Metrics map[string]float64 `json:"metrics"`
+	Name    string               `json:"name"`
+	Metrics map[string][]float64 `json:"metrics"`
 }
 
 var runs = []run{
-	{pkg: "./sierradb", bench: `^BenchmarkAppend$`, benchtime: "300x", quick: "40x"},
-	{pkg: "./sierradb", bench: `^BenchmarkAppendMulti10$`, benchtime: "300x", quick: "40x"},
+	{pkg: "./sierradb", bench: `^BenchmarkAppend$/^(embedded-dir|sierradb)$`, benchtime: "300x", quick: "40x"},
+	{pkg: "./sierradb", bench: `^BenchmarkAppendMulti10$/^(embedded-dir|sierradb)$`, benchtime: "300x", quick: "40x"},
 	{pkg: "./sierradb", bench: `^BenchmarkSubscribeCatchUp$`, benchtime: "2x", quick: "1x"},
 	{pkg: "./cqrs", bench: `^BenchmarkCommands$`, benchtime: "2000x", quick: "200x"},
+	{pkg: "./aggregate", bench: `^BenchmarkHotEntities$`, benchtime: "1x", quick: "1x"},
+	{pkg: "./aggregate", bench: `^BenchmarkEntityMemory$`, benchtime: "1x", quick: "1x", quickEnv: []string{"ESMILL_QUICK=1"}},
 	{pkg: "./aggregate", bench: `^BenchmarkRehydrate$`, benchtime: "5x", quick: "2x"},
 	{pkg: "./aggregate", bench: `^BenchmarkFreshness$`, benchtime: "5000x", quick: "500x"},
 	{pkg: "./internal/scaleout", bench: `^BenchmarkRouterProcesses$`, benchtime: "4000x", quick: "600x"},
 	{pkg: "./sierradb/pubsub", bench: `^BenchmarkPublish$/(embedded|sierradb)/(adapter|raw)/(serial|batch10|goroutines16)$`, benchtime: "2s", quick: "300ms"},
 	{pkg: "./sierradb/pubsub", bench: `^BenchmarkSubscribe$`, benchtime: "3x", quick: "1x"},
-	{pkg: "./test/readmodel", bench: `^BenchmarkCatchUp$`, benchtime: "3x", quick: "1x"},
+	{pkg: "./test/readmodel", bench: `^BenchmarkCatchUp$/^(subscription|postgres|postgres-queued)$`, benchtime: "1x", quick: "1x",
+		quickEnv: []string{"ESMILL_CATCHUP_EVENTS=20000"}},
+	{pkg: "./test/readmodel", bench: `^BenchmarkCatchUp$/^(subscription|memory|file|sqlite|mongodb-ferretdb)$`, benchtime: "1x", quick: "1x",
+		quickEnv: []string{"ESMILL_CATCHUP_EVENTS=20000"}},
 	// The cluster benchmarks need root (network namespaces); without it
 	// their rows are skipped.
 	{pkg: "./internal/clustertest", bench: `^BenchmarkCluster$/nodes=[13]/append`, benchtime: "300x", quick: "60x",
@@ -81,13 +94,13 @@ func rows() []row {
 	var rs []row
 	for _, n := range []int{1, 16, 64} {
 		rs = append(rs,
-			row{"SierraDB client", fmt.Sprintf("EAPPEND, %d goroutines: embedded vs real", n),
-				fmt.Sprintf("BenchmarkAppend/embedded/goroutines=%d", n), fmt.Sprintf("BenchmarkAppend/sierradb/goroutines=%d", n), "events/s", false},
-			row{"SierraDB client", fmt.Sprintf("EMAPPEND of 10, %d goroutines: embedded vs real", n),
-				fmt.Sprintf("BenchmarkAppendMulti10/embedded/goroutines=%d", n), fmt.Sprintf("BenchmarkAppendMulti10/sierradb/goroutines=%d", n), "events/s", false},
+			row{"SierraDB client (embedded server in directory mode, its own process, vs the real server)", fmt.Sprintf("EAPPEND, %d goroutines: embedded vs real", n),
+				fmt.Sprintf("BenchmarkAppend/embedded-dir/goroutines=%d", n), fmt.Sprintf("BenchmarkAppend/sierradb/goroutines=%d", n), "events/s", false},
+			row{"SierraDB client (embedded server in directory mode, its own process, vs the real server)", fmt.Sprintf("EMAPPEND of 10, %d goroutines: embedded vs real", n),
+				fmt.Sprintf("BenchmarkAppendMulti10/embedded-dir/goroutines=%d", n), fmt.Sprintf("BenchmarkAppendMulti10/sierradb/goroutines=%d", n), "events/s", false},
 		)
 	}
-	rs = append(rs, row{"SierraDB client", "catch-up subscription, 100k events: embedded vs real",
+	rs = append(rs, row{"SierraDB client (embedded server in directory mode, its own process, vs the real server)", "catch-up subscription, 100k events: embedded (in memory, in process) vs real",
 		"BenchmarkSubscribeCatchUp/embedded", "BenchmarkSubscribeCatchUp/sierradb", "events/s", false})
 	for _, srv := range []string{"embedded", "sierradb"} {
 		for _, n := range []int{1, 16, 64} {
@@ -102,6 +115,12 @@ func rows() []row {
 		rs = append(rs, row{"Rehydration (" + srv + ")", "10,000-event entity: snapshot vs events (time per load)",
 			fmt.Sprintf("BenchmarkRehydrate/%s/snapshot", srv), fmt.Sprintf("BenchmarkRehydrate/%s/events", srv), "ns/op", true})
 	}
+	const hot = "Hot entities (cmd/sierradb-embedded in directory mode, its own process)"
+	rs = append(rs,
+		row{hot, "1,000 entities × 40 commands, 64 callers: executor vs raw EMAPPEND of the same requests (target ≥ 0.95)",
+			"BenchmarkHotEntities/executor", "BenchmarkHotEntities/raw-emappend", "cmds/s", false},
+		row{hot, "heap per busy entity (300 commands) vs per quiet entity (1 command); target busy ≤ 4,096 B",
+			"BenchmarkEntityMemory/busy", "BenchmarkEntityMemory/quiet", "B/entity", true})
 	for _, srv := range []string{"embedded", "sierradb"} {
 		g := "Fresh answers (" + srv + ")"
 		rs = append(rs,
@@ -146,9 +165,18 @@ func rows() []row {
 			"BenchmarkDirectoryScale/directory", "BenchmarkDirectoryScale/memory", "rss-B/event", true},
 		row{scale, "start-up per million events: directory mode vs reading its log files",
 			"BenchmarkDirectoryScale/directory", "BenchmarkDirectoryScale/read-files", "startup-s/Mevents", true})
-	for _, store := range []string{"memory", "file", "sqlite", "postgres", "mongodb-ferretdb"} {
+	const catchUp = "Projection catch-up (embedded SierraDB; 100,000 events, -quick: 20,000; MongoDB 1,000)"
+	for _, batch := range []int{10, 100, 1000} {
+		target := ""
+		if batch == 1000 {
+			target = " (target ≥ 2.0)"
+		}
+		rs = append(rs, row{catchUp, fmt.Sprintf("postgres, batch %d: statements queued (postgres.Queue) vs run one by one (tx.Exec)%s", batch, target),
+			fmt.Sprintf("BenchmarkCatchUp/postgres-queued/batch=%d", batch), fmt.Sprintf("BenchmarkCatchUp/postgres/batch=%d", batch), "events/s", false})
+	}
+	for _, store := range []string{"memory", "file", "sqlite", "postgres", "postgres-queued", "mongodb-ferretdb"} {
 		for _, batch := range []int{10, 100, 1000} {
-			rs = append(rs, row{"Projection catch-up (embedded SierraDB)", fmt.Sprintf("%s, batch %d: store vs raw subscription read", store, batch),
+			rs = append(rs, row{catchUp, fmt.Sprintf("%s, batch %d: store vs raw subscription read", store, batch),
 				fmt.Sprintf("BenchmarkCatchUp/%s/batch=%d", store, batch), "BenchmarkCatchUp/subscription", "events/s", false})
 		}
 	}
@@ -159,27 +187,86 @@ func rows() []row {
 	return rs
 }
 
-var benchLine = regexp.MustCompile(`^(Benchmark\S+?)(-\d+)?\s+(\d+)\s+(.*)$`)
+// parse reads `go test -bench` output with benchfmt into one map per run.
+func parse(r io.Reader, out map[string]*result) error {
+	br := benchfmt.NewReader(r, "go test")
+	for br.Scan() {
+		res, ok := br.Result().(*benchfmt.Result)
+		if !ok {
+			continue // a syntax error (a line of log output) or unit metadata
+		}
+		name := benchName(res.Name)
+		rs := out[name]
+		if rs == nil {
+			rs = &result{Name: name, Metrics: map[string][]float64{}}
+			out[name] = rs
+		}
+		for _, v := range res.Values {
+			unit, value := v.Unit, v.Value
+			if v.OrigUnit != "" {
+				// benchfmt tidies ns/op into sec/op; the rows name the
+				// units as the benchmarks print them.
+				unit, value = v.OrigUnit, v.OrigValue
+			}
+			rs.Metrics[unit] = append(rs.Metrics[unit], value)
+		}
+	}
+	return br.Err()
+}
 
-// parse reads `go test -bench` output.
-func parse(r io.Reader, out map[string]result) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		m := benchLine.FindStringSubmatch(sc.Text())
-		if m == nil {
+// benchName is a benchmark's full name without its GOMAXPROCS suffix, with
+// the "Benchmark" prefix that benchfmt drops.
+func benchName(n benchfmt.Name) string {
+	base, parts := n.Parts()
+	var b strings.Builder
+	b.WriteString("Benchmark")
+	b.Write(base)
+	for _, p := range parts {
+		if len(p) > 0 && p[0] == '-' {
 			continue
 		}
-		res := result{Name: m[1], Metrics: map[string]float64{}}
-		f := strings.Fields(m[4])
-		for i := 0; i+1 < len(f); i += 2 {
-			v, err := strconv.ParseFloat(f[i], 64)
-			if err == nil {
-				res.Metrics[f[i+1]] = v
-			}
-		}
-		out[res.Name] = res
+		b.Write(p)
 	}
+	return b.String()
+}
+
+// stats compares run i of measured with run i of baseline: the medians of
+// both, and the median, minimum and maximum of the ratios.
+type stats struct {
+	measured, baseline float64
+	median, lo, hi     float64
+	runs               int
+}
+
+func compare(m, b []float64, lowerIsBetter bool) (stats, bool) {
+	n := min(len(m), len(b))
+	var ratios []float64
+	for i := range n {
+		if m[i] == 0 || b[i] == 0 {
+			continue
+		}
+		r := m[i] / b[i]
+		if lowerIsBetter {
+			r = b[i] / m[i]
+		}
+		ratios = append(ratios, r)
+	}
+	if len(ratios) == 0 {
+		return stats{}, false
+	}
+	slices.Sort(ratios)
+	return stats{measured: median(m), baseline: median(b), median: median(ratios), lo: ratios[0], hi: ratios[len(ratios)-1], runs: len(ratios)}, true
+}
+
+func median(v []float64) float64 {
+	s := slices.Sorted(slices.Values(v))
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func machine() string {
@@ -206,76 +293,120 @@ func format(v float64, metric string) string {
 }
 
 func main() {
-	quick := flag.Bool("quick", false, "fewer iterations (noisier figures)")
+	quick := flag.Bool("quick", false, "fewer iterations and smaller data sets (noisier figures), still -count runs")
+	count := flag.Int("count", 5, "runs of every benchmark; a row gives the median ratio and its range")
 	out := flag.String("out", "BENCHMARKS.md", "markdown file to write")
 	jsonOut := flag.String("json", "", "also write the raw results as JSON to this file")
-	filter := flag.String("only", "", "run only the packages whose path contains this")
+	filter := flag.String("only", "", "run only the benchmarks whose package path or -bench pattern contains this; rows of the others are left out")
 	flag.Parse()
+	if *count < 1 {
+		log.Fatal("esbench: -count must be at least 1")
+	}
 
-	results := map[string]result{}
+	// One result map per `go test` run, so that a benchmark that two
+	// runs share (a baseline) is compared within its run.
+	var results []map[string]*result
 	var logs bytes.Buffer
 	start := time.Now()
 	for _, r := range runs {
-		if *filter != "" && !strings.Contains(r.pkg, *filter) {
+		if *filter != "" && !strings.Contains(r.pkg, *filter) && !strings.Contains(r.bench, *filter) {
 			continue
 		}
 		bt := r.benchtime
+		env := append(os.Environ(), r.env...)
 		if *quick {
 			bt = r.quick
+			env = append(os.Environ(), r.quickEnv...)
 		}
-		args := []string{"test", "-run", "^$", "-bench", r.bench, "-benchtime", bt, "-timeout", "60m", r.pkg}
+		args := []string{"test", "-run", "^$", "-bench", r.bench, "-benchtime", bt, "-count", strconv.Itoa(*count), "-timeout", "120m", r.pkg}
 		log.Printf("go %s", strings.Join(args, " "))
 		cmd := exec.Command("go", args...)
-		cmd.Env = append(os.Environ(), r.env...)
-		if *quick {
-			cmd.Env = append(os.Environ(), r.quickEnv...)
-		}
+		cmd.Env = env
 		var buf bytes.Buffer
 		cmd.Stdout = io.MultiWriter(&buf, &logs)
 		cmd.Stderr = io.MultiWriter(&buf, &logs)
 		if err := cmd.Run(); err != nil {
 			log.Printf("%s %s failed: %v\n%s", r.pkg, r.bench, err, tail(buf.String(), 2000))
 		}
-		parse(&buf, results)
+		res := map[string]*result{}
+		if err := parse(&buf, res); err != nil {
+			log.Printf("%s %s: reading the output: %v", r.pkg, r.bench, err)
+		}
+		results = append(results, res)
+	}
+	lookup := func(measured, baseline string) (m, b *result) {
+		for _, res := range results {
+			if res[measured] != nil && res[baseline] != nil {
+				return res[measured], res[baseline]
+			}
+		}
+		for _, res := range results {
+			if m == nil {
+				m = res[measured]
+			}
+			if b == nil {
+				b = res[baseline]
+			}
+		}
+		return m, b
 	}
 
 	var md strings.Builder
 	fmt.Fprintf(&md, "# esmill benchmarks\n\n")
 	fmt.Fprintf(&md, "Measured %s on %s, in %s.\n\n", time.Now().UTC().Format("2006-01-02"), machine(), time.Since(start).Round(time.Second))
-	fmt.Fprintf(&md, "Reproduce: `go run ./cmd/esbench%s`. Every row compares two benchmarks of the same run; the ratio is measured / baseline ", map[bool]string{true: " -quick"}[*quick])
-	fmt.Fprintf(&md, "(for times, baseline / measured), so above 1 means the measured side is faster.\n\n")
+	cmdline := "go run ./cmd/esbench"
+	if *quick {
+		cmdline += " -quick"
+	}
+	if *count != 5 {
+		cmdline += " -count " + strconv.Itoa(*count)
+	}
+	if *filter != "" {
+		cmdline += " -only " + *filter
+	}
+	fmt.Fprintf(&md, "Reproduce: `%s`. Every row compares two benchmarks of the same run, each run %d times one after the other; ", cmdline, *count)
+	fmt.Fprintf(&md, "the ratio is measured / baseline (for times and bytes, baseline / measured), so above 1 means the measured side is faster or smaller. ")
+	fmt.Fprintf(&md, "Measured and baseline are medians; the ratio is the median of the %d paired ratios, with their minimum and maximum.\n\n", *count)
 	group := ""
 	for _, rw := range rows() {
-		m, okM := results[rw.measured]
-		b, okB := results[rw.baseline]
-		if rw.group != group {
-			group = rw.group
-			fmt.Fprintf(&md, "\n## %s\n\n| scenario | measured | baseline | ratio |\n|---|---|---|---|\n", group)
-		}
-		mv, bv := m.Metrics[rw.metric], b.Metrics[rw.metric]
-		if !okM || !okB || mv == 0 || bv == 0 {
-			fmt.Fprintf(&md, "| %s | %s | %s | skipped |\n", rw.label, cell(okM, mv, rw.metric), cell(okB, bv, rw.metric))
+		m, b := lookup(rw.measured, rw.baseline)
+		if *filter != "" && m == nil && b == nil {
 			continue
 		}
-		ratio := mv / bv
-		if rw.lowerIsBetter {
-			ratio = bv / mv
+		if rw.group != group {
+			group = rw.group
+			fmt.Fprintf(&md, "\n## %s\n\n| scenario | measured | baseline | ratio (median) | min–max | runs |\n|---|---|---|---|---|---|\n", group)
 		}
-		fmt.Fprintf(&md, "| %s | %s | %s | %.2f |\n", rw.label, format(mv, rw.metric), format(bv, rw.metric), ratio)
+		var mv, bv []float64
+		if m != nil {
+			mv = m.Metrics[rw.metric]
+		}
+		if b != nil {
+			bv = b.Metrics[rw.metric]
+		}
+		st, ok := compare(mv, bv, rw.lowerIsBetter)
+		if !ok {
+			fmt.Fprintf(&md, "| %s | %s | %s | skipped | | |\n", rw.label, cell(mv, rw.metric), cell(bv, rw.metric))
+			continue
+		}
+		fmt.Fprintf(&md, "| %s | %s | %s | %.2f | %.2f–%.2f | %d |\n", rw.label, format(st.measured, rw.metric), format(st.baseline, rw.metric),
+			st.median, st.lo, st.hi, st.runs)
 	}
 	fmt.Print(md.String())
 	if err := os.WriteFile(*out, []byte(md.String()), 0o644); err != nil {
 		log.Fatal(err)
 	}
 	if *jsonOut != "" {
-		names := make([]string, 0, len(results))
-		for n := range results {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		list := make([]result, 0, len(names))
-		for _, n := range names {
-			list = append(list, results[n])
+		var list []*result
+		for _, res := range results {
+			names := make([]string, 0, len(res))
+			for n := range res {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			for _, n := range names {
+				list = append(list, res[n])
+			}
 		}
 		b, _ := json.MarshalIndent(list, "", "  ")
 		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
@@ -284,11 +415,11 @@ func main() {
 	}
 }
 
-func cell(ok bool, v float64, metric string) string {
-	if !ok || v == 0 {
+func cell(v []float64, metric string) string {
+	if len(v) == 0 {
 		return "—"
 	}
-	return format(v, metric)
+	return format(median(v), metric)
 }
 
 func tail(s string, n int) string {

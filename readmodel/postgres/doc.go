@@ -47,6 +47,23 @@
 // one transaction, which [Store.IsTransient] reports as transient, so the
 // runner retries the batch without counting it as a failure of the event.
 //
+// # Queued writes
+//
+// A handler that calls tx.Exec costs a round trip per event. A handler
+// that calls [Queue] instead queues its statement; the batch's queued
+// statements go to the server in one pgx.Batch together with the
+// checkpoint's compare-and-set, in the batch's transaction, so that they
+// commit with the checkpoint or not at all, as the others do (tested:
+// TestContractQueued, and the crash tests, whose PostgreSQL projection
+// queues its writes). A queued statement that fails is reported as a
+// readmodel.WriteError of the event that queued it, which the runner
+// treats as that event's handler failure (tested:
+// TestQueueFailureIsTheEventsFailure). Use Queue for writes whose result
+// the handler need not read; any other use of the handle sends what is
+// queued first, so reads see the batch's earlier writes. At batch 1000 a
+// catch-up with queued statements is several times faster than one with
+// tx.Exec (BENCHMARKS.md, "statements queued vs run one by one").
+//
 // The store also records the identity of the SierraDB server with the
 // checkpoints (<prefix>servers, see readmodel.ServerRecorder).
 package postgres

@@ -373,11 +373,18 @@ type Tx struct {
 	s          *Store
 	tx         pgx.Tx
 	projection string
+	// pending holds the statements queued by Queue, queued the
+	// positions of the events that queued them; failed is the first
+	// queued statement that failed.
+	pending *pgx.Batch
+	queued  []readmodel.Position
+	failed  error
 }
 
 // Handle implements [readmodel.Tx]: every handler writes through the one
-// pgx.Tx.
-func (t *Tx) Handle(readmodel.Position) pgx.Tx { return t.tx }
+// pgx.Tx, which sends the statements queued with [Queue] before any other
+// use.
+func (t *Tx) Handle(pos readmodel.Position) pgx.Tx { return &queueTx{Tx: t.tx, t: t, pos: pos} }
 
 // Park implements [readmodel.Tx].
 func (t *Tx) Park(ctx context.Context, ev readmodel.ParkedEvent) error {
@@ -403,11 +410,24 @@ func (t *Tx) Commit(ctx context.Context, advances []readmodel.Advance) error {
 			upP, upPrev, upNext = append(upP, int32(a.Partition)), append(upPrev, a.Prev), append(upNext, int64(a.Next))
 		}
 	}
-	if len(advances) > 0 {
-		b := &pgx.Batch{}
+	if t.failed != nil {
+		return t.failed
+	}
+	if len(advances) > 0 || t.pending != nil {
+		// The queued statements and the compare-and-set go in one
+		// round trip.
+		b, queued := t.pending, t.queued
+		t.pending, t.queued = nil, nil
+		if b == nil {
+			b = &pgx.Batch{}
+		}
 		b.Queue(t.s.q.updateCP, t.projection, upP, upPrev, upNext)
 		b.Queue(t.s.q.insertCP, t.projection, insP, insNext)
 		res := t.tx.SendBatch(ctx, b)
+		if err := t.readQueued(res, queued); err != nil {
+			res.Close()
+			return err
+		}
 		up, err1 := res.Exec()
 		ins, err2 := res.Exec()
 		err3 := res.Close()

@@ -37,8 +37,19 @@ import (
 //	go test -run '^$' -bench CatchUp -benchtime 1x ./test/readmodel/
 //
 // The MongoDB figures come from FerretDB (SQLite backend), on fewer events.
+// ESMILL_CATCHUP_EVENTS sets the number of events (default 100,000).
+// "postgres-queued" is the PostgreSQL store with the handler's statement
+// queued (postgres.Queue) and sent once per batch; "postgres" runs it at
+// once (tx.Exec), one round trip per event.
 func BenchmarkCatchUp(b *testing.B) {
-	const events = 10000
+	events := 100000
+	if s := os.Getenv("ESMILL_CATCHUP_EVENTS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		events = n
+	}
 	srv := embedded.RunT(b)
 	client, err := sierradb.New(sierradb.Config{Addr: srv.Addr()})
 	if err != nil {
@@ -46,8 +57,10 @@ func BenchmarkCatchUp(b *testing.B) {
 	}
 	b.Cleanup(func() { client.Close() })
 	ref := &crashRef{client: client, versions: make(map[string]int64), ref: make(map[string]crashproj.Acct)}
-	if err := ref.append(context.Background(), events); err != nil {
-		b.Fatal(err)
+	for sent := 0; sent < events; sent += 10000 {
+		if err := ref.append(context.Background(), min(10000, events-sent)); err != nil {
+			b.Fatal(err)
+		}
 	}
 
 	b.Run("subscription", func(b *testing.B) {
@@ -117,23 +130,10 @@ func BenchmarkCatchUp(b *testing.B) {
 			}))
 		}},
 		{"postgres", events, func(b *testing.B, projection string, batch int) time.Duration {
-			pool, err := pgxpool.New(ctx, testservice.RequirePostgres(b))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer pool.Close()
-			if _, err := pool.Exec(ctx, accountsSQL); err != nil {
-				b.Fatal(err)
-			}
-			st, err := postgres.New(ctx, pool, postgres.Config{TablePrefix: "bench_"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			return catchUp(b, client, st, batch, readmodel.On(crashproj.Accounts, func(ctx context.Context, tx pgx.Tx, id string, e crashproj.Deposited, m readmodel.Meta) error {
-				_, err := tx.Exec(ctx, `INSERT INTO accts (projection, id, count, sum) VALUES ($1, $2, 1, $3)
-					ON CONFLICT (projection, id) DO UPDATE SET count = accts.count + 1, sum = accts.sum + excluded.sum`, m.Projection, id, e.Amount)
-				return err
-			}))
+			return catchUpPostgres(b, client, batch, false)
+		}},
+		{"postgres-queued", events, func(b *testing.B, projection string, batch int) time.Duration {
+			return catchUpPostgres(b, client, batch, true)
 		}},
 	}
 	for _, bc := range benches {
@@ -179,6 +179,34 @@ func BenchmarkCatchUp(b *testing.B) {
 			b.ReportMetric(float64(mongoEvents*b.N)/d.Seconds(), "events/s")
 		})
 	}
+}
+
+// catchUpPostgres is a catch-up on PostgreSQL whose handler runs its
+// statement at once (one round trip per event) or queues it
+// (postgres.Queue: sent with the batch's others and its checkpoint).
+func catchUpPostgres(b *testing.B, client *sierradb.Client, batch int, queued bool) time.Duration {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, testservice.RequirePostgres(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, accountsSQL); err != nil {
+		b.Fatal(err)
+	}
+	st, err := postgres.New(ctx, pool, postgres.Config{TablePrefix: "bench_"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const upsert = `INSERT INTO accts (projection, id, count, sum) VALUES ($1, $2, 1, $3)
+		ON CONFLICT (projection, id) DO UPDATE SET count = accts.count + 1, sum = accts.sum + excluded.sum`
+	return catchUp(b, client, st, batch, readmodel.On(crashproj.Accounts, func(ctx context.Context, tx pgx.Tx, id string, e crashproj.Deposited, m readmodel.Meta) error {
+		if queued {
+			return postgres.Queue(ctx, tx, upsert, m.Projection, id, e.Amount)
+		}
+		_, err := tx.Exec(ctx, upsert, m.Projection, id, e.Amount)
+		return err
+	}))
 }
 
 const accountsSQL = `CREATE TABLE IF NOT EXISTS accts (projection text, id text, count bigint NOT NULL, sum bigint NOT NULL, PRIMARY KEY (projection, id))`

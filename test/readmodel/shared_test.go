@@ -308,7 +308,7 @@ func sharedCrash(t *testing.T, kind string) {
 		byInstance[strings.SplitN(r.Instance, "-", 2)[0]]++
 	}
 	for _, reason := range parked {
-		if strings.Contains(reason, "applied twice") {
+		if strings.Contains(reason, "applied twice") || strings.Contains(reason, "SQLSTATE 23505") {
 			twice++
 		}
 	}

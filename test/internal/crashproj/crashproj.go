@@ -127,11 +127,12 @@ func Run(ctx context.Context, o Options, untilSynced bool) error {
 			return err
 		}
 		return run(ctx, o, client, st, untilSynced, readmodel.On(Accounts, func(ctx context.Context, tx pgx.Tx, id string, e Deposited, m readmodel.Meta) error {
-			_, err := tx.Exec(ctx, `INSERT INTO crash_accts (id, count, sum, weighted, last) VALUES ($1, 1, $2, $3, $4)
+			// Queued: sent once per batch with the checkpoint, so that
+			// the crash tests exercise batched writes.
+			return postgres.Queue(ctx, tx, `INSERT INTO crash_accts (id, count, sum, weighted, last) VALUES ($1, 1, $2, $3, $4)
 				ON CONFLICT (id) DO UPDATE SET count = crash_accts.count + 1, sum = crash_accts.sum + excluded.sum,
 				weighted = crash_accts.weighted + excluded.weighted, last = greatest(crash_accts.last, excluded.last)`,
 				id, e.Amount, e.Amount*int64(m.StreamVersion+1), int64(m.StreamVersion))
-			return err
 		}))
 	case "mongodb":
 		mc, err := mongo.Connect(options.Client().ApplyURI(o.Target))
