@@ -50,7 +50,9 @@ func (c messageCarrier) Set(k, v string) {
 		c[k] = v
 	}
 }
-func (c messageCarrier) Keys() []string { return []string{esmill.MetaTraceParent, esmill.MetaTraceState} }
+func (c messageCarrier) Keys() []string {
+	return []string{esmill.MetaTraceParent, esmill.MetaTraceState}
+}
 
 // InjectMessage writes the trace context of ctx into md (nothing when ctx
 // has no valid span context).
