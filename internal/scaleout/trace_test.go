@@ -61,7 +61,6 @@ func writeSpans(path string, spans tracetest.SpanStubs) error {
 	return os.WriteFile(path, b, 0o644)
 }
 
-
 // One command through bus (this process) → router and executor (a worker
 // process) → its event → a projection (this process) is one trace: the
 // worker continues the sender's span from the message metadata, and the
