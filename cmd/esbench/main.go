@@ -59,6 +59,7 @@ var runs = []run{
 	{pkg: "./sierradb", bench: `^BenchmarkAppendMulti10$`, benchtime: "300x", quick: "40x"},
 	{pkg: "./sierradb", bench: `^BenchmarkSubscribeCatchUp$`, benchtime: "2x", quick: "1x"},
 	{pkg: "./cqrs", bench: `^BenchmarkCommands$`, benchtime: "2000x", quick: "200x"},
+	{pkg: "./cqrs", bench: `^BenchmarkObservability$`, benchtime: "4000x", quick: "500x"},
 	{pkg: "./aggregate", bench: `^BenchmarkRehydrate$`, benchtime: "5x", quick: "2x"},
 	{pkg: "./aggregate", bench: `^BenchmarkFreshness$`, benchtime: "5000x", quick: "500x"},
 	{pkg: "./internal/scaleout", bench: `^BenchmarkRouterProcesses$`, benchtime: "4000x", quick: "600x"},
@@ -95,6 +96,11 @@ func rows() []row {
 		}
 		rs = append(rs, row{"Rehydration (" + srv + ")", "10,000-event entity: snapshot vs events (time per load)",
 			fmt.Sprintf("BenchmarkRehydrate/%s/snapshot", srv), fmt.Sprintf("BenchmarkRehydrate/%s/events", srv), "ns/op", true})
+	}
+	for _, m := range []struct{ label, name string }{{"executor", "executor"}, {"router over GoChannel", "router-gochannel"}} {
+		rs = append(rs, row{"Observability (embedded)", m.label + ", 16 callers: tracing (SDK, no-op exporter) and metrics on vs off",
+			fmt.Sprintf("BenchmarkObservability/embedded/%s-on/callers=16", m.name),
+			fmt.Sprintf("BenchmarkObservability/embedded/%s-off/callers=16", m.name), "cmds/s", false})
 	}
 	for _, srv := range []string{"embedded", "sierradb"} {
 		g := "Fresh answers (" + srv + ")"
