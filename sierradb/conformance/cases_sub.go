@@ -83,6 +83,45 @@ func messages(t testing.TB, c *conn, n int) []message {
 	return out
 }
 
+// liveMessages reads n messages of a live subscription, then waits for
+// quiet. The real server sometimes delivers a live event a second time,
+// behind the later ones and with the next cursor (seen under CPU load:
+// "cursor 2, v2" after v2 and v3); a repeat of an event already delivered
+// is counted and logged there, anything else extra fails. The client
+// drops such repeats by partition sequence (tested:
+// TestSubscribeResumesAfterDroppedConnection). The embedded server never
+// repeats.
+func liveMessages(t *testing.T, s *suite, c *conn, n int) []message {
+	t.Helper()
+	var out []message
+	for len(out) < n {
+		m, ok := readMessage(t, c, frameTimeout)
+		if !ok {
+			t.Fatalf("received %d of %d messages", len(out), n)
+		}
+		out = append(out, m)
+	}
+	repeats := 0
+	for {
+		m, ok := readMessage(t, c, quiet)
+		if !ok {
+			break
+		}
+		seen := false
+		for _, d := range out {
+			seen = seen || (d.stream == m.stream && d.version == m.version && d.seq == m.seq)
+		}
+		if s.cfg.Server != Real || !seen {
+			t.Fatalf("an extra message arrived: cursor %d, %s v%d", m.cursor, m.stream, m.version)
+		}
+		repeats++
+	}
+	if repeats > 0 {
+		t.Logf("KNOWN DIFFERENCE %q: the real server delivered %d live event(s) a second time", "LiveRepeat", repeats)
+	}
+	return out
+}
+
 func checkCursors(t testing.TB, ms []message, first int64) {
 	t.Helper()
 	for i, m := range ms {
@@ -406,7 +445,7 @@ func testSubscribeStream(t *testing.T, s *suite) {
 	// not delivered.
 	appendMany(t, w, key, other, -1, 2)
 	appendMany(t, w, key, stream, 1, 2)
-	got := messages(t, c, 2)
+	got := liveMessages(t, s, c, 2)
 	checkCursors(t, got, 0)
 	checkStreamVersions(t, got, stream, 2)
 	expectSimple(t, c.do("EACK", id, "1"), "OK")
