@@ -143,7 +143,8 @@ func TestMetadataKeysAreDistinct(t *testing.T) {
 			t.Errorf("%s and %s are both %q", name, other, v)
 		}
 		seen[v] = name
-		if v != esmill.MetaCorrelationID && !strings.HasPrefix(v, "esmill_") {
+		foreign := v == esmill.MetaCorrelationID || v == esmill.MetaTraceParent || v == esmill.MetaTraceState
+		if !foreign && !strings.HasPrefix(v, "esmill_") {
 			t.Errorf("%s = %q lacks the esmill_ prefix", name, v)
 		}
 	}

@@ -6,7 +6,9 @@ package esmill
 // the Pub/Sub adapter reads (such as [MetaAppendExpectedVersion]) is never
 // one that cqrs writes.
 //
-// Every key but [MetaCorrelationID] starts with "esmill_".
+// Every key but [MetaCorrelationID], [MetaTraceParent] and [MetaTraceState]
+// starts with "esmill_": those three are other tools' names, kept so that
+// Watermill's own middleware and OpenTelemetry's propagators read them.
 
 // Keys shared by command messages and events: where they came from.
 const (
@@ -21,6 +23,15 @@ const (
 	MetaCausationEventID       = "esmill_causation_event_id"
 	MetaCausationStreamID      = "esmill_causation_stream_id"
 	MetaCausationStreamVersion = "esmill_causation_stream_version"
+	// MetaTraceParent and MetaTraceState carry the OpenTelemetry trace
+	// context (W3C Trace Context: the traceparent and tracestate headers,
+	// under their own names) from the sender of a command to the router
+	// that runs it, and from a stored event to whoever consumes it, in
+	// this process or another. The executor stores them in each event's
+	// metadata envelope (tp, tst); the SierraDB Pub/Sub subscriber sets
+	// them on the messages it delivers.
+	MetaTraceParent = "traceparent"
+	MetaTraceState  = "tracestate"
 )
 
 // Keys of a command message (package cqrs). The message UUID is the

@@ -18,6 +18,8 @@ type cache struct {
 	now     func() time.Time
 	entries map[string]*entity
 	lru     *list.List // of *entity, most recent first
+	// onEvict, when set, is called for every entity dropped.
+	onEvict func()
 }
 
 func newCache(max int, idle time.Duration, now func() time.Time) *cache {
@@ -65,6 +67,9 @@ func (c *cache) evictLocked() {
 func (c *cache) removeLocked(e *entity) {
 	c.lru.Remove(e.elem)
 	delete(c.entries, e.streamID)
+	if c.onEvict != nil {
+		c.onEvict()
+	}
 }
 
 // sweep drops entities idle for longer than the idle timeout.

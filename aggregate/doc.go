@@ -22,6 +22,17 @@
 // [Command.CommandName]: explicit, stable strings that are stored with the
 // data, never derived from Go type names (tested: TestWritesKameoFormat).
 //
+// # Observability
+//
+// The executor makes a span per command ("execute <Command>", with load,
+// decide and append children; Config.TracerProvider) and stores the span's
+// context in each event's metadata, so that consumers continue the trace.
+// It counts commands by outcome (executed, idempotent, rejected,
+// conflict_retried, failed) with their duration, conflicts, cache hits,
+// misses and evictions, and snapshot loads and saves
+// (Config.MeterProvider; TestExecutorMetrics). See the README's
+// "Operations" section.
+//
 // # Data format
 //
 // Events are stored as kameo_es stores them (see package codec): stream id

@@ -10,9 +10,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/esmill/esmill/codec"
 	"github.com/esmill/esmill/internal/backoff"
+	"github.com/esmill/esmill/internal/telemetry"
 	"github.com/esmill/esmill/sierradb"
 )
 
@@ -71,8 +75,21 @@ type Config struct {
 	// Default: SierraDB itself (NewSierraSnapshots) when the store is a
 	// *sierradb.Client, otherwise none.
 	Snapshots SnapshotStore
-	// Logger receives warnings. Default: discard.
+	// Logger receives warnings (a snapshot not used or not saved) and,
+	// at debug level, conflicts. Default: discard.
 	Logger *slog.Logger
+	// TracerProvider makes the spans of each command: execute, with
+	// load, decide and append (one per attempt) as children; the
+	// execute span's context is stored in the command's events (see
+	// esmill.MetaTraceParent). Default: the global provider
+	// (otel.GetTracerProvider), which records nothing until an
+	// application installs an SDK.
+	TracerProvider trace.TracerProvider
+	// MeterProvider records the executor's metrics (commands by
+	// outcome and their duration, conflicts, cache hits, misses and
+	// evictions, snapshot loads and saves; see the package
+	// documentation). Default: the global provider.
+	MeterProvider metric.MeterProvider
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 }
@@ -154,6 +171,7 @@ type Executor struct {
 	snapshots SnapshotStore
 	cache     *cache
 	ids       idPolicy
+	tel       *instruments
 
 	// inflight counts store calls that go on after their caller gave up
 	// (see appendMulti); Close waits for them.
@@ -189,6 +207,11 @@ func NewExecutor(store Store, cfg Config) (*Executor, error) {
 			x.snapshots = NewSierraSnapshots(sc)
 		}
 	}
+	tel, err := newInstruments(cfg, x.cache)
+	if err != nil {
+		return nil, fmt.Errorf("aggregate: metrics: %w", err)
+	}
+	x.tel = tel
 	go x.janitor()
 	return x, nil
 }
@@ -216,7 +239,10 @@ func (x *Executor) janitor() {
 // new ones fail with [ErrClosed]. It waits for store calls whose callers
 // gave up on them (a cancelled context) to end. It is idempotent.
 func (x *Executor) Close() error {
-	x.closeOnce.Do(func() { close(x.closing) })
+	x.closeOnce.Do(func() {
+		close(x.closing)
+		x.tel.close()
+	})
 	<-x.done
 	x.inflight.Wait()
 	return nil
@@ -267,13 +293,35 @@ type Appended struct {
 
 // execute runs one command. See Entities.Execute.
 func (x *Executor) execute(ctx context.Context, k kind, streamID string, key uuid.UUID, cmd Command, opts []ExecOption) (Result, error) {
-	failed := Result{StreamID: streamID, PartitionKey: key, Version: -1}
 	if x.closed() {
-		return failed, ErrClosed
+		return Result{StreamID: streamID, PartitionKey: key, Version: -1}, ErrClosed
 	}
+	began := time.Now()
+	name := "<nil>"
+	if cmd != nil {
+		name = cmd.CommandName()
+	}
+	ctx, span := x.tel.tracer.Start(ctx, "execute "+name, trace.WithAttributes(
+		telemetry.Category.String(k.Category()), telemetry.Command.String(name), telemetry.StreamID.String(streamID)))
+	conflicts := 0
+	res, err := x.run(ctx, k, streamID, key, cmd, opts, &conflicts)
+	x.tel.record(ctx, span, k.Category(), name, res, err, conflicts, time.Since(began))
+	return res, err
+}
+
+// run is execute after the bookkeeping: it counts the conflicts met.
+func (x *Executor) run(ctx context.Context, k kind, streamID string, key uuid.UUID, cmd Command, opts []ExecOption, conflicts *int) (Result, error) {
+	failed := Result{StreamID: streamID, PartitionKey: key, Version: -1}
 	p, err := prepare(x.cfg.Now(), k, streamID, key, cmd, opts, uuid.NewString)
 	if err != nil {
 		return failed, err
+	}
+	if telemetry.InjectEnvelope(ctx, &p.meta) {
+		// The events carry the command's span, so that their consumers
+		// continue its trace.
+		if p.metaBytes, err = codec.EncodeMetadata(p.meta); err != nil {
+			return failed, err
+		}
 	}
 	key, info, meta, metaBytes, o := p.key, p.info, p.meta, p.metaBytes, p.opts
 	failed.PartitionKey = key
@@ -295,15 +343,32 @@ func (x *Executor) execute(ctx context.Context, k kind, streamID string, key uui
 				ErrPartitionKeyMismatch, streamID, e.key, key)
 		}
 		if !e.loaded || e.stale {
+			if attempt == 1 {
+				x.tel.misses.Add(ctx, 1, x.tel.byCategory.Get(k.Category()))
+			}
 			held := o.fence.holds()
-			if err := x.load(ctx, k, e, key); err != nil {
+			lctx, ls := x.tel.child(ctx, "load", telemetry.Snapshot.Bool(!e.loaded && k.snapshotPolicy() != nil))
+			from := e.version
+			err := x.load(lctx, k, e, key)
+			if ls.IsRecording() {
+				ls.SetAttributes(telemetry.Events.Int64(e.version-from), telemetry.Version.Int64(e.version))
+			}
+			endChild(ls, err)
+			if err != nil {
 				return failed, err
 			}
 			e.markFence(o.fence, held)
+		} else if attempt == 1 {
+			x.tel.hits.Add(ctx, 1, x.tel.byCategory.Get(k.Category()))
 		}
 		res, retry, err := x.attempt(ctx, k, e, info, meta, metaBytes, o, started)
 		if !retry {
 			return res, err
+		}
+		if errors.Is(err, sierradb.ErrWrongExpectedVersion) {
+			*conflicts++
+			x.tel.conflicts.Add(ctx, 1, x.tel.byCategory.Get(k.Category()))
+			x.cfg.Logger.Debug("aggregate: concurrent write; running the command again", "stream", streamID, "attempt", attempt, "error", err)
 		}
 		if attempt > x.cfg.MaxConflictRetries {
 			return failed, &ConflictError{StreamID: streamID, Attempts: attempt, Last: err}
@@ -353,6 +418,7 @@ func (x *Executor) lockForCommand(ctx context.Context, e *entity) error {
 // cached version first and, when it moved, decides again on the new state.
 func (x *Executor) attempt(ctx context.Context, k kind, e *entity, info *commandInfo, meta codec.Metadata, metaBytes []byte, o execOptions, started time.Time) (Result, bool, error) {
 	var v verdict
+	dctx, ds := x.tel.child(ctx, "decide")
 	for round := 0; ; round++ {
 		cctx := &CommandContext{StreamID: e.streamID, Version: e.version, Time: o.at, Metadata: meta, tracking: e.tracking, started: started, clock: x.cfg.Now}
 		v = decide(info, e.state, e.tracking, cctx, o)
@@ -360,8 +426,9 @@ func (x *Executor) attempt(ctx context.Context, k kind, e *entity, info *command
 			break
 		}
 		held := o.fence.holds()
-		n, err := x.catchUp(ctx, k, e)
+		n, err := x.catchUp(dctx, k, e)
 		if err != nil {
+			endChild(ds, err)
 			e.reset()
 			return Result{StreamID: e.streamID, PartitionKey: e.key, Version: -1}, false, err
 		}
@@ -370,6 +437,12 @@ func (x *Executor) attempt(ctx context.Context, k kind, e *entity, info *command
 			break
 		}
 	}
+	if ds.IsRecording() {
+		ds.SetAttributes(telemetry.Events.Int(len(v.events)), attribute.Bool("esmill.idempotent", v.idempotent),
+			attribute.Bool("esmill.rejected", v.err != nil))
+	}
+	// A rejection is the command's outcome, not the decision's failure.
+	endChild(ds, nil)
 	res := Result{StreamID: e.streamID, PartitionKey: e.key, Version: e.version}
 	evs := v.events
 	if !v.writes() {
@@ -400,7 +473,9 @@ func (x *Executor) attempt(ctx context.Context, k kind, e *entity, info *command
 		e.fenced = false
 		return res, false, &FenceLostError{StreamID: e.streamID, Scope: f.Scope, Token: f.Token}
 	}
-	ar, err := x.appendMulti(ctx, e.key, news)
+	actx, as := x.tel.child(ctx, "append", telemetry.Events.Int(len(news)), telemetry.Version.Int64(e.version))
+	ar, err := x.appendMulti(actx, e.key, news)
+	endChild(as, err)
 	if err != nil {
 		var wv *sierradb.WrongExpectedVersionError
 		switch {

@@ -253,6 +253,35 @@ func TestEventVersionMetadata(t *testing.T) {
 	}
 }
 
+// The trace context is two esmill keys (tp, tst) after the others; serde
+// writes the same bytes, and kameo_es's Metadata<T> reads them, ignoring
+// the keys (checked by testdata/kameo-golden when it writes the vector).
+func TestTraceContextMetadata(t *testing.T) {
+	g := golden(t)
+	data, err := codec.EncodeData(Tenant{Tenant: "acme", UserID: 42})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := codec.Metadata{Command: "Withdraw", Causation: causation, Data: data, CorrelationID: "conv-1", CommandID: "msg-9",
+		TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", TraceState: "vendor=x"}
+	b, err := codec.EncodeMetadata(want)
+	if err != nil || !bytes.Equal(b, g["metadata_esmill_traced"]) {
+		t.Fatalf("esmill wrote %x (%v), serde writes %x", b, err, g["metadata_esmill_traced"])
+	}
+	m, err := codec.DecodeMetadata(g["metadata_esmill_traced"])
+	if err != nil || m.TraceParent != want.TraceParent || m.TraceState != want.TraceState || m.CommandID != "msg-9" {
+		t.Fatalf("decoded %+v, %v", m, err)
+	}
+	if (codec.Metadata{TraceParent: "x"}).IsEmpty() {
+		t.Fatal("metadata with only a trace parent counts as empty")
+	}
+	// A trace key of the wrong type is invalid metadata, named.
+	bad, _ := hex.DecodeString("bf62747001ff") // {"tp": 1}
+	if _, err := codec.DecodeMetadata(bad); !errors.Is(err, codec.ErrInvalidMetadata) {
+		t.Fatalf("tp of the wrong type: %v", err)
+	}
+}
+
 func TestMetadataExtensionsRoundTrip(t *testing.T) {
 	m := codec.Metadata{Command: "Deposit", Causation: causation, CorrelationID: "conv-1", CommandID: "msg-9"}
 	b, err := codec.EncodeMetadata(m)

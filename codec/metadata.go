@@ -31,6 +31,12 @@ type Metadata struct {
 	// kameo_es and esmill wrote before versioning, and neither is written.
 	// An esmill extension; kameo_es ignores it.
 	EventVersion int
+	// TraceParent and TraceState are the W3C trace context of the span
+	// that wrote the event (tp, tst), so that a consumer in any process
+	// continues the trace of the command that caused it. esmill
+	// extensions; kameo_es ignores them.
+	TraceParent string
+	TraceState  string
 }
 
 // Causation identifies the event that caused a command.
@@ -42,7 +48,7 @@ type Causation struct {
 
 // IsEmpty reports whether m carries nothing.
 func (m Metadata) IsEmpty() bool {
-	return m.Command == "" && m.Causation == nil && len(m.Data) == 0 && m.CorrelationID == "" && m.CommandID == "" && m.EventVersion <= 1
+	return m.Command == "" && m.Causation == nil && len(m.Data) == 0 && m.CorrelationID == "" && m.CommandID == "" && m.EventVersion <= 1 && m.TraceParent == "" && m.TraceState == ""
 }
 
 // SchemaVersion returns the event's schema version: [Metadata.EventVersion],
@@ -62,6 +68,8 @@ const (
 	keyCorrelation  = "cid"
 	keyCommandID    = "cmid"
 	keyEventVersion = "esv"
+	keyTraceParent  = "tp"
+	keyTraceState   = "tst"
 )
 
 var encMode = func() cbor.EncMode {
@@ -88,7 +96,7 @@ var decMode = func() cbor.DecMode {
 
 // EncodeMetadata writes m as kameo_es does: an indefinite-length CBOR map
 // with ccmd, ceid, csid, csv and data in that order, each omitted when
-// empty, followed by esmill's own keys (cid, cmid, esv). Empty metadata
+// empty, followed by esmill's own keys (cid, cmid, esv, tp, tst). Empty metadata
 // encodes to no bytes, which SierraDB stores as empty metadata.
 func EncodeMetadata(m Metadata) ([]byte, error) {
 	if m.IsEmpty() {
@@ -123,6 +131,12 @@ func EncodeMetadata(m Metadata) ([]byte, error) {
 	}
 	if m.EventVersion > 1 {
 		err = errors.Join(err, put(keyEventVersion, m.EventVersion))
+	}
+	if m.TraceParent != "" {
+		err = errors.Join(err, put(keyTraceParent, m.TraceParent))
+	}
+	if m.TraceState != "" {
+		err = errors.Join(err, put(keyTraceState, m.TraceState))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("codec: encode metadata: %w", err)
@@ -208,6 +222,16 @@ func DecodeMetadata(b []byte) (Metadata, error) {
 			return fail(keyEventVersion, fmt.Errorf("the event's schema version must be a positive integer, not %d", n))
 		}
 		m.EventVersion = int(n)
+	}
+	if v, ok := raw[keyTraceParent]; ok {
+		if err := decMode.Unmarshal(v, &m.TraceParent); err != nil {
+			return fail(keyTraceParent, err)
+		}
+	}
+	if v, ok := raw[keyTraceState]; ok {
+		if err := decMode.Unmarshal(v, &m.TraceState); err != nil {
+			return fail(keyTraceState, err)
+		}
 	}
 	return m, nil
 }

@@ -12,10 +12,12 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/internal/backoff"
+	"github.com/esmill/esmill/internal/telemetry"
 	"github.com/esmill/esmill/lease"
 )
 
@@ -57,6 +59,12 @@ type BusConfig struct {
 	Timeout time.Duration
 	// Logger receives warnings. Default: discard.
 	Logger *slog.Logger
+	// TracerProvider makes a producer span per command sent ("send
+	// <topic>"; for Execute it lasts until the reply) and writes its
+	// trace context into the message (esmill.MetaTraceParent), so that
+	// the router continues the trace in whatever process it runs.
+	// Default: the global provider.
+	TracerProvider trace.TracerProvider
 }
 
 func (c *BusConfig) setDefaults() {
@@ -105,7 +113,8 @@ func (c BusConfig) Validate() error {
 
 // CommandBus sends commands as messages. It is safe for concurrent use.
 type CommandBus struct {
-	cfg BusConfig
+	cfg    BusConfig
+	tracer trace.Tracer
 
 	mu      sync.Mutex
 	waiters map[string]chan Reply
@@ -128,7 +137,7 @@ func NewCommandBus(cfg BusConfig) (*CommandBus, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	b := &CommandBus{cfg: cfg, waiters: make(map[string]chan Reply), done: make(chan struct{})}
+	b := &CommandBus{cfg: cfg, waiters: make(map[string]chan Reply), done: make(chan struct{}), tracer: telemetry.Tracer(cfg.TracerProvider)}
 	if cfg.RetryWindow > 0 {
 		b.unknown = newUnknownOutcomes(cfg.RetryWindow, time.Now)
 	}
@@ -193,7 +202,11 @@ func (b *CommandBus) Send(ctx context.Context, t aggregate.AnyType, id string, c
 	if err != nil {
 		return err
 	}
-	return b.publish(ctx, b.topicFor(t, id), msg)
+	topic := b.topicFor(t, id)
+	ctx, span := b.startSendSpan(ctx, topic, msg)
+	err = b.publish(ctx, topic, msg)
+	endSpan(span, err)
+	return err
 }
 
 func (b *CommandBus) topicFor(t aggregate.AnyType, id string) string {
@@ -266,7 +279,7 @@ func (b *CommandBus) checkPartitions(ctx context.Context) error {
 // same command for the same entity then retries it under the same
 // command id (see BusConfig.RetryWindow), so that it runs at most once;
 // pass AsNewCommand to send it as a new command instead.
-func (b *CommandBus) Execute(ctx context.Context, t aggregate.AnyType, id string, cmd aggregate.Command, opts ...SendOption) (Reply, error) {
+func (b *CommandBus) Execute(ctx context.Context, t aggregate.AnyType, id string, cmd aggregate.Command, opts ...SendOption) (rep Reply, err error) {
 	if b.cfg.ReplySubscriber == nil {
 		return Reply{}, errors.New("cqrs: Execute needs BusConfig.ReplySubscriber")
 	}
@@ -293,6 +306,8 @@ func (b *CommandBus) Execute(ctx context.Context, t aggregate.AnyType, id string
 		}
 	}
 	msg.Metadata.Set(esmill.MetaReplyTopic, b.cfg.ReplyTopic)
+	ctx, span := b.startSendSpan(ctx, topic, msg)
+	defer func() { endSpan(span, err) }()
 	ch := make(chan Reply, 1)
 	b.mu.Lock()
 	if b.closed {

@@ -19,7 +19,15 @@ const (
 	KindConflict        = "conflict"
 	KindPanic           = "panic"
 	KindInternal        = "internal"
+	// KindParked: the command was parked on a poison topic (its retries
+	// ran out, or it cannot succeed) and will not run unless an operator
+	// re-drives it. The message says why.
+	KindParked = "parked"
 )
+
+// ErrParked is matched by the error of a command that a retry middleware
+// parked (see [CommandRouter.AnswerParked]).
+var ErrParked = errors.New("cqrs: command parked")
 
 var (
 	// ErrTimeout: no reply came before the context or the bus timeout
@@ -147,6 +155,8 @@ func (e *RemoteError) Is(target error) bool {
 		return e.Kind == KindConflict
 	case aggregate.ErrPanic:
 		return e.Kind == KindPanic
+	case ErrParked:
+		return e.Kind == KindParked
 	}
 	return false
 }

@@ -11,9 +11,12 @@ import (
 	"sync"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/aggregate"
+	"github.com/esmill/esmill/internal/telemetry"
 	"github.com/esmill/esmill/lease"
 )
 
@@ -54,8 +57,19 @@ type RouterConfig struct {
 	// handler's error, for a poison-queue middleware, after replying,
 	// instead of acking them.
 	FailBadCommands bool
-	// Logger receives warnings. Default: discard.
+	// Logger receives bad and poison commands (warnings), panics with
+	// their stacks and undeliverable replies (errors), and at debug level
+	// each transient failure returned to the transport. Default: discard.
 	Logger *slog.Logger
+	// TracerProvider makes a consumer span per command message ("process
+	// <topic>"), a child of the sender's span when the message carries
+	// its trace context (esmill.MetaTraceParent); the executor's spans
+	// are its children. Default: the global provider.
+	TracerProvider trace.TracerProvider
+	// MeterProvider records the partitions the router holds
+	// (esmill.router.partitions, with an Ownership). Default: the global
+	// provider.
+	MeterProvider metric.MeterProvider
 }
 
 func (c *RouterConfig) setDefaults() {
@@ -110,6 +124,9 @@ type CommandRouter struct {
 
 	mu   sync.Mutex
 	gate *gate
+
+	tracer trace.Tracer
+	gauge  metric.Registration
 }
 
 // NewCommandRouter returns a router for the configured entity types.
@@ -118,7 +135,8 @@ func NewCommandRouter(cfg RouterConfig) (*CommandRouter, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	r := &CommandRouter{cfg: cfg, types: make(map[string]aggregate.AnyType, len(cfg.Types)), partitionOfTopic: make(map[string]int)}
+	r := &CommandRouter{cfg: cfg, types: make(map[string]aggregate.AnyType, len(cfg.Types)), partitionOfTopic: make(map[string]int),
+		tracer: telemetry.Tracer(cfg.TracerProvider)}
 	for _, t := range cfg.Types {
 		r.types[t.Category()] = t
 		for p := range cfg.Partitions {
@@ -129,7 +147,28 @@ func NewCommandRouter(cfg RouterConfig) (*CommandRouter, error) {
 			r.partitionOfTopic[topic] = p
 		}
 	}
+	if cfg.Ownership != nil {
+		if err := r.registerGauge(); err != nil {
+			return nil, fmt.Errorf("cqrs: metrics: %w", err)
+		}
+	}
 	return r, nil
+}
+
+// registerGauge reports the partitions held, until Close.
+func (r *CommandRouter) registerGauge() error {
+	m := telemetry.Meter(r.cfg.MeterProvider)
+	g, err := m.Int64ObservableGauge(telemetry.MetricRouterPartitions,
+		metric.WithDescription("Command partitions this router holds in its lease group."))
+	if err != nil {
+		return err
+	}
+	set := metric.WithAttributes(telemetry.Group.String(r.cfg.Ownership.Group))
+	r.gauge, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(g, int64(len(r.Leases())), set)
+		return nil
+	}, g)
+	return err
 }
 
 func (r *CommandRouter) topic(category string, p int) string {
@@ -183,7 +222,7 @@ func (r *CommandRouter) AddHandlers(router *message.Router, sub message.Subscrib
 		for p := range r.cfg.Partitions {
 			topic := r.topic(t.Category(), p)
 			hs = append(hs, router.AddConsumerHandler(topic, topic, sub, func(msg *message.Message) error {
-				return r.handle(msg, p)
+				return r.handle(msg, p, topic)
 			}))
 		}
 	}
@@ -198,6 +237,10 @@ func (r *CommandRouter) AddHandlers(router *message.Router, sub message.Subscrib
 func (r *CommandRouter) Close() error {
 	r.mu.Lock()
 	g := r.gate
+	if r.gauge != nil {
+		r.gauge.Unregister()
+		r.gauge = nil
+	}
 	r.mu.Unlock()
 	if g != nil {
 		return g.Close()
@@ -240,16 +283,18 @@ func (r *CommandRouter) Leases() []lease.Lease {
 // answered too, and acked, or returned as the error when FailBadCommands
 // is set, for a poison-queue middleware. A transient failure is returned,
 // so that Watermill delivers the message again.
-func (r *CommandRouter) Handle(msg *message.Message) error { return r.handle(msg, -1) }
+func (r *CommandRouter) Handle(msg *message.Message) error { return r.handle(msg, -1, "") }
 
-// handle runs a message that came from partition p's topic (-1: unknown).
-func (r *CommandRouter) handle(msg *message.Message, p int) (err error) {
-	ctx := msg.Context()
+// handle runs a message that came from partition p's topic (-1, "":
+// unknown).
+func (r *CommandRouter) handle(msg *message.Message, p int, topic string) (err error) {
+	ctx, span := r.startSpan(msg, p, topic)
 	defer func() {
 		if v := recover(); v != nil {
 			pe := &aggregate.PanicError{Where: "the command router's handling of message " + msg.UUID, Value: v, Stack: debug.Stack()}
 			err = r.poison(ctx, msg, aggregate.Result{Version: -1}, pe)
 		}
+		endSpan(span, err)
 	}()
 	d, err := decodeCommand(msg, r.types)
 	if err == nil {
@@ -283,6 +328,8 @@ func (r *CommandRouter) handle(msg *message.Message, p int) (err error) {
 	case esmill.Poison:
 		return r.poison(ctx, msg, res, err)
 	default:
+		r.cfg.Logger.Debug("cqrs: transient failure; the transport delivers the command again", "uuid", msg.UUID,
+			"command", d.cmd.CommandName(), "category", d.typ.Category(), "error", err)
 		return fmt.Errorf("cqrs: %s %s: %w", d.cmd.CommandName(), d.id, err)
 	}
 }
@@ -346,4 +393,18 @@ func (r *CommandRouter) reply(ctx context.Context, cmd *message.Message, rep Rep
 	if err := r.cfg.ReplyPublisher.Publish(topic, msg); err != nil {
 		r.cfg.Logger.Warn("cqrs: reply not sent", "topic", topic, "error", err)
 	}
+}
+
+// AnswerParked answers the caller waiting for a command message that a
+// retry middleware parked on its poison topic, with a reply whose error is
+// of kind KindParked (errors.Is(err, ErrParked)) and says why, instead of
+// leaving it to time out. Give it as middleware.RetryConfig.OnPark. A
+// message without a reply topic is left alone.
+func (r *CommandRouter) AnswerParked(msg *message.Message, class esmill.Class, cause error) {
+	re := remoteError(cause)
+	re.Kind, re.Class = KindParked, class.String()
+	re.Message = "parked on the poison topic (" + class.String() + "): " + cause.Error()
+	r.cfg.Logger.Warn("cqrs: command parked; answering its caller", "uuid", msg.UUID,
+		"command", msg.Metadata.Get(esmill.MetaCommand), "class", class.String(), "error", cause)
+	r.reply(msg.Context(), msg, Reply{Version: -1, Error: re})
 }

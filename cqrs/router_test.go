@@ -14,6 +14,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/aggregate"
@@ -83,14 +85,24 @@ var transports = []transport{
 	}},
 }
 
-func newRig(t testing.TB, addr string, tr transport, partitions int) *rig {
+// rigTelemetry instruments a rig (default: the global providers).
+type rigTelemetry struct {
+	tp trace.TracerProvider
+	mp metric.MeterProvider
+}
+
+func newRig(t testing.TB, addr string, tr transport, partitions int, tel ...rigTelemetry) *rig {
 	t.Helper()
+	var tl rigTelemetry
+	if len(tel) > 0 {
+		tl = tel[0]
+	}
 	client, err := sierradb.New(sierradb.Config{Addr: addr, PoolSize: 128})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-	exec, err := aggregate.NewExecutor(client, aggregate.Config{})
+	exec, err := aggregate.NewExecutor(client, aggregate.Config{TracerProvider: tl.tp, MeterProvider: tl.mp})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +114,8 @@ func newRig(t testing.TB, addr string, tr transport, partitions int) *rig {
 	prefix := "t" + watermill.NewShortUUID()
 	topic := func(category string, p int) string { return prefix + "." + cqrs.DefaultTopic(category, p) }
 	r.topic = topic
-	cr, err := cqrs.NewCommandRouter(cqrs.RouterConfig{Executor: exec, Types: []aggregate.AnyType{Accounts}, Partitions: partitions, Topic: topic, ReplyPublisher: pub})
+	cr, err := cqrs.NewCommandRouter(cqrs.RouterConfig{Executor: exec, Types: []aggregate.AnyType{Accounts}, Partitions: partitions, Topic: topic, ReplyPublisher: pub,
+		TracerProvider: tl.tp, MeterProvider: tl.mp})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +136,8 @@ func newRig(t testing.TB, addr string, tr transport, partitions int) *rig {
 	go router.Run(context.Background())
 	t.Cleanup(func() { router.Close() })
 	<-router.Running()
-	bus, err := cqrs.NewCommandBus(cqrs.BusConfig{Publisher: pub, Partitions: partitions, Topic: topic, ReplySubscriber: newSub("replies-" + watermill.NewShortUUID())})
+	bus, err := cqrs.NewCommandBus(cqrs.BusConfig{Publisher: pub, Partitions: partitions, Topic: topic, ReplySubscriber: newSub("replies-" + watermill.NewShortUUID()),
+		TracerProvider: tl.tp})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,10 +9,12 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/internal/backoff"
+	"github.com/esmill/esmill/internal/telemetry"
 )
 
 // RetryConfig configures the middleware made by [NewRetry]. The zero value
@@ -39,8 +41,16 @@ type RetryConfig struct {
 	PoisonTopic     string
 	// OnRetry is called before each retry. Optional.
 	OnRetry func(msg *message.Message, attempt int, err error)
+	// OnPark is called once a message is parked on the poison topic,
+	// with its class and the error. Give a command router's AnswerParked
+	// (cqrs.CommandRouter.AnswerParked) so that a caller waiting for a
+	// parked command gets a reply that says parked, and why. Optional.
+	OnPark func(msg *message.Message, class esmill.Class, err error)
 	// Logger receives a line per parked message. Default: discard.
 	Logger *slog.Logger
+	// MeterProvider counts parked messages (esmill.messages.poisoned, by
+	// handler and class). Default: the global provider.
+	MeterProvider metric.MeterProvider
 }
 
 // Validate reports every problem with the configuration. Zero values are
@@ -105,11 +115,19 @@ func NewRetry(cfg RetryConfig) (message.HandlerMiddleware, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	r := &retry{cfg: cfg}
+	poisoned, err := telemetry.Meter(cfg.MeterProvider).Int64Counter(telemetry.MetricPoisoned,
+		metric.WithDescription("Messages parked on the poison topic, by handler and class."))
+	if err != nil {
+		return nil, fmt.Errorf("middleware: metrics: %w", err)
+	}
+	r := &retry{cfg: cfg, poisoned: poisoned}
 	return r.middleware, nil
 }
 
-type retry struct{ cfg RetryConfig }
+type retry struct {
+	cfg      RetryConfig
+	poisoned metric.Int64Counter
+}
 
 func (r *retry) middleware(h message.HandlerFunc) message.HandlerFunc {
 	policy := backoff.Policy{Initial: r.cfg.InitialInterval, Max: r.cfg.MaxInterval, Multiplier: r.cfg.Multiplier, Jitter: r.cfg.Jitter}
@@ -165,5 +183,10 @@ func (r *retry) park(msg *message.Message, class esmill.Class, attempts int, err
 		return fmt.Errorf("middleware: parking message %s on %q failed (%v) after: %w", msg.UUID, r.cfg.PoisonTopic, perr, err)
 	}
 	r.cfg.Logger.Warn("middleware: message parked", "uuid", msg.UUID, "topic", r.cfg.PoisonTopic, "class", class.String(), "reason", err)
+	r.poisoned.Add(msg.Context(), 1, metric.WithAttributes(
+		telemetry.Handler.String(message.HandlerNameFromCtx(msg.Context())), telemetry.Class.String(class.String())))
+	if r.cfg.OnPark != nil {
+		r.cfg.OnPark(msg, class, err)
+	}
 	return nil
 }

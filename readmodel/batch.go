@@ -12,8 +12,11 @@ import (
 	"slices"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/internal/backoff"
+	"github.com/esmill/esmill/internal/telemetry"
 	"github.com/esmill/esmill/sierradb"
 )
 
@@ -24,6 +27,9 @@ type item[T any] struct {
 	calls  []func(ctx context.Context, tx T) error // nil: nothing to apply
 	poison *ParkedEvent
 	err    error // why it is poison
+	// parent is the span of the command that wrote the event, if its
+	// metadata carries one.
+	parent trace.SpanContext
 }
 
 func (r *Runner[T]) prepareItem(ev sierradb.Event) *item[T] {
@@ -62,6 +68,7 @@ func (r *Runner[T]) prepareItem(ev sierradb.Event) *item[T] {
 		return it
 	}
 	m.Metadata = d.meta
+	it.parent = telemetry.EnvelopeSpanContext(d.meta)
 	for _, h := range c.handlers(d) {
 		call := h.call
 		it.calls = append(it.calls, func(ctx context.Context, tx T) error { return call(ctx, tx, d, m) })
@@ -242,12 +249,15 @@ func (r *Runner[T]) commit(ctx context.Context, batch []*item[T]) error {
 			continue
 		}
 		h := tx.Handle(it.pos)
+		hctx, span := r.startSpan(ctx, it)
 		for _, call := range it.calls {
-			if err := safeCall(ctx, h, call); err != nil {
+			if err := safeCall(hctx, h, call); err != nil {
+				endSpan(span, err)
 				tx.Rollback(ctx)
 				return &handlerFailure{index: writeIndex(batch, err, i), err: err}
 			}
 		}
+		endSpan(span, nil)
 	}
 	if err := tx.Commit(ctx, r.advances(batch)); err != nil {
 		tx.Rollback(ctx)

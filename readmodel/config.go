@@ -7,6 +7,9 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/esmill/esmill/lease"
 	"github.com/esmill/esmill/sierradb"
 )
@@ -138,6 +141,18 @@ type Config[T any] struct {
 	Logger *slog.Logger
 	// Now is the clock for ParkedAt and status times. Default: time.Now.
 	Now func() time.Time
+	// TracerProvider makes a consumer span ("process <projection>") for
+	// each event that carries the trace context of the command that
+	// wrote it (esmill.MetaTraceParent), as a child of that command's
+	// span, in whatever process it ran; the handlers get its context.
+	// Default: the global provider.
+	TracerProvider trace.TracerProvider
+	// MeterProvider records the projection's metrics, read from
+	// [Runner.Status]: lag per partition (esmill.projection.lag), events
+	// handled (esmill.projection.events, whose rate is the events applied
+	// per second), parked events and owned partitions. Default: the
+	// global provider.
+	MeterProvider metric.MeterProvider
 }
 
 func (c *Config[T]) setDefaults() {

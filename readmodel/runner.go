@@ -2,7 +2,13 @@ package readmodel
 
 import (
 	"context"
+	"fmt"
 	"sync"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/esmill/esmill/internal/telemetry"
 )
 
 // Runner runs one projection: it subscribes to every partition (or, with
@@ -39,6 +45,9 @@ type Runner[T any] struct {
 	serverID string
 	// member is the lease member, nil without Leases; set before ready.
 	member memberView
+
+	tracer trace.Tracer
+	gauges metric.Registration
 }
 
 // memberView is what the runner asks its lease member.
@@ -56,15 +65,20 @@ func New[T any](cfg Config[T]) (*Runner[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Runner[T]{
-		cfg:   cfg,
-		disp:  disp,
-		done:  make(chan struct{}),
-		ready: make(chan struct{}),
-		live:  make(chan struct{}),
-		prog:  newProgress(),
-		share: newShare(),
-	}, nil
+	r := &Runner[T]{
+		cfg:    cfg,
+		disp:   disp,
+		done:   make(chan struct{}),
+		ready:  make(chan struct{}),
+		live:   make(chan struct{}),
+		prog:   newProgress(),
+		share:  newShare(),
+		tracer: telemetry.Tracer(cfg.TracerProvider),
+	}
+	if r.gauges, err = r.registerMetrics(); err != nil {
+		return nil, fmt.Errorf("readmodel: metrics: %w", err)
+	}
+	return r, nil
 }
 
 // Name returns the projection's name.
@@ -136,6 +150,9 @@ func (r *Runner[T]) finish(ctx context.Context, err error) error {
 // idempotent; a runner never started is closed at once.
 func (r *Runner[T]) Close() error {
 	r.closeOnce.Do(func() {
+		if r.gauges != nil {
+			r.gauges.Unregister()
+		}
 		r.mu.Lock()
 		r.closed = true
 		started := r.started

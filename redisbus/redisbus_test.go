@@ -5,6 +5,7 @@ package redisbus_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -15,9 +16,12 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
+	"github.com/esmill/esmill/internal/leakcheck"
 	"github.com/esmill/esmill/internal/rediscluster"
 	"github.com/esmill/esmill/redisbus"
 )
+
+func TestMain(m *testing.M) { os.Exit(leakcheck.Main(m)) }
 
 func newClient(t *testing.T, c *rediscluster.Cluster) *redis.ClusterClient {
 	rdb := redisbus.NewClusterClient(&redis.ClusterOptions{

@@ -69,6 +69,7 @@ var runs = []run{
 	{pkg: "./cqrs", bench: `^BenchmarkCommands$`, benchtime: "2000x", quick: "200x"},
 	{pkg: "./aggregate", bench: `^BenchmarkHotEntities$`, benchtime: "1x", quick: "1x"},
 	{pkg: "./aggregate", bench: `^BenchmarkEntityMemory$`, benchtime: "1x", quick: "1x", quickEnv: []string{"ESMILL_QUICK=1"}},
+	{pkg: "./cqrs", bench: `^BenchmarkObservability$`, benchtime: "4000x", quick: "500x"},
 	{pkg: "./aggregate", bench: `^BenchmarkRehydrate$`, benchtime: "5x", quick: "2x"},
 	{pkg: "./aggregate", bench: `^BenchmarkFreshness$`, benchtime: "5000x", quick: "500x"},
 	{pkg: "./internal/scaleout", bench: `^BenchmarkRouterProcesses$`, benchtime: "4000x", quick: "600x"},
@@ -121,6 +122,11 @@ func rows() []row {
 			"BenchmarkHotEntities/executor", "BenchmarkHotEntities/raw-emappend", "cmds/s", false},
 		row{hot, "heap per busy entity (300 commands) vs per quiet entity (1 command); target busy ≤ 4,096 B",
 			"BenchmarkEntityMemory/busy", "BenchmarkEntityMemory/quiet", "B/entity", true})
+	for _, m := range []struct{ label, name string }{{"executor", "executor"}, {"router over GoChannel", "router-gochannel"}} {
+		rs = append(rs, row{"Observability (embedded)", m.label + ", 16 callers: tracing (SDK, no-op exporter) and metrics on vs off",
+			fmt.Sprintf("BenchmarkObservability/embedded/%s-on/callers=16", m.name),
+			fmt.Sprintf("BenchmarkObservability/embedded/%s-off/callers=16", m.name), "cmds/s", false})
+	}
 	for _, srv := range []string{"embedded", "sierradb"} {
 		g := "Fresh answers (" + srv + ")"
 		rs = append(rs,

@@ -7,6 +7,8 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,6 +61,7 @@ func TestTwoProcesses(t *testing.T) {
 	var workers []*workerProc
 	var mu sync.Mutex
 	held := make([]string, 3) // each worker's last "holds partitions" line
+	metricsURL := make([]string, 3)
 	for i := range 3 {
 		cmd := exec.Command(worker, "-sierradb", sierra, "-redis", rds, "-postgres", pg, "-lease-ttl", "2s")
 		stdout, err := cmd.StdoutPipe()
@@ -81,6 +84,9 @@ func TestTwoProcesses(t *testing.T) {
 				lines = append(lines, sc.Text())
 				if p, ok := strings.CutPrefix(sc.Text(), "worker holds partitions "); ok {
 					held[i] = p
+				}
+				if u, ok := strings.CutPrefix(sc.Text(), "metrics on "); ok {
+					metricsURL[i] = u
 				}
 				mu.Unlock()
 				if sc.Text() == "worker ready" {
@@ -161,6 +167,39 @@ func TestTwoProcesses(t *testing.T) {
 			t.Fatalf("partitions held by the workers: %v (%v)", held, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+
+	// Each worker serves its metrics on a loopback port: commands by
+	// outcome, partitions held, the projection's lag (reported by the
+	// workers that hold some of its partitions).
+	lagSeries := 0
+	for i := range workers {
+		mu.Lock()
+		u := metricsURL[i]
+		mu.Unlock()
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatalf("worker %d metrics at %q: %v", i, u, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		lagSeries += strings.Count(string(body), "\nesmill_projection_lag{")
+		for _, m := range []string{"esmill_router_partitions", "esmill_projection_events_total"} {
+			if !strings.Contains(string(body), m) {
+				t.Errorf("worker %d metrics lack %s:\n%s", i, m, body)
+			}
+		}
+		if i == 0 {
+			for _, l := range strings.Split(string(body), "\n") {
+				if strings.HasPrefix(l, "esmill_commands_total") || strings.HasPrefix(l, "esmill_router_partitions") {
+					t.Logf("worker 0: %s", l)
+				}
+			}
+		}
+	}
+
+	if lagSeries == 0 {
+		t.Error("no worker reports the projection's lag")
 	}
 
 	// The workers stop cleanly on SIGTERM.

@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/esmill/esmill/internal/proc"
 	"github.com/esmill/esmill/internal/scaleout"
 	"github.com/esmill/esmill/internal/testservice"
@@ -45,9 +48,20 @@ func workerMain(spec string) int {
 	cfg.Ready = func() { fmt.Println("worker ready") }
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	var spans *tracetest.InMemoryExporter
+	if cfg.SpanFile != "" {
+		spans = tracetest.NewInMemoryExporter()
+		cfg.TracerProvider = sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	}
 	if err := scaleout.RunWorker(ctx, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		return 1
+	}
+	if spans != nil {
+		if err := writeSpans(cfg.SpanFile, spans.GetSpans()); err != nil {
+			fmt.Fprintln(os.Stderr, "worker: spans:", err)
+			return 1
+		}
 	}
 	fmt.Println("worker stopped")
 	return 0

@@ -12,6 +12,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/cqrs"
@@ -45,7 +47,14 @@ type WorkerConfig struct {
 	// existed, for comparison: no lease group, every worker reading every
 	// topic through one watermill-redisstream consumer group.
 	SharedGroup bool
-	Logger      *slog.Logger `json:"-"`
+	// SpanFile, when set, makes the worker's test main record its spans
+	// and write them there as JSON when it stops (see main_test.go).
+	SpanFile string
+	Logger   *slog.Logger `json:"-"`
+	// TracerProvider and MeterProvider instrument the executor, the
+	// router and the retry middleware (default: the global ones).
+	TracerProvider trace.TracerProvider `json:"-"`
+	MeterProvider  metric.MeterProvider `json:"-"`
 	// Ready is called once the router runs.
 	Ready func() `json:"-"`
 }
@@ -90,7 +99,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 		return err
 	}
 	defer client.Close()
-	exec, err := aggregate.NewExecutor(client, aggregate.Config{Logger: cfg.Logger})
+	exec, err := aggregate.NewExecutor(client, aggregate.Config{Logger: cfg.Logger, TracerProvider: cfg.TracerProvider, MeterProvider: cfg.MeterProvider})
 	if err != nil {
 		return err
 	}
@@ -120,6 +129,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	rc := cqrs.RouterConfig{
 		Executor: exec, Types: []aggregate.AnyType{Counters}, Partitions: cfg.Partitions,
 		Namespace: cfg.Namespace, ReplyPublisher: pub, Logger: cfg.Logger,
+		TracerProvider: cfg.TracerProvider, MeterProvider: cfg.MeterProvider,
 	}
 	if !cfg.Exclusive && !cfg.SharedGroup {
 		rc.Ownership = &cqrs.Ownership{
@@ -139,7 +149,8 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	// Transient failures (SierraDB busy, a lease lost mid-command) are
 	// retried with backoff; the message's context ends when its
 	// partition is revoked, which ends the retries.
-	retry, err := middleware.NewRetry(middleware.RetryConfig{MaxRetries: 20, InitialInterval: 20 * time.Millisecond, MaxInterval: time.Second, Logger: cfg.Logger})
+	retry, err := middleware.NewRetry(middleware.RetryConfig{MaxRetries: 20, InitialInterval: 20 * time.Millisecond, MaxInterval: time.Second,
+		Logger: cfg.Logger, MeterProvider: cfg.MeterProvider, OnPark: commands.AnswerParked})
 	if err != nil {
 		return err
 	}

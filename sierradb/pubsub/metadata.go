@@ -26,7 +26,8 @@ func isEventKey(k string) bool {
 		esmill.MetaCausationStreamVersion,
 		esmill.MetaEventID, esmill.MetaStreamID, esmill.MetaStreamVersion, esmill.MetaPartitionKey,
 		esmill.MetaPartitionID, esmill.MetaPartitionSequence, esmill.MetaTransactionID, esmill.MetaTimestamp,
-		esmill.MetaMetadataError, esmill.MetaRedeliveries, esmill.MetaMessageUUID:
+		esmill.MetaMetadataError, esmill.MetaRedeliveries, esmill.MetaMessageUUID,
+		esmill.MetaTraceParent, esmill.MetaTraceState:
 		return true
 	}
 	return false
@@ -91,6 +92,7 @@ func encodeMetadata(msg *message.Message) ([]byte, error) {
 	env.CorrelationID = md[esmill.MetaCorrelationID]
 	env.CommandID = md[esmill.MetaCommandID]
 	env.Command = md[esmill.MetaCausationCommand]
+	env.TraceParent, env.TraceState = md[esmill.MetaTraceParent], md[esmill.MetaTraceState]
 	eid, hasEID := md[esmill.MetaCausationEventID]
 	sid, hasSID := md[esmill.MetaCausationStreamID]
 	ver, hasVer := md[esmill.MetaCausationStreamVersion]
@@ -150,6 +152,12 @@ func toMessage(ev *sierradb.Event) *message.Message {
 			}
 			if env.CommandID != "" {
 				md[esmill.MetaCommandID] = env.CommandID
+			}
+			if env.TraceParent != "" {
+				md[esmill.MetaTraceParent] = env.TraceParent
+			}
+			if env.TraceState != "" {
+				md[esmill.MetaTraceState] = env.TraceState
 			}
 			if env.EventVersion > 1 {
 				md[esmill.MetaEventVersion] = strconv.Itoa(env.EventVersion)

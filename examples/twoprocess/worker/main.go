@@ -22,6 +22,8 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -32,7 +34,12 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/cqrs"
@@ -53,10 +60,11 @@ func main() {
 	group := flag.String("group", "bank-workers", "lease group of the workers (and their position on each topic)")
 	namespace := flag.String("namespace", "", "prefix of the command topics (the sender must agree)")
 	ttl := flag.Duration("lease-ttl", 10*time.Second, "lease time: a dead worker's partitions move after about this long")
+	metricsAddr := flag.String("metrics", "127.0.0.1:0", "loopback address serving Prometheus metrics at /metrics (empty: off); the address taken is printed")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cfg := config{sierraAddr: *sierraAddr, redisAddr: *redisAddr, pgDSN: *pgDSN, partitions: *partitions, group: *group, namespace: *namespace, ttl: *ttl}
+	cfg := config{sierraAddr: *sierraAddr, redisAddr: *redisAddr, pgDSN: *pgDSN, partitions: *partitions, group: *group, namespace: *namespace, ttl: *ttl, metricsAddr: *metricsAddr}
 	if err := run(ctx, cfg); err != nil && !errors.Is(err, context.Canceled) {
 		log.Fatal(err)
 	}
@@ -68,18 +76,61 @@ type config struct {
 	partitions                   int
 	group, namespace             string
 	ttl                          time.Duration
+	metricsAddr                  string
+}
+
+// serveMetrics serves the worker's OpenTelemetry metrics in the
+// Prometheus text format at http://<addr>/metrics until ctx ends, and
+// returns the meter provider to give esmill's components.
+func serveMetrics(ctx context.Context, addr string, logger *slog.Logger) (metric.MeterProvider, func(), error) {
+	if addr == "" {
+		return nil, func() {}, nil
+	}
+	reg := prometheus.NewRegistry()
+	exporter, err := otelprom.New(otelprom.WithRegisterer(reg))
+	if err != nil {
+		return nil, nil, err
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("metrics server stopped", "error", err)
+		}
+	}()
+	fmt.Printf("metrics on http://%s/metrics\n", ln.Addr())
+	stop := func() {
+		srv.Shutdown(context.WithoutCancel(ctx))
+		<-done
+		mp.Shutdown(context.WithoutCancel(ctx))
+	}
+	return mp, stop, nil
 }
 
 func run(ctx context.Context, cfg config) error {
 	sierraAddr, redisAddr, pgDSN, partitions := cfg.sierraAddr, cfg.redisAddr, cfg.pgDSN, cfg.partitions
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
+	mp, stopMetrics, err := serveMetrics(ctx, cfg.metricsAddr, logger)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+
 	client, err := sierradb.New(sierradb.Config{Addr: sierraAddr, Logger: logger})
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	exec, err := aggregate.NewExecutor(client, aggregate.Config{Logger: logger})
+	exec, err := aggregate.NewExecutor(client, aggregate.Config{Logger: logger, MeterProvider: mp})
 	if err != nil {
 		return err
 	}
@@ -105,7 +156,7 @@ func run(ctx context.Context, cfg config) error {
 	// The workers of the group divide the partitions among themselves.
 	commands, err := cqrs.NewCommandRouter(cqrs.RouterConfig{
 		Executor: exec, Types: []aggregate.AnyType{bank.Accounts}, Partitions: partitions, Namespace: cfg.namespace,
-		ReplyPublisher: pub, FailBadCommands: true, Logger: logger,
+		ReplyPublisher: pub, FailBadCommands: true, Logger: logger, MeterProvider: mp,
 		Ownership: &cqrs.Ownership{Store: lease.NewRedisStore(rdb, ""), Group: cfg.group, TTL: cfg.ttl},
 	})
 	if err != nil {
@@ -118,7 +169,8 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	retry, err := middleware.NewRetry(middleware.RetryConfig{PoisonPublisher: pub, PoisonTopic: "bank.poison", Logger: logger})
+	retry, err := middleware.NewRetry(middleware.RetryConfig{PoisonPublisher: pub, PoisonTopic: "bank.poison", Logger: logger,
+		MeterProvider: mp, OnPark: commands.AnswerParked})
 	if err != nil {
 		return err
 	}
@@ -144,7 +196,7 @@ func run(ctx context.Context, cfg config) error {
 	}
 	newProjection := func() (*readmodel.Runner[pgx.Tx], error) {
 		return readmodel.New(readmodel.Config[pgx.Tx]{
-			Name: "balances", Client: client, Store: store, Logger: logger,
+			Name: "balances", Client: client, Store: store, Logger: logger, MeterProvider: mp,
 			// The workers share the projection's partitions, under leases
 			// kept in the same PostgreSQL.
 			Leases: store.Leases(),

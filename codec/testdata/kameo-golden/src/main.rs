@@ -5,7 +5,8 @@
 //
 // It also writes the stored forms of old event shapes that esmill's
 // upcasting tests read (module `history`), and the metadata envelope with
-// esmill's extension keys (cid, cmid, esv) as serde writes it.
+// esmill's extension keys (cid, cmid, esv, tp, tst) as serde writes it, and
+// checks that kameo_es's own Metadata<T> reads it.
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use uuid::Uuid;
@@ -71,6 +72,10 @@ struct EsmillMetadata<T> {
     command_id: Option<String>,
     #[serde(rename = "esv", skip_serializing_if = "Option::is_none")]
     event_version: Option<u32>,
+    #[serde(rename = "tp", skip_serializing_if = "Option::is_none")]
+    trace_parent: Option<String>,
+    #[serde(rename = "tst", skip_serializing_if = "Option::is_none")]
+    trace_state: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -94,7 +99,7 @@ struct Metadata<T> {
     data: Option<T>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Default)]
 struct Tenant {
     tenant: String,
     user_id: u64,
@@ -124,6 +129,16 @@ fn check_reads(vectors: &[(&str, String)]) {
     assert!(matches!(decodes(&get("payload_closed")), Ok(BankAccountEvent::Closed)));
     let map = decodes("a166436c6f736564a0"); // {"Closed": {}}
     assert!(matches!(map, Ok(BankAccountEvent::Closed)), "serde did not read {{\"Closed\": {{}}}} as a unit variant");
+    // kameo_es's Metadata<T> reads esmill's envelope with the trace keys,
+    // ignoring them.
+    let bytes = hex_decode(&get("metadata_esmill_traced"));
+    let m: Metadata<Tenant> = ciborium::from_reader(bytes.as_slice()).expect("kameo_es's Metadata reads the traced envelope");
+    assert_eq!(m.causation_command.as_deref(), Some("Withdraw"));
+    assert_eq!(m.data.expect("data").user_id, 42);
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 fn main() {
@@ -212,6 +227,20 @@ fn main() {
                 correlation_id: Some("conv-1".into()),
                 command_id: Some("msg-9".into()),
                 event_version: Some(2),
+                ..Default::default()
+            }),
+        ),
+        (
+            "metadata_esmill_traced",
+            cbor(&EsmillMetadata::<Tenant> {
+                causation_command: Some("Withdraw".into()),
+                causation_event: Some(causation()),
+                data: Some(Tenant { tenant: "acme".into(), user_id: 42 }),
+                correlation_id: Some("conv-1".into()),
+                command_id: Some("msg-9".into()),
+                trace_parent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+                trace_state: Some("vendor=x".into()),
+                ..Default::default()
             }),
         ),
     ];

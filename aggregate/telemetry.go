@@ -1,0 +1,139 @@
+package aggregate
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/esmill/esmill"
+	"github.com/esmill/esmill/internal/telemetry"
+)
+
+// instruments are the executor's tracer and metrics (see the package
+// documentation, "Observability").
+type instruments struct {
+	tracer    trace.Tracer
+	commands  metric.Int64Counter
+	duration  metric.Float64Histogram
+	conflicts metric.Int64Counter
+	hits      metric.Int64Counter
+	misses    metric.Int64Counter
+	evictions metric.Int64Counter
+	snapLoads metric.Int64Counter
+	snapSaves metric.Int64Counter
+	gauge     metric.Registration
+
+	byCommand  *telemetry.Sets[commandKey]
+	byCategory *telemetry.Sets[string]
+}
+
+type commandKey struct{ category, command, outcome string }
+
+func newInstruments(cfg Config, cache *cache) (*instruments, error) {
+	m := telemetry.Meter(cfg.MeterProvider)
+	in := &instruments{
+		tracer: telemetry.Tracer(cfg.TracerProvider),
+		byCommand: telemetry.NewSets(func(k commandKey) attribute.Set {
+			return attribute.NewSet(telemetry.Category.String(k.category), telemetry.Command.String(k.command), telemetry.Outcome.String(k.outcome))
+		}),
+		byCategory: telemetry.NewSets(func(c string) attribute.Set { return attribute.NewSet(telemetry.Category.String(c)) }),
+	}
+	var errs []error
+	counter := func(name, desc string) metric.Int64Counter {
+		c, err := m.Int64Counter(name, metric.WithDescription(desc))
+		errs = append(errs, err)
+		return c
+	}
+	in.commands = counter(telemetry.MetricCommands, "Commands run by the executor, by outcome.")
+	in.conflicts = counter(telemetry.MetricConflicts, "Appends refused because another writer got there first.")
+	in.hits = counter(telemetry.MetricCacheHits, "Commands that found their entity loaded in the cache.")
+	in.misses = counter(telemetry.MetricCacheMisses, "Commands that loaded their entity from the store.")
+	in.evictions = counter(telemetry.MetricCacheEvictions, "Entities dropped from the cache (bound or idle).")
+	in.snapLoads = counter(telemetry.MetricSnapshotLoads, "Snapshots loaded and used.")
+	in.snapSaves = counter(telemetry.MetricSnapshotSaves, "Snapshots saved.")
+	var err error
+	in.duration, err = m.Float64Histogram(telemetry.MetricCommandDuration, metric.WithUnit("s"),
+		metric.WithDescription("Time from a command's arrival at the executor to its outcome."))
+	errs = append(errs, err)
+	entities, err := m.Int64ObservableGauge(telemetry.MetricCacheEntities, metric.WithDescription("Entities in the executor's cache."))
+	errs = append(errs, err)
+	if err == nil {
+		in.gauge, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+			o.ObserveInt64(entities, int64(cache.len()))
+			return nil
+		}, entities)
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	cache.onEvict = func() { in.evictions.Add(context.Background(), 1) }
+	return in, nil
+}
+
+func (in *instruments) close() {
+	if in.gauge != nil {
+		in.gauge.Unregister()
+	}
+}
+
+// outcome names what a command's result and error mean.
+func outcome(res Result, err error, conflicts int) string {
+	switch {
+	case err != nil && esmill.Classify(err) == esmill.Final:
+		return telemetry.OutcomeRejected
+	case err != nil:
+		return telemetry.OutcomeFailed
+	case res.Idempotent:
+		return telemetry.OutcomeIdempotent
+	case conflicts > 0:
+		return telemetry.OutcomeConflictRetried
+	}
+	return telemetry.OutcomeExecuted
+}
+
+// record counts a command's outcome and ends its span.
+func (in *instruments) record(ctx context.Context, span trace.Span, category, command string, res Result, err error, conflicts int, took time.Duration) {
+	out := outcome(res, err, conflicts)
+	set := in.byCommand.Get(commandKey{category, command, out})
+	in.commands.Add(ctx, 1, set)
+	in.duration.Record(ctx, took.Seconds(), set)
+	if span.IsRecording() {
+		span.SetAttributes(telemetry.Outcome.String(out), telemetry.Attempts.Int(conflicts+1), telemetry.Version.Int64(res.Version),
+			telemetry.Events.Int(len(res.Events)))
+		if err != nil {
+			span.RecordError(err)
+			if out == telemetry.OutcomeFailed {
+				span.SetStatus(codes.Error, err.Error())
+			}
+		}
+	}
+	span.End()
+}
+
+// child starts a child span when the command's span records; otherwise it
+// returns the parent's (non-recording) span and costs nothing.
+func (in *instruments) child(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	parent := trace.SpanFromContext(ctx)
+	if !parent.IsRecording() {
+		return ctx, parent
+	}
+	return in.tracer.Start(ctx, name, trace.WithAttributes(attrs...))
+}
+
+// endChild ends a child span started by child.
+func endChild(span trace.Span, err error) {
+	if !span.IsRecording() {
+		return
+	}
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
