@@ -330,11 +330,15 @@ func (g *gate) pump(h *hold, gt *gateTopic, in <-chan *message.Message) bool {
 			return delivered
 		}
 		if !h.valid() {
-			// The lease ran out before the member noticed: deliver
-			// nothing more; Revoked follows.
+			// The lease's local deadline passed before the member renewed
+			// it: deliver nothing until the member either renews it under
+			// the same token (a renewal that was slow, not lost) or
+			// revokes it. The nacked message comes again, first.
 			m.Nack()
-			<-h.ctx.Done()
-			return delivered
+			if !g.awaitValid(h, gt) {
+				return delivered
+			}
+			continue
 		}
 		mctx, cancel := context.WithCancel(context.WithValue(m.Context(), holdKey{}, h))
 		stop := context.AfterFunc(h.ctx, cancel)
@@ -356,6 +360,28 @@ func (g *gate) pump(h *hold, gt *gateTopic, in <-chan *message.Message) bool {
 		stop()
 		cancel()
 	}
+}
+
+// validPoll is how often a forwarder whose lease ran out checks whether
+// the member renewed it.
+const validPoll = 10 * time.Millisecond
+
+// awaitValid waits until h is valid again, and reports whether it is; it
+// returns false once the hold or the handler's subscription ends.
+func (g *gate) awaitValid(h *hold, gt *gateTopic) bool {
+	g.log.Debug("cqrs: a held partition's lease ran out before its renewal; waiting for the renewal or the revocation", "topic", gt.name, "partition", h.partition)
+	t := time.NewTicker(validPoll)
+	defer t.Stop()
+	for !h.valid() {
+		select {
+		case <-h.ctx.Done():
+			return false
+		case <-gt.done:
+			return false
+		case <-t.C:
+		}
+	}
+	return true
 }
 
 // drain nacks what the inner subscription still delivers until it closes
