@@ -373,7 +373,7 @@ func (c *Cluster) Close() error {
 			errs = append(errs, err)
 		}
 		if n.fwd != nil {
-			n.fwd.close()
+			n.fwd.Close()
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/esmill/esmill/internal/testservice"
 )
 
 // Ports every node uses inside its own namespace (each node has its own
@@ -35,7 +37,7 @@ type Node struct {
 	link  string // the node's veth end in the hub namespace
 	dir   string // data directory, kept across restarts
 	log   string // log file, appended to across restarts
-	fwd   *forwarder
+	fwd   *testservice.Proxy
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
@@ -51,7 +53,7 @@ type Node struct {
 // Addr is a loopback address of the test's own namespace that forwards to
 // the node's client port. It stays the same across restarts; while the node
 // is down, connections to it are closed at once.
-func (n *Node) Addr() string { return n.fwd.addr() }
+func (n *Node) Addr() string { return n.fwd.Addr() }
 
 // Netns names the node's network namespace (for ip netns exec).
 func (n *Node) Netns() string { return n.netns }
@@ -239,14 +241,14 @@ func (n *Node) Heal(ctx context.Context) error {
 // refuses new ones until UnblockClients: the node keeps running and stays
 // in the cluster, but clients lose it, as when a client's own network to
 // one node fails.
-func (n *Node) BlockClients() { n.fwd.setBlocked(true) }
+func (n *Node) BlockClients() { n.fwd.SetBlocked(true) }
 
 // UnblockClients lets clients reach the node again.
-func (n *Node) UnblockClients() { n.fwd.setBlocked(false) }
+func (n *Node) UnblockClients() { n.fwd.SetBlocked(false) }
 
 // DropClients closes every open client connection to the node; new ones
 // are accepted.
-func (n *Node) DropClients() int { return n.fwd.dropAll() }
+func (n *Node) DropClients() int { return n.fwd.DropAll() }
 
 // exitErr describes how the process ended, for failure messages.
 func (n *Node) exitErr() error {

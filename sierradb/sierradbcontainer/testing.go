@@ -14,14 +14,8 @@ import (
 )
 
 // Tester is the part of *testing.T (or *testing.B, testing.TB) that RunT
-// uses.
-type Tester interface {
-	Helper()
-	Errorf(format string, args ...any)
-	Fatalf(format string, args ...any)
-	Skipf(format string, args ...any)
-	Cleanup(func())
-}
+// uses: the same as sierradbtest's.
+type Tester = sierradbtest.Tester
 
 // ErrNoDocker is returned (wrapped) by [DockerAvailable] when no Docker
 // engine answers.
