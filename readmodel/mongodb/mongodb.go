@@ -7,9 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
-	"time"
 
-	"github.com/google/uuid"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -173,50 +171,6 @@ func (s *Store) checkpoints(ctx context.Context, projection string) (map[uint16]
 		}
 	}
 	return cps, nil
-}
-
-type parkedDoc struct {
-	ID            string    `bson:"_id"`
-	Projection    string    `bson:"projection"`
-	Partition     int32     `bson:"partition"`
-	Sequence      int64     `bson:"sequence"`
-	EventID       string    `bson:"event_id"`
-	StreamID      string    `bson:"stream_id"`
-	StreamVersion int64     `bson:"stream_version"`
-	Name          string    `bson:"name"`
-	Payload       []byte    `bson:"payload,omitempty"`
-	Metadata      []byte    `bson:"metadata,omitempty"`
-	Cause         string    `bson:"cause"`
-	Reason        string    `bson:"reason"`
-	Attempts      int32     `bson:"attempts"`
-	ParkedAt      time.Time `bson:"parked_at"`
-}
-
-// Parked implements [readmodel.Store].
-func (s *Store) Parked(ctx context.Context, projection string) ([]readmodel.ParkedEvent, error) {
-	if err := readmodel.ValidateName(projection); err != nil {
-		return nil, err
-	}
-	cur, err := s.parked.Find(ctx, bson.D{{Key: "projection", Value: projection}},
-		options.Find().SetSort(bson.D{{Key: "partition", Value: 1}, {Key: "sequence", Value: 1}}))
-	if err != nil {
-		return nil, fmt.Errorf("mongodb: parked: %w", err)
-	}
-	var docs []parkedDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, fmt.Errorf("mongodb: parked: %w", err)
-	}
-	out := make([]readmodel.ParkedEvent, 0, len(docs))
-	for _, d := range docs {
-		id, _ := uuid.Parse(d.EventID)
-		out = append(out, readmodel.ParkedEvent{
-			Position: readmodel.Position{Partition: uint16(d.Partition), Sequence: uint64(d.Sequence)},
-			EventID:  id, StreamID: d.StreamID, StreamVersion: uint64(d.StreamVersion), Name: d.Name,
-			Payload: d.Payload, Metadata: d.Metadata, Cause: readmodel.Cause(d.Cause), Reason: d.Reason,
-			Attempts: int(d.Attempts), ParkedAt: d.ParkedAt.UTC(),
-		})
-	}
-	return out, nil
 }
 
 // Begin implements [readmodel.Store]: with transactions it starts a
