@@ -44,7 +44,11 @@ var counters = aggregate.MustDefine[counter, string]("hotcounter",
 // one entity, and every entity is hot: all its commands but the first find
 // it cached). op runs command i (0-based) of an entity.
 func hotWork(b *testing.B, entities, commands, callers int, op func(ctx context.Context, entity string, i int) error) time.Duration {
-	run := uuid.NewString()[:8]
+	return hotWorkOn(b, uuid.NewString()[:8], entities, commands, callers, op)
+}
+
+// hotWorkOn is hotWork on the entities named after run.
+func hotWorkOn(b *testing.B, run string, entities, commands, callers int, op func(ctx context.Context, entity string, i int) error) time.Duration {
 	ctx := context.Background()
 	var failed atomic.Value
 	var wg sync.WaitGroup

@@ -142,6 +142,19 @@
 // moment after acknowledging it, so that read is current up to that lag.
 // Load and transactions read what is new for a cached entity too.
 //
+// # Group commit
+//
+// A type defined [WithGroupCommit] joins the appends of concurrent
+// commands on different entities that share a partition key into one
+// EMAPPEND, one per key at a time, each event with its own expected
+// version. SierraDB stores such an append entirely or not at all; when it
+// fails (one command's expected version is stale, or the request fails),
+// each command's events are appended again alone, so that every command's
+// outcome is the one it would have had alone (tested:
+// TestGroupCommitConflictIsolated). Use it for entities that share a key
+// (a tenant) and see concurrent commands; it binds their streams to one
+// partition, as transactions do.
+//
 // # Cancellation
 //
 // A store call returns as soon as the caller's context ends, even where

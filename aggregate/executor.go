@@ -176,6 +176,8 @@ type Executor struct {
 	// inflight counts store calls that go on after their caller gave up
 	// (see appendMulti); Close waits for them.
 	inflight sync.WaitGroup
+	// groups joins the appends of types defined WithGroupCommit.
+	groups groups
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -474,7 +476,7 @@ func (x *Executor) attempt(ctx context.Context, k kind, e *entity, info *command
 		return res, false, &FenceLostError{StreamID: e.streamID, Scope: f.Scope, Token: f.Token}
 	}
 	actx, as := x.tel.child(ctx, "append", telemetry.Events.Int(len(news)), telemetry.Version.Int64(e.version))
-	ar, err := x.appendMulti(actx, e.key, news)
+	ar, err := x.appendFor(actx, k, e.key, news)
 	endChild(as, err)
 	if err != nil {
 		var wv *sierradb.WrongExpectedVersionError

@@ -21,6 +21,8 @@ type kind interface {
 	decodeState(b []byte) (any, error)
 	// rateLimits maps the commands with a rate limit to its Max.
 	rateLimits() map[string]int
+	// groupCommitted: the type was defined WithGroupCommit.
+	groupCommitted() bool
 }
 
 // commandInfo is a command's handler bound to the untyped view.
@@ -81,6 +83,8 @@ func (t *Type[S, ID]) applyNew(state any, ev Event, m EventMeta) (err error) {
 func (t *Type[S, ID]) snapshotPolicy() *snapshotPolicy { return t.snapshots }
 
 func (t *Type[S, ID]) rateLimits() map[string]int { return t.limits }
+
+func (t *Type[S, ID]) groupCommitted() bool { return t.groupCommit }
 
 func (t *Type[S, ID]) encodeState(state any) ([]byte, error) {
 	return codec.Marshal(codec.CBOR, state.(*S))

@@ -51,6 +51,8 @@ type Type[S any, ID comparable] struct {
 	// limits maps the names of the commands with a rate limit to the
 	// limit's Max: the only commands whose times an entity keeps.
 	limits map[string]int
+	// groupCommit: WithGroupCommit.
+	groupCommit bool
 }
 
 type eventDef[S any] struct {
@@ -85,6 +87,8 @@ type typeBuilder[S any] struct {
 	keyFunc   any
 	snapshots *snapshotPolicy
 	upcasts   []*upcastDef
+	// groupCommit: WithGroupCommit.
+	groupCommit bool
 }
 
 type optionFunc[S any] func(*typeBuilder[S]) error
@@ -221,14 +225,15 @@ func Define[S any, ID comparable](category string, opts ...Option[S]) (*Type[S, 
 		}
 	}
 	t := &Type[S, ID]{
-		category:   category,
-		newStateF:  b.newState,
-		format:     b.format,
-		events:     make(map[string]*eventDef[S]),
-		eventTypes: make(map[reflect.Type]string),
-		commands:   make(map[string]*commandDef[S]),
-		cmdTypes:   make(map[reflect.Type]string),
-		snapshots:  b.snapshots,
+		category:    category,
+		newStateF:   b.newState,
+		format:      b.format,
+		events:      make(map[string]*eventDef[S]),
+		eventTypes:  make(map[reflect.Type]string),
+		commands:    make(map[string]*commandDef[S]),
+		cmdTypes:    make(map[reflect.Type]string),
+		snapshots:   b.snapshots,
+		groupCommit: b.groupCommit,
 	}
 	if t.newStateF == nil {
 		t.newStateF = func() S { var s S; return s }

@@ -68,6 +68,7 @@ var runs = []run{
 	{pkg: "./sierradb", bench: `^BenchmarkSubscribeCatchUp$`, benchtime: "2x", quick: "1x"},
 	{pkg: "./cqrs", bench: `^BenchmarkCommands$`, benchtime: "2000x", quick: "200x"},
 	{pkg: "./aggregate", bench: `^BenchmarkHotEntities$`, benchtime: "1x", quick: "1x"},
+	{pkg: "./aggregate", bench: `^BenchmarkGroupCommit$`, benchtime: "1x", quick: "1x"},
 	{pkg: "./aggregate", bench: `^BenchmarkEntityMemory$`, benchtime: "1x", quick: "1x", quickEnv: []string{"ESMILL_QUICK=1"}},
 	{pkg: "./cqrs", bench: `^BenchmarkObservability$`, benchtime: "4000x", quick: "500x"},
 	{pkg: "./aggregate", bench: `^BenchmarkRehydrate$`, benchtime: "5x", quick: "2x"},
@@ -121,7 +122,9 @@ func rows() []row {
 		row{hot, "1,000 entities × 40 commands, 64 callers: executor vs raw EMAPPEND of the same requests (target ≥ 0.95)",
 			"BenchmarkHotEntities/executor", "BenchmarkHotEntities/raw-emappend", "cmds/s", false},
 		row{hot, "heap per busy entity (300 commands) vs per quiet entity (1 command); target busy ≤ 4,096 B",
-			"BenchmarkEntityMemory/busy", "BenchmarkEntityMemory/quiet", "B/entity", true})
+			"BenchmarkEntityMemory/busy", "BenchmarkEntityMemory/quiet", "B/entity", true},
+		row{"Group commit (real SierraDB)", "64 entities sharing a partition key, 64 callers: WithGroupCommit vs one append per command (target ≥ 3)",
+			"BenchmarkGroupCommit/group-commit", "BenchmarkGroupCommit/one-append-per-command", "cmds/s", false})
 	for _, m := range []struct{ label, name string }{{"executor", "executor"}, {"router over GoChannel", "router-gochannel"}} {
 		rs = append(rs, row{"Observability (embedded)", m.label + ", 16 callers: tracing (SDK, no-op exporter) and metrics on vs off",
 			fmt.Sprintf("BenchmarkObservability/embedded/%s-on/callers=16", m.name),
