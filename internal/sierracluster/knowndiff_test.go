@@ -160,57 +160,118 @@ func binaryOrSkip(t *testing.T) string {
 // conflict reports an older stream version), or goes on acknowledging
 // appends that do not become readable on every survivor: the partition's
 // confirmed position (EPSEQ, and with it ESCAN, EPSCAN and subscriptions)
-// stays where it was on at least one of them, often on both.
+// stays where it was on at least one of them, often on both. The defect
+// does not show on every partition every time (in one run partition 0
+// alone came through intact), so the test writes to 8 partitions the
+// victim coordinates, round robin, and requires it on at least one, in
+// one of up to 3 clusters.
 func TestKnownDifferenceCoordinatorDeathFreezesPartition(t *testing.T) {
+	for attempt := 1; attempt <= 3; attempt++ {
+		shown := 0
+		t.Run(fmt.Sprintf("attempt%d", attempt), func(t *testing.T) { shown = freezeAttempt(t) })
+		if shown > 0 || t.Failed() {
+			return
+		}
+	}
+	t.Fatalf("acknowledged appends after the coordinator's death became readable on both survivors in 3 clusters: the defect is gone")
+}
+
+// freezeAttempt kills the coordinator of a new 3-node cluster and returns
+// on how many partitions the defect showed.
+func freezeAttempt(t *testing.T) int {
 	c := Start(t, Config{Nodes: 3})
-	ctx := testCtx(t, time.Minute)
+	ctx := testCtx(t, 2*time.Minute)
 	coord, _ := coordinators(t, ctx, c)
-	const p = 0
-	boss := coord[p]
+	boss := coord[0]
 	a, b := (boss+1)%3, (boss+2)%3
-	s := c.StreamIn(fmt.Sprintf("kd-freeze-%d", time.Now().UnixNano()), p)
+	var parts []int
+	for p, n := range coord {
+		if n == boss && len(parts) < 8 {
+			parts = append(parts, p)
+		}
+	}
+	streams := map[int]string{}
 	bconn := dial(t, ctx, c.Node(boss))
+	for _, p := range parts {
+		streams[p] = c.StreamIn(fmt.Sprintf("kd-freeze-%d-%d", time.Now().UnixNano(), p), p)
+	}
+	// Round robin, so that every partition has appends acknowledged just
+	// before the kill (the ones the defect concerns).
 	for i := range 5 {
-		if _, err := appendTo(ctx, bconn, s, expectedAfter(i)); err != nil {
-			t.Fatal(err)
+		for _, p := range parts {
+			if _, err := appendTo(ctx, bconn, streams[p], expectedAfter(i)); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	if err := c.Node(boss).Kill(); err != nil {
 		t.Fatal(err)
 	}
 	aconn, bc := dial(t, ctx, c.Node(a)), dial(t, ctx, c.Node(b))
-	var last event
-	for i := 5; i < 10; i++ {
-		ev, err := appendTo(ctx, aconn, s, expectedAfter(i))
-		if IsVersionConflict(err) && currentVersion(err) < i-1 {
-			// The new coordinator does not have the last acknowledged
-			// append(s) of the old one.
-			t.Logf("KNOWN DIFFERENCE: after SIGKILL of coordinator node %d, which had acknowledged version %d, the new coordinator reports: %v",
-				boss, i-1, err)
-			return
+	last := map[int]event{}
+	reproduced := 0
+	for _, p := range parts {
+		for i := 5; i < 10; i++ {
+			ev, err := appendAfterKill(ctx, aconn, streams[p], i)
+			if IsVersionConflict(err) && currentVersion(err) < i-1 {
+				// The new coordinator does not have the last acknowledged
+				// append(s) of the old one.
+				t.Logf("KNOWN DIFFERENCE: after SIGKILL of coordinator node %d, which had acknowledged version %d of a stream in partition %d, the new coordinator reports: %v",
+					boss, i-1, p, err)
+				reproduced++
+				break
+			}
+			if err != nil {
+				t.Fatalf("partition %d: append %d after the kill: %v", p, i, err)
+			}
+			last[p] = ev
 		}
-		if err != nil {
-			t.Fatalf("append %d after the kill: %v", i, err)
-		}
-		last = ev
 	}
-	visible := func(conn *Conn) bool {
+	visible := func(conn *Conn, p int) bool {
 		v, err := conn.Do(ctx, "EPSEQ", strconv.Itoa(p))
-		return err == nil && v != nil && asInt(v) >= last.Seq
+		return err == nil && v != nil && asInt(v) >= last[p].Seq
 	}
 	// Bounded wait: a healthy replica shows it within ~100 ms (the
 	// read-after-write facts); 10 s is far beyond that.
+	frozen := map[int]bool{}
+	for p := range last {
+		frozen[p] = true
+	}
 	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if visible(aconn) && visible(bc) {
-			t.Fatalf("acknowledged appends after the coordinator's death became readable on both survivors: the defect is gone")
+	for time.Now().Before(deadline) && len(frozen) > 0 {
+		for p := range frozen {
+			if visible(aconn, p) && visible(bc, p) {
+				delete(frozen, p)
+			}
+		}
+		if reproduced == 0 && len(frozen) == 0 {
+			t.Logf("acknowledged appends after the coordinator's death became readable on both survivors in all %d partitions", len(parts))
+			return 0
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	sa, _ := aconn.Do(ctx, "EPSEQ", strconv.Itoa(p))
-	sb, _ := bc.Do(ctx, "EPSEQ", strconv.Itoa(p))
-	t.Logf("KNOWN DIFFERENCE: after SIGKILL of coordinator node %d, appends up to sequence %d were acknowledged; 10 s later EPSEQ is %v on node %d and %v on node %d",
-		boss, last.Seq, sa, a, sb, b)
+	for p := range frozen {
+		sa, _ := aconn.Do(ctx, "EPSEQ", strconv.Itoa(p))
+		sb, _ := bc.Do(ctx, "EPSEQ", strconv.Itoa(p))
+		t.Logf("KNOWN DIFFERENCE: after SIGKILL of coordinator node %d, appends to partition %d up to sequence %d were acknowledged; 10 s later EPSEQ is %v on node %d and %v on node %d",
+			boss, p, last[p].Seq, sa, a, sb, b)
+	}
+	t.Logf("the defect showed on %d of %d partitions (%d with an older version, %d frozen)", reproduced+len(frozen), len(parts), reproduced, len(frozen))
+	return reproduced + len(frozen)
+}
+
+// appendAfterKill appends version i-1's successor, retrying for up to 10 s
+// while the survivors have not yet noticed the coordinator's death (errors
+// other than a version conflict).
+func appendAfterKill(ctx context.Context, c *Conn, stream string, i int) (event, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ev, err := appendTo(ctx, c, stream, expectedAfter(i))
+		if err == nil || IsVersionConflict(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			return ev, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func expectedAfter(i int) string {
