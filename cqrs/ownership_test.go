@@ -1,7 +1,6 @@
 package cqrs_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -423,7 +422,7 @@ func TestExecuteRetryAfterTimeout(t *testing.T) {
 // poison topic.
 func TestRouterPanicReachesThePoisonQueue(t *testing.T) {
 	g := newGroupRig(t, 2)
-	var logs syncBuffer
+	var logs testservice.SyncBuffer
 	g.logger = slog.New(slog.NewTextHandler(&logs, nil))
 	poisonTopic := g.ns + ".poison"
 	g.extra = func(r *message.Router, pub message.Publisher) {
@@ -462,23 +461,6 @@ func TestRouterPanicReachesThePoisonQueue(t *testing.T) {
 	if out := logs.String(); !strings.Contains(out, "panic while handling a command") || !strings.Contains(out, "goroutine") {
 		t.Fatalf("no panic with a stack in the log:\n%s", out)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // slowRenewals delays the return of Acquire calls (after the store has
@@ -520,7 +502,7 @@ func (s *slowRenewals) Acquire(ctx context.Context, req lease.AcquireRequest) ([
 // busy machine).
 func TestSlowRenewalKeepsThePartitionGoing(t *testing.T) {
 	g := newGroupRig(t, 1)
-	var logs syncBuffer
+	var logs testservice.SyncBuffer
 	g.logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	slow := &slowRenewals{Store: g.store}
 	store := g.store

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/esmill/esmill/internal/testservice"
 )
 
 // rssBound is the documented bound on the server's memory under the hostile
@@ -124,7 +126,7 @@ func TestHostileClients(t *testing.T) {
 	// how busy the machine is (282-339 MiB measured with both cores busy,
 	// 170-230 MiB idle); with 128 MiB, 113-146 MiB under the same load.
 	cmd.Env = append(os.Environ(), "GOMEMLIMIT="+strconv.Itoa(hostileMemLimit>>20)+"MiB")
-	var log syncBuffer
+	var log testservice.SyncBuffer
 	cmd.Stderr = &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"io"
 	"net"
@@ -12,12 +11,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/esmill/esmill/internal/leakcheck"
+	"github.com/esmill/esmill/internal/testservice"
 )
 
 // helperEnv makes the test binary run main() with the arguments after "--".
@@ -35,24 +34,6 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Exit(leakcheck.Main(m))
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a poller.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var readyRE = regexp.MustCompile(`ready to receive connections on (\S+?)"?\n`)
@@ -98,7 +79,7 @@ func roundTrip(t *testing.T, addr, req string, lines int) string {
 func start(t *testing.T, args ...string) (addr string, stop func() string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var log syncBuffer
+	var log testservice.SyncBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, &log) }()
 	addr = waitReady(t, log.String)
@@ -167,7 +148,7 @@ func TestSignalStopsCleanly(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		cmd := exec.Command(os.Args[0], "-test.run=^$", "--", "-addr", "127.0.0.1:0")
 		cmd.Env = append(os.Environ(), helperEnv+"=1")
-		var log syncBuffer
+		var log testservice.SyncBuffer
 		cmd.Stderr = &log
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -211,7 +192,7 @@ func TestRunSalvage(t *testing.T) {
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var log syncBuffer
+	var log testservice.SyncBuffer
 	err = run(context.Background(), []string{"-addr", "127.0.0.1:0", "-dir", dir, "-partitions", "1"}, &log)
 	if err == nil || !strings.Contains(err.Error(), "corrupt log "+path+" at offset ") {
 		t.Fatalf("run on a damaged directory: %v", err)

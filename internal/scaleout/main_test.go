@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,11 +29,7 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(workerEnv); spec != "" {
 		os.Exit(workerMain(spec))
 	}
-	code := testservice.Main(m)
-	if embeddedBin.path != "" {
-		os.RemoveAll(filepath.Dir(embeddedBin.path))
-	}
-	os.Exit(code)
+	os.Exit(testservice.Main(m))
 }
 
 func workerMain(spec string) int {
@@ -89,39 +83,19 @@ func waitReady(t testing.TB, p *proc.Process) {
 	}
 }
 
-var embeddedBin struct {
-	once sync.Once
-	path string
-	err  error
-}
-
 // embeddedServer starts the embedded SierraDB as a process of its own
 // (cmd/sierradb-embedded, directory mode), so that every worker process
 // shares it, and returns its address.
 func embeddedServer(t testing.TB) string {
 	t.Helper()
-	embeddedBin.once.Do(func() {
-		dir, err := os.MkdirTemp("", "esmill-embedded-bin")
-		if err != nil {
-			embeddedBin.err = err
-			return
-		}
-		embeddedBin.path = filepath.Join(dir, "sierradb-embedded")
-		out, err := exec.Command("go", "build", "-o", embeddedBin.path, "github.com/esmill/esmill/cmd/sierradb-embedded").CombinedOutput()
-		if err != nil {
-			embeddedBin.err = fmt.Errorf("go build cmd/sierradb-embedded: %v\n%s", err, out)
-		}
-	})
-	if embeddedBin.err != nil {
-		t.Fatal(embeddedBin.err)
-	}
+	bin := testservice.Build(t, "github.com/esmill/esmill/cmd/sierradb-embedded")
 	port, err := proc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	p, err := proc.Start(dir, embeddedBin.path, []string{"-addr", addr, "-dir", filepath.Join(dir, "data")}, nil)
+	p, err := proc.Start(dir, bin, []string{"-addr", addr, "-dir", filepath.Join(dir, "data")}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,6 +70,7 @@ func Main(m *testing.M, opts ...leakcheck.Option) int {
 
 // StopAll stops every service started so far.
 func StopAll() {
+	defer removeBuilds()
 	mu.Lock()
 	defer mu.Unlock()
 	for name, s := range services {

@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -23,32 +21,10 @@ import (
 	"github.com/esmill/esmill/test/internal/crashreact"
 )
 
-var (
-	procOnce sync.Once
-	procBin  string
-	procErr  error
-)
-
 // reactorBin builds the reactor program once per test binary.
 func reactorBin(t *testing.T) string {
 	t.Helper()
-	procOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "esmill-reactorproc-")
-		if err != nil {
-			procErr = err
-			return
-		}
-		procBin = filepath.Join(dir, "reactorproc")
-		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		cmd := exec.Command(goBin, "build", "-o", procBin, "github.com/esmill/esmill/test/reactor/reactorproc")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			procErr = fmt.Errorf("go build reactorproc: %w\n%s", err, out)
-		}
-	})
-	if procErr != nil {
-		t.Fatal(procErr)
-	}
-	return procBin
+	return testservice.Build(t, "github.com/esmill/esmill/test/reactor/reactorproc")
 }
 
 func randomName(prefix string) string {

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -22,32 +20,10 @@ import (
 	"github.com/esmill/esmill/test/internal/ferret"
 )
 
-var (
-	projectorOnce sync.Once
-	projectorBin  string
-	projectorErr  error
-)
-
 // projector builds the projection program once per test binary.
 func projector(t *testing.T) string {
 	t.Helper()
-	projectorOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "esmill-projector-")
-		if err != nil {
-			projectorErr = err
-			return
-		}
-		projectorBin = filepath.Join(dir, "projector")
-		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		cmd := exec.Command(goBin, "build", "-o", projectorBin, "github.com/esmill/esmill/test/readmodel/projector")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			projectorErr = fmt.Errorf("go build projector: %w\n%s", err, out)
-		}
-	})
-	if projectorErr != nil {
-		t.Fatal(projectorErr)
-	}
-	return projectorBin
+	return testservice.Build(t, "github.com/esmill/esmill/test/readmodel/projector")
 }
 
 // crashRef appends the crash tests' events and keeps the reference read

@@ -4,13 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,32 +19,10 @@ import (
 	"github.com/esmill/esmill/test/internal/sharedproj"
 )
 
-var (
-	sharerOnce sync.Once
-	sharerBin  string
-	sharerErr  error
-)
-
 // sharer builds the instance program once per test binary.
 func sharer(t *testing.T) string {
 	t.Helper()
-	sharerOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "esmill-sharer-")
-		if err != nil {
-			sharerErr = err
-			return
-		}
-		sharerBin = filepath.Join(dir, "sharer")
-		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		cmd := exec.Command(goBin, "build", "-o", sharerBin, "github.com/esmill/esmill/test/readmodel/sharer")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			sharerErr = fmt.Errorf("go build sharer: %w\n%s", err, out)
-		}
-	})
-	if sharerErr != nil {
-		t.Fatal(sharerErr)
-	}
-	return sharerBin
+	return testservice.Build(t, "github.com/esmill/esmill/test/readmodel/sharer")
 }
 
 // TestSharedCrash runs three processes of one projection, sharing its
