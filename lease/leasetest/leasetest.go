@@ -68,6 +68,11 @@ func acquire(t *testing.T, s lease.Store, g, inst string, ttl time.Duration, ps 
 	return out
 }
 
+// live is the lease time of the cases that are not about expiry: long
+// enough that no lease expires between their steps on a loaded machine,
+// where a step can take longer than the suite's short ttl.
+func live(ttl time.Duration) time.Duration { return 20 * ttl }
+
 // waitExpiry waits until a lease taken at taken (local time, before the
 // call) has surely expired on the store.
 func waitExpiry(taken time.Time, ttl time.Duration) {
@@ -76,6 +81,7 @@ func waitExpiry(taken time.Time, ttl time.Duration) {
 
 func exclusiveGrant(t *testing.T, s lease.Store, ttl time.Duration) {
 	g := group(t)
+	ttl = live(ttl)
 	a := acquire(t, s, g, "a", ttl, 0, 1, 2)
 	if len(a) != 3 {
 		t.Fatalf("a got %v of free partitions 0,1,2", a)
@@ -88,6 +94,7 @@ func exclusiveGrant(t *testing.T, s lease.Store, ttl time.Duration) {
 
 func renewKeepsToken(t *testing.T, s lease.Store, ttl time.Duration) {
 	g := group(t)
+	ttl = live(ttl)
 	first := acquire(t, s, g, "a", ttl, 5)
 	for range 3 {
 		again := acquire(t, s, g, "a", ttl, 5)
@@ -98,25 +105,49 @@ func renewKeepsToken(t *testing.T, s lease.Store, ttl time.Duration) {
 }
 
 func expiryHandsOver(t *testing.T, s lease.Store, ttl time.Duration) {
+	// A machine slower than ttl lets a's lease run out before b asks:
+	// then the case is tried again with twice the lease time.
+	for d := ttl; d <= 8*ttl; d *= 2 {
+		if expiryHandsOverWithin(t, s, d) {
+			return
+		}
+	}
+	t.Fatalf("every try took longer than its lease time (up to %v): the store or the machine is too slow for this case", 8*ttl)
+}
+
+// expiryHandsOverWithin runs the case with lease time ttl, and reports
+// false when it could not tell: a's lease had expired before b asked.
+func expiryHandsOverWithin(t *testing.T, s lease.Store, ttl time.Duration) bool {
 	g := group(t)
 	taken := time.Now()
 	a := acquire(t, s, g, "a", ttl, 0)
 	if got := acquire(t, s, g, "b", ttl, 0); len(got) != 0 {
+		if slow := time.Since(taken); slow >= ttl {
+			t.Logf("b asked %v after a's lease of %v was taken: inconclusive", slow, ttl)
+			return false
+		}
 		t.Fatalf("b took a live lease: %v", got)
 	}
 	waitExpiry(taken, ttl)
+	bTaken := time.Now()
 	b := acquire(t, s, g, "b", ttl, 0)
 	if b[0] <= a[0] {
 		t.Fatalf("b's token %d after a's %d: a new holder needs a larger token", b[0], a[0])
 	}
 	// a's old lease is gone: a asking again does not get it.
 	if got := acquire(t, s, g, "a", ttl, 0); len(got) != 0 {
+		if slow := time.Since(bTaken); slow >= ttl {
+			t.Logf("a asked %v after b's lease of %v was taken: inconclusive", slow, ttl)
+			return false
+		}
 		t.Fatalf("a took back b's live lease: %v", got)
 	}
+	return true
 }
 
 func releaseHandsOver(t *testing.T, s lease.Store, ttl time.Duration) {
 	g := group(t)
+	ttl = live(ttl)
 	ctx := ctxT(t)
 	a := acquire(t, s, g, "a", ttl, 0, 1)
 	// b's release of a's partitions does nothing.
