@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -191,19 +189,6 @@ func TestSubscribeWindowHoldsUnackedEvents(t *testing.T) {
 	})
 }
 
-// lostConnections counts the subscription's "connection lost" warnings.
-type lostConnections struct{ n atomic.Int64 }
-
-func (h *lostConnections) Enabled(context.Context, slog.Level) bool { return true }
-func (h *lostConnections) Handle(_ context.Context, r slog.Record) error {
-	if strings.Contains(r.Message, "subscription connection lost") {
-		h.n.Add(1)
-	}
-	return nil
-}
-func (h *lostConnections) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *lostConnections) WithGroup(string) slog.Handler      { return h }
-
 // A subscription whose connection is cut, again and again over the whole
 // run, resumes after the last delivered event each time: every event once,
 // in order. The test drives everything from its own goroutine (no goroutine
@@ -220,7 +205,7 @@ func TestSubscribeResumesAfterDroppedConnection(t *testing.T) {
 			}
 			defer proxy.Close()
 			writer := newClient(t, addr)
-			lost := &lostConnections{}
+			lost := &testservice.LogCounter{Match: "subscription connection lost"}
 			reader, err := sierradb.New(sierradb.Config{Addr: proxy.Addr(), Logger: slog.New(lost),
 				ReconnectMinBackoff: 10 * time.Millisecond, ReconnectMaxBackoff: 200 * time.Millisecond})
 			if err != nil {
@@ -263,8 +248,8 @@ func TestSubscribeResumesAfterDroppedConnection(t *testing.T) {
 				got = append(got, receiveWithin(t, sub, stream, perBatch, 20*pace+5*time.Second)...)
 			}
 			checkVersions(t, got, 0)
-			if want := (batches - 1) / dropEvery; drops != want || lost.n.Load() != int64(drops) {
-				t.Fatalf("%d drops (want %d), %d connections lost", drops, want, lost.n.Load())
+			if want := (batches - 1) / dropEvery; drops != want || lost.Count() != int64(drops) {
+				t.Fatalf("%d drops (want %d), %d connections lost", drops, want, lost.Count())
 			}
 			// A duplicate would come before an event appended last.
 			appendBatch(t, ctx, writer, key, stream, next, 1)

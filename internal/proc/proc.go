@@ -154,6 +154,17 @@ func (p *Process) LogContains(s string) func(context.Context) error {
 	}
 }
 
+// Alive reports whether a process whose exit closes exited is still
+// running.
+func Alive(exited <-chan struct{}) bool {
+	select {
+	case <-exited:
+		return false
+	default:
+		return true
+	}
+}
+
 // FreePort returns a loopback port that was free a moment ago.
 func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

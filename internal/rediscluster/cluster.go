@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esmill/esmill/internal/proc"
 	"github.com/esmill/esmill/internal/testservice"
 )
 
@@ -263,15 +264,7 @@ func (n *Node) Kill() {
 func (n *Node) Running() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cmd == nil {
-		return false
-	}
-	select {
-	case <-n.exited:
-		return false
-	default:
-		return true
-	}
+	return n.cmd != nil && proc.Alive(n.exited)
 }
 
 // Close kills every node and removes the directories. It is idempotent.

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/esmill/esmill/internal/proc"
 	"github.com/esmill/esmill/internal/testservice"
 )
 
@@ -68,15 +69,7 @@ func (n *Node) LogPath() string { return n.log }
 func (n *Node) Running() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cmd == nil {
-		return false
-	}
-	select {
-	case <-n.exited:
-		return false
-	default:
-		return true
-	}
+	return n.cmd != nil && proc.Alive(n.exited)
 }
 
 // Pid is the process id of the running node, or 0.

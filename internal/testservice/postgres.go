@@ -2,6 +2,8 @@ package testservice
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -176,4 +179,30 @@ func pgQuery(ctx context.Context, dsn string, dir *string) error {
 	}
 	defer conn.Close(context.Background())
 	return conn.QueryRow(ctx, "SHOW data_directory").Scan(dir)
+}
+
+// PostgresSchema creates a schema of its own in the test PostgreSQL (see
+// RequirePostgres) and returns a DSN whose search_path is that schema, for
+// programs that take only a DSN (URL form).
+func PostgresSchema(ctx context.Context, t testing.TB, prefix string) string {
+	t.Helper()
+	dsn := RequirePostgres(t)
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	schema := prefix + hex.EncodeToString(b[:])
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect to the test PostgreSQL: %v", err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatalf("create schema %s: %v", schema, err)
+	}
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	return dsn + sep + "search_path=" + schema
 }

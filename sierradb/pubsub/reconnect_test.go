@@ -1,10 +1,8 @@
 package pubsub_test
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,20 +16,6 @@ import (
 	"github.com/esmill/esmill/sierradb"
 	"github.com/esmill/esmill/sierradb/pubsub"
 )
-
-// lostConnections counts the client's "subscription connection lost"
-// warnings: one per cut of the subscription's connection.
-type lostConnections struct{ n atomic.Int64 }
-
-func (h *lostConnections) Enabled(context.Context, slog.Level) bool { return true }
-func (h *lostConnections) Handle(_ context.Context, r slog.Record) error {
-	if strings.Contains(r.Message, "subscription connection lost") {
-		h.n.Add(1)
-	}
-	return nil
-}
-func (h *lostConnections) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *lostConnections) WithGroup(string) slog.Handler      { return h }
 
 // TestReconnect cuts every connection to the server again and again, spread
 // over the whole run (every dropEvery-th received message, once the
@@ -58,7 +42,7 @@ func TestReconnect(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(proxy.Close)
-			lost := &lostConnections{}
+			lost := &testservice.LogCounter{Match: "subscription connection lost"}
 			c, err := sierradb.New(sierradb.Config{
 				Addr: proxy.Addr(), PoolSize: 64, Logger: slog.New(lost),
 				ReconnectMinBackoff: 10 * time.Millisecond, ReconnectMaxBackoff: 200 * time.Millisecond,
@@ -175,10 +159,10 @@ func TestReconnect(t *testing.T) {
 			// Each cut ends the subscription's connection once; the last
 			// cut's reconnection may still be under way.
 			deadline := time.Now().Add(20 * time.Second)
-			for lost.n.Load() < int64(drops) && time.Now().Before(deadline) {
+			for lost.Count() < int64(drops) && time.Now().Before(deadline) {
 				time.Sleep(10 * time.Millisecond)
 			}
-			if n := lost.n.Load(); n != int64(drops) {
+			if n := lost.Count(); n != int64(drops) {
 				t.Errorf("%d cuts, but the subscription lost its connection %d times", drops, n)
 			}
 			if storedTwice > int(failures.Load()) {

@@ -2,8 +2,6 @@ package reactor_test
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -12,8 +10,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/esmill/esmill/internal/testservice"
 	"github.com/esmill/esmill/sierradb"
@@ -25,12 +21,6 @@ import (
 func reactorBin(t *testing.T) string {
 	t.Helper()
 	return testservice.Build(t, "github.com/esmill/esmill/test/reactor/reactorproc")
-}
-
-func randomName(prefix string) string {
-	var b [6]byte
-	crand.Read(b[:])
-	return prefix + hex.EncodeToString(b[:])
 }
 
 const (
@@ -143,21 +133,7 @@ func reactorCrash(t *testing.T, kind string) {
 	case "sqlite":
 		o.Target = filepath.Join(t.TempDir(), "react.db")
 	case "postgres":
-		dsn := testservice.RequirePostgres(t)
-		schema := randomName("react_")
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-			t.Fatal(err)
-		}
-		conn.Close(ctx)
-		sep := "?"
-		if strings.Contains(dsn, "?") {
-			sep = "&"
-		}
-		o.Target = dsn + sep + "search_path=" + schema
+		o.Target = testservice.PostgresSchema(ctx, t, "react_")
 	}
 	args := func(instance string) []string {
 		return []string{"-store", o.Kind, "-target", o.Target, "-sierra", o.SierraAddr, "-name", o.Name, "-instance", instance,

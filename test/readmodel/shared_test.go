@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/esmill/esmill/internal/testservice"
 	"github.com/esmill/esmill/sierradb"
 	"github.com/esmill/esmill/sierradb/embedded"
@@ -68,21 +66,7 @@ func sharedCrash(t *testing.T, kind string) {
 	case "sqlite":
 		o.Target = filepath.Join(t.TempDir(), "rm.db")
 	case "postgres":
-		dsn := testservice.RequirePostgres(t)
-		schema := randomName("shared_")
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-			t.Fatal(err)
-		}
-		conn.Close(ctx)
-		sep := "?"
-		if strings.Contains(dsn, "?") {
-			sep = "&"
-		}
-		o.Target = dsn + sep + "search_path=" + schema
+		o.Target = testservice.PostgresSchema(ctx, t, "shared_")
 	}
 	logDir := t.TempDir()
 	incarnation := 0
