@@ -2,9 +2,6 @@ package aggregate_test
 
 import (
 	"bytes"
-	"encoding/hex"
-	"encoding/json"
-	"os"
 	"testing"
 	"time"
 
@@ -12,30 +9,14 @@ import (
 
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/codec"
+	"github.com/esmill/esmill/internal/golden"
 	"github.com/esmill/esmill/sierradb"
 	"github.com/esmill/esmill/sierradb/embedded"
 )
 
-func kameoGolden(t *testing.T) map[string][]byte {
-	t.Helper()
-	raw, err := os.ReadFile("../codec/testdata/kameo_golden.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var hexes map[string]string
-	if err := json.Unmarshal(raw, &hexes); err != nil {
-		t.Fatal(err)
-	}
-	out := map[string][]byte{}
-	for k, h := range hexes {
-		out[k], _ = hex.DecodeString(h)
-	}
-	return out
-}
-
 // Events written by esmill are stored exactly as kameo_es stores them.
 func TestWritesKameoFormat(t *testing.T) {
-	g := kameoGolden(t)
+	g := golden.Kameo(t)
 	srv := embedded.RunT(t)
 	accounts := aggregate.Bind(newExec(t, newClient(t, srv.Addr()), aggregate.Config{}), accountType())
 	ctx := ctxT(t)
@@ -89,7 +70,7 @@ func TestWritesKameoFormat(t *testing.T) {
 // Events written by kameo_es (bytes from serde/ciborium) load into esmill
 // entities, with their causation tracking.
 func TestReadsKameoEvents(t *testing.T) {
-	g := kameoGolden(t)
+	g := golden.Kameo(t)
 	srv := embedded.RunT(t)
 	stream := "bank_account-bob"
 	key := sierradb.StreamPartitionKey(stream)

@@ -3,39 +3,14 @@ package codec_test
 import (
 	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"os"
 	"testing"
 
 	"github.com/google/uuid"
 
 	"github.com/esmill/esmill/codec"
+	"github.com/esmill/esmill/internal/golden"
 )
-
-// Golden bytes written by serde and ciborium with kameo_es's types, by
-// testdata/kameo-golden (a small Rust program with the same serde
-// attributes as kameo_es).
-func golden(t *testing.T) map[string][]byte {
-	t.Helper()
-	raw, err := os.ReadFile("testdata/kameo_golden.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var hexes map[string]string
-	if err := json.Unmarshal(raw, &hexes); err != nil {
-		t.Fatal(err)
-	}
-	out := make(map[string][]byte, len(hexes))
-	for k, h := range hexes {
-		b, err := hex.DecodeString(h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[k] = b
-	}
-	return out
-}
 
 type Opened struct {
 	Owner string `cbor:"owner" json:"owner"`
@@ -58,7 +33,7 @@ var causation = &codec.Causation{
 }
 
 func TestPayloadMatchesKameo(t *testing.T) {
-	g := golden(t)
+	g := golden.Kameo(t)
 	tests := []struct {
 		golden string
 		name   string
@@ -104,7 +79,7 @@ func TestPayloadMatchesKameo(t *testing.T) {
 }
 
 func TestMetadataMatchesKameo(t *testing.T) {
-	g := golden(t)
+	g := golden.Kameo(t)
 	data, err := codec.EncodeData(Tenant{Tenant: "acme", UserID: 42})
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +129,7 @@ func TestMetadataMatchesKameo(t *testing.T) {
 // bare name. Either form is read into either kind of type, so events
 // written by older esmill (bare names) still load.
 func TestFieldlessAndUnitVariants(t *testing.T) {
-	g := golden(t)
+	g := golden.Kameo(t)
 	for _, tt := range []struct {
 		golden, name string
 		into         any
@@ -211,7 +186,7 @@ func TestFieldlessAndUnitVariants(t *testing.T) {
 // The event schema version is an esmill key (esv) after kameo_es's, and
 // absent for version 1.
 func TestEventVersionMetadata(t *testing.T) {
-	g := golden(t)
+	g := golden.Kameo(t)
 	data, err := codec.EncodeData(Tenant{Tenant: "acme", UserID: 42})
 	if err != nil {
 		t.Fatal(err)
@@ -257,7 +232,7 @@ func TestEventVersionMetadata(t *testing.T) {
 // writes the same bytes, and kameo_es's Metadata<T> reads them, ignoring
 // the keys (checked by testdata/kameo-golden when it writes the vector).
 func TestTraceContextMetadata(t *testing.T) {
-	g := golden(t)
+	g := golden.Kameo(t)
 	data, err := codec.EncodeData(Tenant{Tenant: "acme", UserID: 42})
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/esmill/esmill/internal/sierracluster"
 	"github.com/esmill/esmill/sierradb"
 )
 
@@ -212,19 +213,7 @@ func (w *writers) waitAcks(t *testing.T, after time.Time, n int, timeout time.Du
 func (w *writers) longestGap(from, to time.Time) time.Duration {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	prev := from
-	var longest time.Duration
-	for _, at := range w.ackTimes {
-		if at.Before(from) {
-			continue
-		}
-		if at.After(to) {
-			break
-		}
-		longest = max(longest, at.Sub(prev))
-		prev = at
-	}
-	return max(longest, to.Sub(prev))
+	return sierracluster.LongestGap(w.ackTimes, from, to)
 }
 
 func (w *writers) summary() string {

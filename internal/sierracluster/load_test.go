@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -324,22 +323,8 @@ func (l *load) waitAcked(tb testing.TB, ctx context.Context, t time.Time, n int)
 // and to.
 func (l *load) longestGap(from, to time.Time) time.Duration {
 	l.mu.Lock()
-	times := slices.Clone(l.okTimes)
-	l.mu.Unlock()
-	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
-	last := from
-	var gap time.Duration
-	for _, at := range times {
-		if at.Before(from) {
-			continue
-		}
-		if at.After(to) {
-			break
-		}
-		gap = max(gap, at.Sub(last))
-		last = at
-	}
-	return max(gap, to.Sub(last))
+	defer l.mu.Unlock()
+	return LongestGap(l.okTimes, from, to)
 }
 
 // summary describes the attempts and errors.

@@ -17,6 +17,7 @@ import (
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/readmodel"
 	"github.com/esmill/esmill/sierradb"
+	"github.com/esmill/esmill/sierradb/sierradbtest"
 )
 
 // The entity type of the runner tests.
@@ -142,18 +143,11 @@ func (f *fixture[T]) append(t testing.TB, evs []newEvent) {
 		if !ok {
 			v = -1
 		}
-		for len(list) > 0 {
-			chunk := list[:min(len(list), 50)]
-			list = list[len(chunk):]
-			for i := range chunk {
-				chunk[i].ExpectedVersion = sierradb.ExpectAfter(v)
-				v++
-			}
-			res, err := f.client.AppendMulti(ctx, sierradb.StreamPartitionKey(stream), chunk)
-			if err != nil {
-				t.Fatalf("append to %s: %v", stream, err)
-			}
+		v, err := sierradbtest.AppendChunks(ctx, f.client, stream, v, list, 50, func(res sierradb.MultiAppendResult) {
 			f.appended[res.PartitionID] = max(f.appended[res.PartitionID], res.LastPartitionSequence)
+		})
+		if err != nil {
+			t.Fatalf("append to %s: %v", stream, err)
 		}
 		f.versions[stream] = v
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/esmill/esmill/internal/testservice"
 	"github.com/esmill/esmill/sierradb"
 	"github.com/esmill/esmill/sierradb/embedded"
+	"github.com/esmill/esmill/sierradb/sierradbtest"
 	"github.com/esmill/esmill/test/internal/crashreact"
 )
 
@@ -72,22 +73,15 @@ func (o *orders) append(ctx context.Context, n int) error {
 		if !ok {
 			v = -1
 		}
-		for len(evs) > 0 {
-			chunk := evs[:min(len(evs), 100)]
-			evs = evs[len(chunk):]
-			for i := range chunk {
-				chunk[i].ExpectedVersion = sierradb.ExpectAfter(v)
-				v++
-			}
-			res, err := o.client.AppendMulti(ctx, sierradb.StreamPartitionKey(stream), chunk)
-			if err != nil {
-				return err
-			}
+		v, err := sierradbtest.AppendChunks(ctx, o.client, stream, v, evs, 100, func(res sierradb.MultiAppendResult) {
 			o.mu.Lock()
+			defer o.mu.Unlock()
 			for _, e := range res.Events {
 				o.ids = append(o.ids, e.EventID.String())
 			}
-			o.mu.Unlock()
+		})
+		if err != nil {
+			return err
 		}
 		o.versions[stream] = v
 	}
