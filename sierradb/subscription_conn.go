@@ -189,9 +189,14 @@ func (s *Subscription) serve(conn net.Conn, r *resp3.Reader, subID string, gen u
 				return err
 			}
 		case v.IsError():
-			// The reply to an EACK: the server no longer knows the
-			// subscription.
-			return serverError(string(v.Str))
+			// The reply to an EACK: the server's subscription task has
+			// ended (the server is shutting down, or no longer knows
+			// it). Like a cut connection, this is resumed on a new one
+			// from the last delivered event: ending the subscription
+			// here would turn a node's shutdown into a consumer's
+			// failure (tested: TestDivergedOneVocabulary, where a
+			// cluster node is closed under a projection).
+			return fmt.Errorf("sierradb: the server ended the subscription (its reply to EACK: %s)", v.Str)
 		}
 	}
 }
