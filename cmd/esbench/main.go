@@ -42,6 +42,11 @@ type run struct {
 	quick     string
 	env       []string // added to the environment
 	quickEnv  []string // added instead with -quick
+	// interleave runs the package's benchmarks -count times with
+	// -count 1, so that round i runs every scenario once, one after the
+	// other, before round i+1: a slow spell of a shared machine then
+	// falls on both sides of a ratio.
+	interleave bool
 }
 
 // row compares a measured benchmark with its baseline from the same run.
@@ -67,6 +72,7 @@ var runs = []run{
 	{pkg: "./sierradb", bench: `^BenchmarkAppendMulti10$/^(embedded-dir|sierradb)$`, benchtime: "300x", quick: "40x"},
 	{pkg: "./sierradb", bench: `^BenchmarkSubscribeCatchUp$`, benchtime: "2x", quick: "1x"},
 	{pkg: "./cqrs", bench: `^BenchmarkCommands$`, benchtime: "2000x", quick: "200x"},
+	{pkg: "./cqrs", bench: `^BenchmarkTransport$`, benchtime: "4000x", quick: "1000x", interleave: true},
 	{pkg: "./aggregate", bench: `^BenchmarkHotEntities$`, benchtime: "1x", quick: "1x"},
 	{pkg: "./aggregate", bench: `^BenchmarkGroupCommit$`, benchtime: "1x", quick: "1x"},
 	{pkg: "./aggregate", bench: `^BenchmarkEntityMemory$`, benchtime: "1x", quick: "1x", quickEnv: []string{"ESMILL_QUICK=1"}},
@@ -117,6 +123,25 @@ func rows() []row {
 		rs = append(rs, row{"Rehydration (" + srv + ")", "10,000-event entity: snapshot vs events (time per load)",
 			fmt.Sprintf("BenchmarkRehydrate/%s/snapshot", srv), fmt.Sprintf("BenchmarkRehydrate/%s/events", srv), "ns/op", true})
 	}
+	const transport = "Command routing over Redis Streams (embedded server in process; 16 partition topics, 256 entities, pre-filled; interleaved rounds)"
+	const (
+		ceiling = "BenchmarkTransport/embedded/ceiling"
+		part    = "BenchmarkTransport/embedded/esmill-redispart"
+		stream  = "BenchmarkTransport/embedded/esmill-redisstream"
+		wcqrs   = "BenchmarkTransport/embedded/watermill-cqrs"
+	)
+	rs = append(rs,
+		row{transport, "command router over redispart vs the transport ceiling (watermill-redisstream, handlers that return at once) (target ≥ 0.7)",
+			part, ceiling, "cmds/s", false},
+		row{transport, "command router over watermill-redisstream vs the transport ceiling", stream, ceiling, "cmds/s", false},
+		row{transport, "Watermill CQRS (CommandBus + CommandProcessor over watermill-redisstream, handler loads the stream and appends) vs the transport ceiling",
+			wcqrs, ceiling, "cmds/s", false},
+		row{transport, "command router over redispart vs Watermill CQRS", part, wcqrs, "cmds/s", false},
+		row{transport, "command router over watermill-redisstream vs Watermill CQRS", stream, wcqrs, "cmds/s", false},
+		row{transport, "CPU per command of the benchmark process (router, executor, embedded server): router over redispart vs the transport ceiling",
+			part, ceiling, "cpu-µs/cmd", true},
+		row{transport, "CPU per command of Redis: router over redispart vs the transport ceiling", part, ceiling, "redis-cpu-µs/cmd", true},
+		row{transport, "CPU per command of the benchmark process: router over redispart vs Watermill CQRS", part, wcqrs, "cpu-µs/cmd", true})
 	const hot = "Hot entities (cmd/sierradb-embedded in directory mode, its own process)"
 	rs = append(rs,
 		row{hot, "1,000 entities × 40 commands, 64 callers: executor vs raw EMAPPEND of the same requests (target ≥ 0.95)",
@@ -327,15 +352,21 @@ func main() {
 			bt = r.quick
 			env = append(os.Environ(), r.quickEnv...)
 		}
-		args := []string{"test", "-run", "^$", "-bench", r.bench, "-benchtime", bt, "-count", strconv.Itoa(*count), "-timeout", "120m", r.pkg}
-		log.Printf("go %s", strings.Join(args, " "))
-		cmd := exec.Command("go", args...)
-		cmd.Env = env
+		invocations, perRun := 1, *count
+		if r.interleave {
+			invocations, perRun = *count, 1
+		}
+		args := []string{"test", "-run", "^$", "-bench", r.bench, "-benchtime", bt, "-count", strconv.Itoa(perRun), "-timeout", "120m", r.pkg}
 		var buf bytes.Buffer
-		cmd.Stdout = io.MultiWriter(&buf, &logs)
-		cmd.Stderr = io.MultiWriter(&buf, &logs)
-		if err := cmd.Run(); err != nil {
-			log.Printf("%s %s failed: %v\n%s", r.pkg, r.bench, err, tail(buf.String(), 2000))
+		for i := range invocations {
+			log.Printf("go %s (%d of %d)", strings.Join(args, " "), i+1, invocations)
+			cmd := exec.Command("go", args...)
+			cmd.Env = env
+			cmd.Stdout = io.MultiWriter(&buf, &logs)
+			cmd.Stderr = io.MultiWriter(&buf, &logs)
+			if err := cmd.Run(); err != nil {
+				log.Printf("%s %s failed: %v\n%s", r.pkg, r.bench, err, tail(buf.String(), 2000))
+			}
 		}
 		res := map[string]*result{}
 		if err := parse(&buf, res); err != nil {
@@ -373,7 +404,7 @@ func main() {
 	if *filter != "" {
 		cmdline += " -only " + *filter
 	}
-	fmt.Fprintf(&md, "Reproduce: `%s`. Every row compares two benchmarks of the same run, each run %d times one after the other; ", cmdline, *count)
+	fmt.Fprintf(&md, "Reproduce: `%s`. Every row compares two benchmarks of the same run, each run %d times one after the other (or in %d interleaved rounds, where a section says so); ", cmdline, *count, *count)
 	fmt.Fprintf(&md, "the ratio is measured / baseline (for times and bytes, baseline / measured), so above 1 means the measured side is faster or smaller. ")
 	fmt.Fprintf(&md, "Measured and baseline are medians; the ratio is the median of the %d paired ratios, with their minimum and maximum.\n\n", *count)
 	group := ""
