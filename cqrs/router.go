@@ -60,8 +60,8 @@ type RouterConfig struct {
 	// handler's error, for a poison-queue middleware, after replying,
 	// instead of acking them.
 	FailBadCommands bool
-	// Logger receives bad and poison commands (warnings), panics with
-	// their stacks and undeliverable replies (errors), and at debug level
+	// Logger receives bad and poison commands and undeliverable replies
+	// (warnings), panics with their stacks (errors), and at debug level
 	// each transient failure returned to the transport. Default: discard.
 	Logger *slog.Logger
 	// TracerProvider makes a consumer span per command message ("process
