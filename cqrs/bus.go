@@ -49,7 +49,9 @@ type BusConfig struct {
 	// names its id with WithCommandID).
 	RetryWindow time.Duration
 	// ReplySubscriber receives replies for Execute. Optional: without it
-	// Execute fails. The bus does not close it.
+	// Execute fails. The bus does not close it. A subscription that ends
+	// on its own (redispart ends one whose ack it could not record) is
+	// replaced, with backoff, until Close.
 	ReplySubscriber message.Subscriber
 	// ReplyTopic is this bus's reply topic. Default:
 	// "esmill.replies.<random>", unique per bus (prefixed with the
@@ -153,14 +155,54 @@ func NewCommandBus(cfg BusConfig) (*CommandBus, error) {
 		return nil, fmt.Errorf("cqrs: subscribe to replies: %w", err)
 	}
 	b.stop = stop
-	go b.receive(replies)
+	go b.receive(ctx, replies)
 	return b, nil
 }
 
-// receive hands replies to their waiters until the subscription ends.
-func (b *CommandBus) receive(replies <-chan *message.Message) {
+// resubscribeReplies spaces the bus's subscriptions to its reply topic
+// after one ended on its own.
+var resubscribeReplies = backoff.Policy{Initial: 50 * time.Millisecond, Max: 2 * time.Second, Jitter: 0.2}
+
+// receive hands replies to their waiters until ctx ends (Close). A
+// subscription that ends on its own (redispart ends one whose ack could
+// not be recorded, as during a Redis failover) is replaced, so that the
+// waiting Execute calls still get their replies.
+func (b *CommandBus) receive(ctx context.Context, replies <-chan *message.Message) {
 	defer close(b.done)
+	wait := resubscribeReplies.Start()
+	for {
+		if b.deliver(replies) {
+			wait.Reset()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		b.cfg.Logger.Warn("cqrs: the reply subscription ended; subscribing again", "topic", b.cfg.ReplyTopic)
+		for replies = nil; replies == nil; {
+			if wait.Wait(ctx) != nil {
+				return
+			}
+			r, err := b.cfg.ReplySubscriber.Subscribe(ctx, b.cfg.ReplyTopic)
+			switch {
+			case err == nil:
+				replies = r
+			case errors.Is(err, esmill.ErrClosed):
+				// The subscriber was closed: Execute fails with ErrClosed.
+				b.cfg.Logger.Warn("cqrs: the reply subscriber is closed; Execute fails from now on", "topic", b.cfg.ReplyTopic)
+				return
+			default:
+				b.cfg.Logger.Warn("cqrs: subscribe to replies failed; retrying", "topic", b.cfg.ReplyTopic, "error", err)
+			}
+		}
+	}
+}
+
+// deliver hands replies to their waiters until the subscription ends, and
+// reports whether it received any.
+func (b *CommandBus) deliver(replies <-chan *message.Message) bool {
+	got := false
 	for msg := range replies {
+		got = true
 		var rep Reply
 		if err := json.Unmarshal(msg.Payload, &rep); err != nil {
 			b.cfg.Logger.Warn("cqrs: undecodable reply", "uuid", msg.UUID, "error", err)
@@ -178,6 +220,7 @@ func (b *CommandBus) receive(replies <-chan *message.Message) {
 		}
 		msg.Ack()
 	}
+	return got
 }
 
 // Close stops receiving replies; pending Execute calls fail. It does not

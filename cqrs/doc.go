@@ -62,6 +62,10 @@
 // in user code) is answered too, and acked by default, or returned as the
 // handler's error for a poison-queue middleware
 // ([RouterConfig.FailBadCommands]). A transient failure is returned to
-// Watermill, which nacks the message for redelivery. [Reply] documents
-// what its Version means for each outcome.
+// Watermill, which nacks the message for redelivery. A command is acked
+// only once its reply is published too: a reply the ReplyPublisher
+// refuses (its Redis master died, say) is returned as a transient
+// [*ReplyNotSentError], so that the redelivered message is answered
+// (Idempotent, when the events were stored the first time). [Reply]
+// documents what its Version means for each outcome.
 package cqrs

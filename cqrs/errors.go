@@ -67,6 +67,37 @@ func (e *TimeoutError) Unwrap() []error { return []error{ErrTimeout, e.Err} }
 // safe.
 func (e *TimeoutError) ErrorClass() esmill.Class { return esmill.Transient }
 
+// ErrReplyNotSent is matched by a [*ReplyNotSentError].
+var ErrReplyNotSent = errors.New("cqrs: reply not sent")
+
+// ReplyNotSentError is what a command router's handler returns when the
+// ReplyPublisher refused the reply to a command it handled (the reply
+// topic's Redis master died, say): the command message is not acked, so
+// the transport delivers it again; the executor recognises its command id
+// and does not run it twice, and the router answers it then (Idempotent,
+// when its events were stored the first time). It is transient: a Retry
+// middleware retries it. Without it, the caller would wait for a reply
+// that was never sent (TestReplyNotSentIsRedelivered).
+type ReplyNotSentError struct {
+	// MessageUUID is the command message's UUID (its command id); Topic
+	// the reply topic.
+	MessageUUID, Topic string
+	// Err is the publisher's error.
+	Err error
+}
+
+func (e *ReplyNotSentError) Error() string {
+	return fmt.Sprintf("cqrs: the reply to command message %s could not be published to %q (%v): "+
+		"the command message is not acked, so that it is delivered again and answered then; check the reply topic's transport",
+		e.MessageUUID, e.Topic, e.Err)
+}
+
+func (e *ReplyNotSentError) Unwrap() []error { return []error{ErrReplyNotSent, e.Err} }
+
+// ErrorClass is [esmill.Transient]: the command runs once however often
+// its message is delivered.
+func (e *ReplyNotSentError) ErrorClass() esmill.Class { return esmill.Transient }
+
 // PartitionMismatchError reports a bus and routers that spread commands
 // over different partition counts: commands would sit in topics nobody
 // reads, or one entity's commands would run in two partitions, out of

@@ -200,3 +200,85 @@ func TestBadCommandMessages(t *testing.T) {
 		}
 	}
 }
+
+// A reply the publisher refuses is not dropped: the handler returns a
+// transient *ReplyNotSentError, so that the transport delivers the command
+// message again, and the redelivery is answered (Idempotent: the events
+// were stored once). Before, the message was acked and its caller waited
+// for a reply that never came (TestOwnershipOnRedisCluster, with the
+// reply topic's Redis master SIGKILLed).
+func TestReplyNotSentIsRedelivered(t *testing.T) {
+	srv := embedded.RunT(t)
+	client, err := sierradb.New(sierradb.Config{Addr: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	exec, err := aggregate.NewExecutor(client, aggregate.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { exec.Close() })
+	// A real publisher that refuses every message: a closed GoChannel.
+	down := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
+	down.Close()
+	failing, err := cqrs.NewCommandRouter(cqrs.RouterConfig{Executor: exec, Types: []aggregate.AnyType{Accounts}, ReplyPublisher: down})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := &replies{}
+	working, err := cqrs.NewCommandRouter(cqrs.RouterConfig{Executor: exec, Types: []aggregate.AnyType{Accounts}, ReplyPublisher: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "reply-not-sent-" + watermill.NewShortUUID()
+	message := func(cmd aggregate.Command) *message.Message {
+		msg, err := cqrs.NewCommandMessage(Accounts, id, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg.Metadata.Set(esmill.MetaReplyTopic, "replies")
+		msg.SetContext(context.Background())
+		return msg
+	}
+	for _, c := range []struct {
+		name string
+		cmd  aggregate.Command
+	}{{"executed", Deposit{Amount: 5}}, {"rejected", Withdraw{Amount: 50}}} {
+		msg := message(c.cmd)
+		err := failing.Handle(msg)
+		var rns *cqrs.ReplyNotSentError
+		if !errors.Is(err, cqrs.ErrReplyNotSent) || !errors.As(err, &rns) || rns.MessageUUID != msg.UUID || rns.Topic != "replies" ||
+			esmill.Classify(err) != esmill.Transient {
+			t.Fatalf("%s, reply refused: Handle returned %v (%s), want a transient *ReplyNotSentError", c.name, err, esmill.Classify(err))
+		}
+		if !strings.Contains(err.Error(), "delivered again") {
+			t.Errorf("the error does not say what happens next: %v", err)
+		}
+		// The redelivery (same UUID) is answered.
+		if err := working.Handle(msg.Copy()); err != nil {
+			t.Fatalf("%s, redelivered: %v", c.name, err)
+		}
+		rep := pub.last(t)
+		switch c.name {
+		case "executed":
+			if rep.Error != nil || !rep.Idempotent || rep.Version != 0 {
+				t.Fatalf("executed, redelivered: reply %+v, want idempotent at version 0", rep)
+			}
+		case "rejected":
+			if rep.Error == nil || rep.Error.Kind != cqrs.KindRejected {
+				t.Fatalf("rejected, redelivered: reply %+v, want the rejection", rep)
+			}
+		}
+	}
+	n := 0
+	for _, err := range client.ScanAll(context.Background(), Accounts.StreamID(id), 0) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 1 {
+		t.Fatalf("%d events in the stream, want 1 (the deposit, stored once)", n)
+	}
+}

@@ -50,15 +50,18 @@ type RouterConfig struct {
 	// lose per-entity order (see the package documentation).
 	Ownership *Ownership
 	// ReplyPublisher publishes replies to callers that wait for them.
-	// Optional: without it, replies are not sent.
+	// Optional: without it, replies are not sent. A reply it refuses
+	// makes the handler return a *ReplyNotSentError (transient) instead
+	// of acking the command message: the message is delivered again and
+	// answered then.
 	ReplyPublisher message.Publisher
 	// FailBadCommands returns poison outcomes (an undecodable message, an
 	// unknown command, an invalid id, a panic in user code) as the
 	// handler's error, for a poison-queue middleware, after replying,
 	// instead of acking them.
 	FailBadCommands bool
-	// Logger receives bad and poison commands (warnings), panics with
-	// their stacks and undeliverable replies (errors), and at debug level
+	// Logger receives bad and poison commands and undeliverable replies
+	// (warnings), panics with their stacks (errors), and at debug level
 	// each transient failure returned to the transport. Default: discard.
 	Logger *slog.Logger
 	// TracerProvider makes a consumer span per command message ("process
@@ -302,11 +305,11 @@ func (r *CommandRouter) handle(msg *message.Message, p int, topic string) (err e
 	}
 	if err != nil {
 		r.cfg.Logger.Warn("cqrs: bad command message", "uuid", msg.UUID, "error", err)
-		r.reply(ctx, msg, Reply{Version: -1, Error: remoteError(err)})
+		rerr := r.reply(ctx, msg, Reply{Version: -1, Error: remoteError(err)})
 		if r.cfg.FailBadCommands {
 			return err
 		}
-		return nil
+		return rerr
 	}
 	opts := d.opts
 	if h := holdOf(ctx); h != nil {
@@ -318,13 +321,11 @@ func (r *CommandRouter) handle(msg *message.Message, p int, topic string) (err e
 	}
 	res, err := r.cfg.Executor.ExecuteAny(ctx, d.typ, d.id, d.cmd, opts...)
 	if err == nil {
-		r.reply(ctx, msg, replyFromResult(res))
-		return nil
+		return r.reply(ctx, msg, replyFromResult(res))
 	}
 	switch class := esmill.Classify(err); class {
 	case esmill.Final:
-		r.reply(ctx, msg, replyFromFailure(res, err))
-		return nil
+		return r.reply(ctx, msg, replyFromFailure(res, err))
 	case esmill.Poison:
 		return r.poison(ctx, msg, res, err)
 	default:
@@ -345,11 +346,11 @@ func (r *CommandRouter) poison(ctx context.Context, msg *message.Message, res ag
 	} else {
 		r.cfg.Logger.Warn("cqrs: command cannot be handled", "uuid", msg.UUID, "error", err)
 	}
-	r.reply(ctx, msg, replyFromFailure(res, err))
+	rerr := r.reply(ctx, msg, replyFromFailure(res, err))
 	if r.cfg.FailBadCommands {
 		return err
 	}
-	return nil
+	return rerr
 }
 
 // checkPartition refuses a message sent for another partition count, or
@@ -376,23 +377,29 @@ func (r *CommandRouter) checkPartition(msg *message.Message, d decoded, p int) e
 	return nil
 }
 
-func (r *CommandRouter) reply(ctx context.Context, cmd *message.Message, rep Reply) {
+// reply publishes rep to the command's reply topic. It returns a
+// *ReplyNotSentError when the publisher refuses it, for the handler to
+// return: the command message is then not acked, and its redelivery is
+// answered (the executor knows the command id, so it does not run twice).
+func (r *CommandRouter) reply(ctx context.Context, cmd *message.Message, rep Reply) error {
 	topic := cmd.Metadata.Get(esmill.MetaReplyTopic)
 	if topic == "" || r.cfg.ReplyPublisher == nil {
-		return
+		return nil
 	}
 	b, err := json.Marshal(rep)
 	if err != nil {
 		r.cfg.Logger.Error("cqrs: encode reply", "error", err)
-		return
+		return nil
 	}
 	msg := message.NewMessage(cmd.UUID+".reply", b)
 	msg.Metadata.Set(esmill.MetaReplyTo, cmd.UUID)
 	msg.Metadata.Set(esmill.MetaCorrelationID, cmd.Metadata.Get(esmill.MetaCorrelationID))
 	msg.SetContext(context.WithoutCancel(ctx))
 	if err := r.cfg.ReplyPublisher.Publish(topic, msg); err != nil {
-		r.cfg.Logger.Warn("cqrs: reply not sent", "topic", topic, "error", err)
+		r.cfg.Logger.Warn("cqrs: reply not sent; the command message goes back to the transport", "uuid", cmd.UUID, "topic", topic, "error", err)
+		return &ReplyNotSentError{MessageUUID: cmd.UUID, Topic: topic, Err: err}
 	}
+	return nil
 }
 
 // AnswerParked answers the caller waiting for a command message that a
@@ -406,5 +413,7 @@ func (r *CommandRouter) AnswerParked(msg *message.Message, class esmill.Class, c
 	re.Message = "parked on the poison topic (" + class.String() + "): " + cause.Error()
 	r.cfg.Logger.Warn("cqrs: command parked; answering its caller", "uuid", msg.UUID,
 		"command", msg.Metadata.Get(esmill.MetaCommand), "class", class.String(), "error", cause)
-	r.reply(msg.Context(), msg, Reply{Version: -1, Error: re})
+	// OnPark cannot fail: a parked command whose reply is not sent is
+	// logged by reply, and its caller times out.
+	_ = r.reply(msg.Context(), msg, Reply{Version: -1, Error: re})
 }

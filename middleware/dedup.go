@@ -37,7 +37,9 @@ type DedupConfig struct {
 	Key func(*message.Message) string
 	// ReplyPublisher answers callers waiting on a duplicate (the message
 	// names a reply topic) with an idempotent reply (cqrs.IdempotentReply:
-	// the entity's version is not known here, so it is -1). Optional.
+	// the entity's version is not known here, so it is -1). Optional. A
+	// reply it refuses is returned as a transient *cqrs.ReplyNotSentError:
+	// the duplicate is not acked, and is answered when it comes again.
 	ReplyPublisher message.Publisher
 	// OnDuplicate is called for every duplicate. Optional.
 	OnDuplicate func(*message.Message)
@@ -118,8 +120,9 @@ func (d *dedup) middleware(h message.HandlerFunc) message.HandlerFunc {
 			if d.cfg.OnDuplicate != nil {
 				d.cfg.OnDuplicate(msg)
 			}
-			d.replyIdempotent(msg)
-			return nil, nil
+			// A duplicate whose reply is refused is not acked either: it
+			// comes again, and is answered then.
+			return nil, d.replyIdempotent(msg)
 		}
 		out, err := h(msg)
 		if err != nil {
@@ -132,10 +135,12 @@ func (d *dedup) middleware(h message.HandlerFunc) message.HandlerFunc {
 	}
 }
 
-func (d *dedup) replyIdempotent(msg *message.Message) {
+// replyIdempotent answers a duplicate's caller, or returns a transient
+// *cqrs.ReplyNotSentError when the publisher refuses the reply.
+func (d *dedup) replyIdempotent(msg *message.Message) error {
 	topic := msg.Metadata.Get(esmill.MetaReplyTopic)
 	if topic == "" || d.cfg.ReplyPublisher == nil {
-		return
+		return nil
 	}
 	// The entity's version is not known here: see cqrs.Reply.
 	b, _ := json.Marshal(cqrs.IdempotentReply(msg.Metadata.Get(esmill.MetaCategory) + "-" + msg.Metadata.Get(esmill.MetaEntityID)))
@@ -143,8 +148,10 @@ func (d *dedup) replyIdempotent(msg *message.Message) {
 	rep.Metadata.Set(esmill.MetaReplyTo, msg.UUID)
 	rep.Metadata.Set(esmill.MetaCorrelationID, msg.Metadata.Get(esmill.MetaCorrelationID))
 	if err := d.cfg.ReplyPublisher.Publish(topic, rep); err != nil {
-		d.cfg.Logger.Warn("middleware: idempotent reply not sent", "error", err)
+		d.cfg.Logger.Warn("middleware: idempotent reply not sent; the duplicate goes back to the transport", "uuid", msg.UUID, "topic", topic, "error", err)
+		return &cqrs.ReplyNotSentError{MessageUUID: msg.UUID, Topic: topic, Err: err}
 	}
+	return nil
 }
 
 // MemoryDedupStore keeps keys in this process. It is safe for concurrent

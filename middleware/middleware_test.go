@@ -15,6 +15,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
@@ -162,6 +163,37 @@ func TestConfigsValidate(t *testing.T) {
 		if m, err := f(); err != nil || m == nil {
 			t.Errorf("zero config: %v", err)
 		}
+	}
+}
+
+// A duplicate whose idempotent reply the publisher refuses is not acked:
+// the middleware returns a transient *cqrs.ReplyNotSentError, so that the
+// duplicate comes again and its caller is answered then.
+func TestDedupReplyNotSent(t *testing.T) {
+	down := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
+	down.Close()
+	store := middleware.NewMemoryDedupStore()
+	calls := 0
+	handler := func(*message.Message) ([]*message.Message, error) { calls++; return nil, nil }
+	msg := func() *message.Message {
+		m := message.NewMessage("cmd-1", nil)
+		m.Metadata.Set(esmill.MetaReplyTopic, "replies")
+		m.SetContext(context.Background())
+		return m
+	}
+	if _, err := must(middleware.NewDedup(middleware.DedupConfig{Store: store, ReplyPublisher: down}))(handler)(msg()); err != nil || calls != 1 {
+		t.Fatalf("first delivery: %d calls, %v", calls, err)
+	}
+	_, err := must(middleware.NewDedup(middleware.DedupConfig{Store: store, ReplyPublisher: down}))(handler)(msg())
+	if !errors.Is(err, cqrs.ErrReplyNotSent) || esmill.Classify(err) != esmill.Transient || calls != 1 {
+		t.Fatalf("duplicate, reply refused: %d calls, %v (%s), want a transient cqrs.ErrReplyNotSent and no call", calls, err, esmill.Classify(err))
+	}
+	pub := &recordingPublisher{}
+	if _, err := must(middleware.NewDedup(middleware.DedupConfig{Store: store, ReplyPublisher: pub}))(handler)(msg()); err != nil || calls != 1 {
+		t.Fatalf("duplicate again: %d calls, %v", calls, err)
+	}
+	if got := pub.get("replies"); len(got) != 1 || got[0].Metadata.Get(esmill.MetaReplyTo) != "cmd-1" {
+		t.Fatalf("the duplicate delivered again got %d replies, want 1", len(got))
 	}
 }
 

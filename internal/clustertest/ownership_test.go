@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -75,9 +76,16 @@ func startWorker(t *testing.T, cfg scaleout.WorkerConfig) *proc.Process {
 // sender sends numbered commands to 100 entities, in order per entity,
 // through redisbus's durable publisher, sending a command again (same
 // command id) when its publish fails. The master serving the most command
-// topics is SIGKILLed a third of the way through. Every command must be
-// applied once, in order, and answered; the test prints the counts and
-// the time the dead master's topics went without a reply.
+// topics, which also serves the sender's reply topic, is SIGKILLed a third
+// of the way through. Every command must be applied once, in order, and
+// answered; the test prints the counts and the time the dead master's
+// topics went without a reply.
+//
+// With the reply topic on the dead master, the routers' reply publishes
+// fail until the replica is promoted: a router returns those commands to
+// the transport (cqrs.ReplyNotSentError), which delivers them again, and
+// answers them then. Before, such a command was acked unanswered, and the
+// test waited for its reply until its context ran out.
 func TestOwnershipOnRedisCluster(t *testing.T) {
 	if !sierracluster.Enabled() {
 		t.Skipf("cluster tests are off: set %s=1 (.ci/run does)", sierracluster.EnvClusterTests)
@@ -90,38 +98,21 @@ func TestOwnershipOnRedisCluster(t *testing.T) {
 		entities   = 100
 		perEntity  = 20
 		sendFor    = 20 * time.Second
+		// Bounds of the steps after the kill, each well above what it
+		// takes (a promotion takes about 4 s, the last reply comes within
+		// about 10 s of the last send).
+		promotion   = time.Minute
+		sendingEnds = sendFor + time.Minute
+		lastReply   = 90 * time.Second
 	)
 	run := watermill.NewShortUUID()
 	cfg := scaleout.WorkerConfig{
 		RedisCluster: rc.Addrs(), SierraAddr: sierraAddr, Namespace: "own-" + run, Group: "own-workers",
 		LeasePrefix: "own-" + run + ":", Partitions: partitions, TTL: 2 * time.Second,
 	}
-	var workers []*proc.Process
-	for i := range 2 {
-		c := cfg
-		c.Instance = fmt.Sprintf("worker-%d", i+1)
-		workers = append(workers, startWorker(t, c))
-	}
-	for _, w := range workers {
-		if err := w.WaitReady(ctx, 60*time.Second, w.LogContains("worker ready")); err != nil {
-			t.Fatal(err)
-		}
-	}
 
-	rdb, err := scaleout.Redis("", rc.Addrs(), 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rdb.Close()
-	// The bus checks the routers' partition count in the lease group.
-	group := &cqrs.Ownership{Store: lease.NewRedisStore(rdb, cfg.LeasePrefix), Group: cfg.Group}
-	sender, err := scaleout.NewSender(rdb, cfg.Namespace, partitions, group)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sender.Close()
-
-	// The victim: the master serving the most command topics.
+	// The victim: the master serving the most command topics; the
+	// sender's reply topic is put on it too.
 	topicOf := func(p int) string { return cfg.Namespace + "." + cqrs.DefaultTopic(scaleout.Counters.Category(), p) }
 	perMaster := map[*rediscluster.Node][]int{}
 	var victim *rediscluster.Node
@@ -135,24 +126,69 @@ func TestOwnershipOnRedisCluster(t *testing.T) {
 			victim = m
 		}
 	}
+	replyTopic := ""
+	for i := 0; replyTopic == "" && i < 100; i++ {
+		topic := fmt.Sprintf("%s.replies.%d", cfg.Namespace, i)
+		m, err := rc.MasterFor(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m == victim {
+			replyTopic = topic
+		}
+	}
+	if replyTopic == "" {
+		t.Fatalf("no reply topic name of 100 hashes to the master %s", victim.Addr)
+	}
 	leaseMaster, err := rc.MasterFor(ctx, "{"+cfg.LeasePrefix+cfg.Group+"}:owners")
 	if err != nil {
 		t.Fatal(err)
 	}
+
+	var workers []*proc.Process
+	for i := range 2 {
+		c := cfg
+		c.Instance = fmt.Sprintf("worker-%d", i+1)
+		workers = append(workers, startWorker(t, c))
+	}
+	for _, w := range workers {
+		if err := w.WaitReady(ctx, 60*time.Second, w.LogContains("worker ready")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	workerLogs := func() {
+		for _, w := range workers {
+			t.Logf("a worker's log:\n%s", w.LogTail(3000))
+		}
+	}
+
+	rdb, err := scaleout.Redis("", rc.Addrs(), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	// The bus checks the routers' partition count in the lease group.
+	group := &cqrs.Ownership{Store: lease.NewRedisStore(rdb, cfg.LeasePrefix), Group: cfg.Group}
+	sender, err := scaleout.NewSenderWithReplies(rdb, cfg.Namespace, partitions, group, replyTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sender.Close()
+
 	ids := make([]string, entities)
-	onVictim := map[string]bool{}
+	partOf := map[string]int{}
 	for i := range ids {
 		ids[i] = fmt.Sprintf("e%s-%d", run, i)
-		p := cqrs.PartitionOf(scaleout.Counters.Category()+"-"+ids[i], partitions)
-		onVictim[ids[i]] = slices.Contains(perMaster[victim], p)
+		partOf[ids[i]] = cqrs.PartitionOf(scaleout.Counters.Category()+"-"+ids[i], partitions)
 	}
+	onVictim := func(id string) bool { return slices.Contains(perMaster[victim], partOf[id]) }
 
 	// The sender: round k sends command k to every entity, rounds spread
 	// over the sending time; a failed publish is sent again.
 	sent := make(chan error, 1)
 	resends := 0
 	killAt := make(chan struct{})
-	sctx, stopSending := context.WithCancel(ctx)
+	sctx, stopSending := context.WithTimeout(ctx, sendingEnds)
 	var sending sync.WaitGroup
 	defer func() { stopSending(); sending.Wait() }()
 	sending.Go(func() {
@@ -168,7 +204,7 @@ func TestOwnershipOnRedisCluster(t *testing.T) {
 						break
 					}
 					if sctx.Err() != nil {
-						sent <- fmt.Errorf("send %s #%d: %w", id, seq, err)
+						sent <- fmt.Errorf("the sender did not send %s #%d within %s (%d publishes sent again): %w", id, seq, sendingEnds, resends, err)
 						return
 					}
 					resends++
@@ -178,7 +214,7 @@ func TestOwnershipOnRedisCluster(t *testing.T) {
 			select {
 			case <-time.After(time.Until(begin.Add(sendFor * time.Duration(seq) / perEntity))):
 			case <-sctx.Done():
-				sent <- sctx.Err()
+				sent <- fmt.Errorf("the sender stopped after round %d: %w", seq, sctx.Err())
 				return
 			}
 		}
@@ -190,19 +226,65 @@ func TestOwnershipOnRedisCluster(t *testing.T) {
 		t.Fatalf("the sender ended before the kill: %v", err)
 	}
 	killed := time.Now()
-	took, err := rc.KillMaster(ctx, victim)
+	kctx, cancelKill := context.WithTimeout(ctx, promotion)
+	took, err := rc.KillMaster(kctx, victim)
+	cancelKill()
+	if err != nil {
+		t.Fatalf("master %s SIGKILLed: no replica promoted within %s: %v", victim.Addr, promotion, err)
+	}
+	if err := <-sent; err != nil {
+		workerLogs()
+		t.Fatal(err)
+	}
+	sentAll := time.Now()
+	total := entities * perEntity
+	for sender.Replies() < total && time.Since(sentAll) < lastReply && ctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+	}
+	waited := time.Since(sentAll).Round(time.Millisecond)
+	for _, w := range workers {
+		w.Stop(15 * time.Second)
+	}
+	// How many replies the routers could not publish (and answered when
+	// the command came again).
+	refused := 0
+	for _, w := range workers {
+		refused += strings.Count(w.Log(), "reply not sent")
+	}
+
+	client, err := sierradb.New(sierradb.Config{Addr: sierraAddr})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := <-sent; err != nil {
-		t.Fatal(err)
-	}
-	total := entities * perEntity
-	for sender.Replies() < total && ctx.Err() == nil {
-		time.Sleep(100 * time.Millisecond)
-	}
-	for _, w := range workers {
-		w.Stop(15 * time.Second)
+	defer client.Close()
+	if n := sender.Replies(); n < total {
+		// Which commands went unanswered, and whether they ran.
+		var lines []string
+		for _, id := range ids {
+			applied := map[int]bool{}
+			for ev, err := range client.ScanAll(ctx, scaleout.Counters.StreamID(id), 0) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e, _, err := scaleout.Counters.DecodeEvent(ev); err == nil {
+					if st, ok := e.(scaleout.Stepped); ok {
+						applied[st.Seq] = true
+					}
+				}
+			}
+			for seq := 1; seq <= perEntity; seq++ {
+				if _, ok := sender.Reply(scaleout.CommandID(id, seq)); !ok {
+					lines = append(lines, fmt.Sprintf("%s #%d (command id %s, partition %d, on the dead master: %v, applied: %v)",
+						id, seq, scaleout.CommandID(id, seq), partOf[id], onVictim(id), applied[seq]))
+				}
+			}
+		}
+		workerLogs()
+		if len(lines) > 30 {
+			lines = append(lines[:30], fmt.Sprintf("... and %d more", len(lines)-30))
+		}
+		t.Fatalf("%d of %d commands unanswered %s after the last send (%d reply publishes refused in the routers); unanswered:\n%s",
+			total-n, total, waited, refused, strings.Join(lines, "\n"))
 	}
 
 	// The longest time without a reply after the kill, to commands on
@@ -216,7 +298,7 @@ func TestOwnershipOnRedisCluster(t *testing.T) {
 				continue
 			}
 			all = append(all, at)
-			if onVictim[id] {
+			if onVictim(id) {
 				victimTimes = append(victimTimes, at)
 			}
 		}
@@ -231,27 +313,21 @@ func TestOwnershipOnRedisCluster(t *testing.T) {
 	}
 	gap, victimGap := longestGap(all), longestGap(victimTimes)
 
-	client, err := sierradb.New(sierradb.Config{Addr: sierraAddr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
 	counts, err := scaleout.Verify(ctx, client, sender, ids, perEntity)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("master %s (%d of %d command topics, lease keys: %v) SIGKILLed: replica promoted after %s; "+
-		"longest time without a reply after the kill: %s on the dead master's topics, %s on any; %d publishes sent again",
+	t.Logf("master %s (%d of %d command topics, the reply topic, lease keys: %v) SIGKILLed: replica promoted after %s; "+
+		"longest time without a reply after the kill: %s on the dead master's topics, %s on any; %d publishes sent again; "+
+		"%d reply publishes refused (answered on redelivery); last reply %s after the last send",
 		victim.Addr, len(perMaster[victim]), partitions, leaseMaster == victim, took.Round(time.Millisecond),
-		victimGap, gap, resends)
+		victimGap, gap, resends, refused, waited)
 	if len(victimTimes) == 0 {
 		t.Error("no command on the dead master's topics was answered after the kill")
 	}
 	t.Logf("2 router processes sharing the partitions: %s", counts)
 	if !counts.Clean() || counts.Applied != total {
-		for _, w := range workers {
-			t.Logf("a worker's log:\n%s", w.LogTail(3000))
-		}
+		workerLogs()
 		t.Fatalf("want every command applied once, in order, answered and none rejected")
 	}
 }

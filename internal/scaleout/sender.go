@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
@@ -43,8 +44,15 @@ type Sender struct {
 }
 
 // NewSender connects a sender (on a Redis Cluster client, its commands go
-// through a redisbus.DurablePublisher). Close it when done; it does not close rdb.
+// through a redisbus.DurablePublisher) that receives its replies on
+// namespace + ".replies". Close it when done; it does not close rdb.
 func NewSender(rdb redis.UniversalClient, namespace string, partitions int, group *cqrs.Ownership) (*Sender, error) {
+	return NewSenderWithReplies(rdb, namespace, partitions, group, "")
+}
+
+// NewSenderWithReplies is NewSender with the replies on replyTopic
+// (default: namespace + ".replies").
+func NewSenderWithReplies(rdb redis.UniversalClient, namespace string, partitions int, group *cqrs.Ownership, replyTopic string) (*Sender, error) {
 	pub, err := Publisher(rdb, nil)
 	if err != nil {
 		return nil, err
@@ -57,7 +65,10 @@ func NewSender(rdb redis.UniversalClient, namespace string, partitions int, grou
 	if err != nil {
 		return nil, err
 	}
-	s := &Sender{bus: bus, replies: replies, topic: namespace + ".replies", done: make(chan struct{}), got: make(map[string]cqrs.Reply), at: make(map[string]time.Time)}
+	if replyTopic == "" {
+		replyTopic = namespace + ".replies"
+	}
+	s := &Sender{bus: bus, replies: replies, topic: replyTopic, done: make(chan struct{}), got: make(map[string]cqrs.Reply), at: make(map[string]time.Time)}
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	ch, err := replies.Subscribe(ctx, s.topic)
@@ -65,8 +76,16 @@ func NewSender(rdb redis.UniversalClient, namespace string, partitions int, grou
 		stop()
 		return nil, err
 	}
-	go func() {
-		defer close(s.done)
+	go s.receive(ctx, ch)
+	return s, nil
+}
+
+// receive records replies until ctx ends, subscribing again when a
+// subscription ends on its own (redispart ends one whose ack it could not
+// record in time, as during a failover of the reply topic's master).
+func (s *Sender) receive(ctx context.Context, ch <-chan *message.Message) {
+	defer close(s.done)
+	for {
 		for m := range ch {
 			var rep cqrs.Reply
 			if json.Unmarshal(m.Payload, &rep) == nil {
@@ -80,8 +99,15 @@ func NewSender(rdb redis.UniversalClient, namespace string, partitions int, grou
 			}
 			m.Ack()
 		}
-	}()
-	return s, nil
+		for ch = nil; ch == nil; {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			ch, _ = s.replies.Subscribe(ctx, s.topic)
+		}
+	}
 }
 
 // Send sends entity's command number seq, with its reply to the sender.
