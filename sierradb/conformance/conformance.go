@@ -144,6 +144,7 @@ func allCases() []testCase {
 		{"SubscribeStream", testSubscribeStream},
 		{"SubscribeStreamFrom", testSubscribeStreamFrom},
 		{"SubscribeErrors", testSubscribeErrors},
+		{"SubscriptionAheadOfHead", testSubscriptionAheadOfHead},
 	}
 }
 

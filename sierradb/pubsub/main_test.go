@@ -90,6 +90,17 @@ func newSubscriber(t testing.TB, cfg pubsub.SubscriberConfig) *pubsub.Subscriber
 	return s
 }
 
+// subscribe subscribes s to topic, failing the test if it cannot: a nil
+// channel would only show as no message.
+func subscribe(t testing.TB, s *pubsub.Subscriber, topic string) <-chan *message.Message {
+	t.Helper()
+	ch, err := s.Subscribe(ctxT(t), topic)
+	if err != nil {
+		t.Fatalf("Subscribe(%q): %v", topic, err)
+	}
+	return ch
+}
+
 var uniq atomic.Int64
 
 // streamName returns a stream id no other test uses, also across runs

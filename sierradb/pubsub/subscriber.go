@@ -19,6 +19,9 @@ const (
 	DefaultMaxNackDelay = time.Second
 	// DefaultCheckpointTimeout bounds each save to the checkpoint store.
 	DefaultCheckpointTimeout = 10 * time.Second
+	// DefaultConfirmWait bounds the wait for a partition's head to reach
+	// a group's position.
+	DefaultConfirmWait = 5 * time.Second
 )
 
 // A consumer group on a category passes over other streams' events; their
@@ -60,6 +63,16 @@ type SubscriberConfig struct {
 
 	// CheckpointTimeout bounds each save. Default: DefaultCheckpointTimeout.
 	CheckpointTimeout time.Duration
+
+	// ConfirmWait is how long a group position ahead of its partition's
+	// head (EPSEQ) waits for the head to catch up before the group is
+	// reported diverged ([DivergedError]). SierraDB 0.3.1 delivers a
+	// multi-event append to subscribers once its first event is
+	// confirmed, while the head counts confirmed events one at a time, so
+	// a group that has just processed such events can be ahead of the
+	// head for a moment (a disk write on the server, longer on a loaded
+	// machine). Default: DefaultConfirmWait.
+	ConfirmWait time.Duration
 
 	// Start is where a subscription begins when there is no checkpoint:
 	// always without a group, and for a group's first subscription:
@@ -120,6 +133,9 @@ func (c *SubscriberConfig) setDefaults() {
 	if c.CheckpointTimeout == 0 {
 		c.CheckpointTimeout = DefaultCheckpointTimeout
 	}
+	if c.ConfirmWait == 0 {
+		c.ConfirmWait = DefaultConfirmWait
+	}
 	if c.NackDelay == 0 {
 		c.NackDelay = DefaultNackDelay
 	}
@@ -145,6 +161,9 @@ func (c SubscriberConfig) Validate() error {
 	}
 	if c.CheckpointTimeout < 0 {
 		errs = append(errs, errors.New("sierradb/pubsub: SubscriberConfig.CheckpointTimeout must not be negative"))
+	}
+	if c.ConfirmWait < 0 {
+		errs = append(errs, errors.New("sierradb/pubsub: SubscriberConfig.ConfirmWait must not be negative"))
 	}
 	if c.NackDelay < 0 || c.MaxNackDelay < 0 {
 		errs = append(errs, errors.New("sierradb/pubsub: SubscriberConfig.NackDelay and MaxNackDelay must not be negative"))

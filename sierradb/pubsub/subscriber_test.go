@@ -400,7 +400,7 @@ func TestConsumerGroupResumes(t *testing.T) {
 		}
 
 		s1 := group("g", 1)
-		ch, _ := s1.Subscribe(ctxT(t), stream)
+		ch := subscribe(t, s1, stream)
 		if got := payloads(receiveAck(t, ch, 2)); got != "m0 m1" {
 			t.Fatalf("first: %s", got)
 		}
@@ -408,7 +408,7 @@ func TestConsumerGroupResumes(t *testing.T) {
 		s1.Close()
 
 		s2 := group("g", 2)
-		ch, _ = s2.Subscribe(ctxT(t), stream)
+		ch = subscribe(t, s2, stream)
 		if got := payloads(receiveAck(t, ch, 3)); got != "m2 m3 m4" {
 			t.Fatalf("resumed: %s", got)
 		}
@@ -416,7 +416,7 @@ func TestConsumerGroupResumes(t *testing.T) {
 		s2.Close() // saves m4, which CheckpointEvery 2 had not saved yet
 
 		s3 := group("g", 1)
-		ch, _ = s3.Subscribe(ctxT(t), stream)
+		ch = subscribe(t, s3, stream)
 		if got := payloads(receiveAck(t, ch, 1)); got != "m5" {
 			t.Fatalf("after close with unsaved ack: %s", got)
 		}
@@ -426,14 +426,14 @@ func TestConsumerGroupResumes(t *testing.T) {
 		}
 
 		// A new group starts at the beginning.
-		ch, _ = group("other", 1).Subscribe(ctxT(t), stream)
+		ch = subscribe(t, group("other", 1), stream)
 		if got := payloads(receiveAck(t, ch, 2)); got != "m0 m1" {
 			t.Fatalf("new group: %s", got)
 		}
 
 		// A fan-out subscriber can start at the latest event.
 		latest := newSubscriber(t, pubsub.SubscriberConfig{Client: c, Start: sierradb.StartLatest})
-		ch, _ = latest.Subscribe(ctxT(t), stream)
+		ch = subscribe(t, latest, stream)
 		noMessage(t, ch, 100*time.Millisecond)
 		publish(t, pub, stream, "m6")
 		if got := payloads(receiveAck(t, ch, 1)); got != "m6" {
