@@ -190,7 +190,7 @@ func (a *App) dispatch(ctx context.Context, c *command, path, args []string) err
 	if c.nargs >= 0 && len(pos) != c.nargs {
 		return &UsageError{Command: name, Err: fmt.Errorf("want %d argument(s) (%s), got %d", c.nargs, c.args, len(pos))}
 	}
-	x := &exec{app: a, o: o, out: a.Stdout}
+	x := &exec{app: a, o: o, out: a.Stdout, name: name}
 	defer x.close()
 	return c.run(ctx, x, pos)
 }

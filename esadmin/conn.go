@@ -66,6 +66,7 @@ func (o *opts) connFlags(fs *flag.FlagSet, s services) {
 // opened, closed when it ends.
 type exec struct {
 	app     *App
+	name    string // the command line's command, such as "esmill parked show"
 	o       *opts
 	out     io.Writer
 	closers []func()
@@ -186,6 +187,9 @@ func (x *exec) projectionStore(ctx context.Context) (storeHandle, bool, error) {
 	}
 	return x.store, true, nil
 }
+
+// usage returns a usage error of the command.
+func (x *exec) usage(err error) error { return &UsageError{Command: x.name, Err: err} }
 
 // emit writes v as one line of JSON.
 func (x *exec) emit(v any) error {

@@ -22,7 +22,7 @@ func ParsePosition(s string) (readmodel.Position, error) {
 	part, err1 := strconv.ParseUint(p, 10, 16)
 	sq, err2 := strconv.ParseUint(q, 10, 64)
 	if !ok || err1 != nil || err2 != nil {
-		return readmodel.Position{}, &UsageError{Command: "position", Err: fmt.Errorf("%q is not a position: write partition:sequence, such as 3:1207", s)}
+		return readmodel.Position{}, fmt.Errorf("%q is not a position: write partition:sequence, such as 3:1207", s)
 	}
 	return readmodel.Position{Partition: uint16(part), Sequence: sq}, nil
 }
@@ -133,7 +133,7 @@ func runParkedList(ctx context.Context, x *exec, _ []string) error {
 func runParkedShow(ctx context.Context, x *exec, args []string) error {
 	pos, err := ParsePosition(args[0])
 	if err != nil {
-		return err
+		return x.usage(err)
 	}
 	t, err := x.target(ctx, x.o.projection)
 	if err != nil {
@@ -173,7 +173,7 @@ type ResolveJSON struct {
 func runResolve(ctx context.Context, x *exec, args []string, replay bool) error {
 	pos, err := ParsePosition(args[0])
 	if err != nil {
-		return err
+		return x.usage(err)
 	}
 	t, err := x.target(ctx, x.o.projection)
 	if err != nil {

@@ -181,7 +181,7 @@ however often it is re-driven.`,
 
 func runPoisonList(ctx context.Context, x *exec, _ []string) error {
 	if x.o.topic == "" {
-		return &UsageError{Command: "poison list", Err: errors.New("--topic is required")}
+		return x.usage(errors.New("--topic is required"))
 	}
 	rdb, err := x.redisClient(ctx)
 	if err != nil {
@@ -213,11 +213,11 @@ func runPoisonList(ctx context.Context, x *exec, _ []string) error {
 func runPoisonRedrive(ctx context.Context, x *exec, ids []string) error {
 	switch {
 	case x.o.topic == "":
-		return &UsageError{Command: "poison redrive", Err: errors.New("--topic is required")}
+		return x.usage(errors.New("--topic is required"))
 	case len(ids) == 0 && !x.o.all:
-		return &UsageError{Command: "poison redrive", Err: errors.New("name the entry ids to re-drive, or give --all")}
+		return x.usage(errors.New("name the entry ids to re-drive, or give --all"))
 	case len(ids) > 0 && x.o.all:
-		return &UsageError{Command: "poison redrive", Err: errors.New("give entry ids or --all, not both")}
+		return x.usage(errors.New("give entry ids or --all, not both"))
 	}
 	rdb, err := x.redisClient(ctx)
 	if err != nil {

@@ -145,7 +145,7 @@ terminal, a line per interval otherwise (one JSON value with --json).`,
 
 func (x *exec) registered(ctx context.Context, name string) (Target, error) {
 	if !x.o.yes {
-		return Target{}, &UsageError{Command: "projection", Err: fmt.Errorf("this drops the read model of %q: add --yes", name)}
+		return Target{}, x.usage(fmt.Errorf("this drops the read model of %q: add --yes", name))
 	}
 	t, err := x.target(ctx, name)
 	if err != nil {
@@ -186,7 +186,7 @@ func runRebuild(ctx context.Context, x *exec, args []string) error {
 		return err
 	}
 	if x.o.watch <= 0 {
-		return &UsageError{Command: "projection rebuild", Err: errors.New("--every must be positive")}
+		return x.usage(errors.New("--every must be positive"))
 	}
 	bar := *x.app.Terminal && !x.o.json
 	err = Rebuild(ctx, t, client, x.o.watch, func(p Progress) {

@@ -171,7 +171,7 @@ func (x *exec) targets(ctx context.Context) ([]Target, error) {
 // the flags' store (which need not list it yet).
 func (x *exec) target(ctx context.Context, name string) (Target, error) {
 	if name == "" {
-		return Target{}, &UsageError{Command: "", Err: errors.New("--projection is required")}
+		return Target{}, x.usage(errors.New("--projection is required"))
 	}
 	for _, t := range x.app.Targets {
 		if t.name == name {
