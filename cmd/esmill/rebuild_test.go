@@ -39,7 +39,7 @@ func TestRebuild(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r, err := readmodel.New(shop.Config(e.client, e.store, e.prefix, false))
+	r, err := readmodel.New(shop.Config(e.client, e.store, e.prefix, ""))
 	if err != nil {
 		t.Fatal(err)
 	}

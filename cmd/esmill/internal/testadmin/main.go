@@ -29,7 +29,7 @@ func main() {
 		os.Exit(1)
 	}
 	app := &esadmin.App{Name: "testadmin", Targets: []esadmin.Target{
-		esadmin.Projection(shop.Config(nil, store, prefix, false), shop.Drop(prefix)),
+		esadmin.Projection(shop.Config(nil, store, prefix, ""), shop.Drop(prefix)),
 	}}
 	code := app.Main()
 	pool.Close()
