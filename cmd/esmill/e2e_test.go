@@ -104,6 +104,12 @@ func TestStatusParkedStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.checkModel("caught up, one deposit parked")
+	if out := e.ok(esmill, "status", "--projection", shop.Projection); !strings.HasPrefix(out, "NAME ") ||
+		!strings.Contains(out, "balances  stored") || !strings.Contains(out, "caught-up") || strings.Contains(out, "behind") {
+		t.Fatalf("status (table):\n%s", out)
+	} else {
+		t.Logf("esmill status:\n%s", out)
+	}
 
 	// parked list and show.
 	list := decode[[]esadmin.ParkedJSON](t, e.ok(esmill, "parked", "list", "--json"))
@@ -113,6 +119,8 @@ func TestStatusParkedStream(t *testing.T) {
 	}
 	if out := e.ok(esmill, "parked", "list"); !strings.Contains(out, badPos.String()) || !strings.Contains(out, "cannot apply") {
 		t.Fatalf("parked list (table):\n%s", out)
+	} else {
+		t.Logf("esmill parked list:\n%s", out)
 	}
 	shown := decode[esadmin.ParkedJSON](t, e.ok(esmill, "parked", "show", "--projection", shop.Projection, badPos.String(), "--json"))
 	checkDecoded(t, shown.Event, e.stream("a1"), shop.BadAmount)
