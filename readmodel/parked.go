@@ -45,10 +45,13 @@ type Admin[T any] struct {
 }
 
 // NewAdmin returns the admin of the projection cfg describes. It needs
-// Name, Store and Handlers (to replay); Client is optional: with it a
-// replayed event is read back from SierraDB, so that handlers see its
-// Timestamp and TransactionID, which the parked copy does not keep.
-// Logger and Now are used as by a runner; the other fields are ignored.
+// Name and Store. Handlers are needed only to replay: without them List,
+// Show, Resolved and Skip work and Replay fails with [ErrNoHandlers] (an
+// admin tool that does not link the projection's code can still inspect
+// and skip). Client is optional: with it a replayed event is read back
+// from SierraDB, so that handlers see its Timestamp and TransactionID,
+// which the parked copy does not keep. Logger and Now are used as by a
+// runner; the other fields are ignored.
 func NewAdmin[T any](cfg Config[T]) (*Admin[T], error) {
 	var errs []error
 	if err := ValidateName(cfg.Name); err != nil {
@@ -57,19 +60,51 @@ func NewAdmin[T any](cfg Config[T]) (*Admin[T], error) {
 	if cfg.Store == nil {
 		errs = append(errs, errors.New("readmodel: Store is required"))
 	}
-	if len(cfg.Handlers) == 0 {
-		errs = append(errs, errors.New("readmodel: Handlers are required (to replay parked events)"))
-	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	cfg.setDefaults()
-	disp, err := newDispatch(cfg.Handlers)
-	if err != nil {
-		return nil, err
+	a := &Admin[T]{cfg: cfg}
+	if len(cfg.Handlers) > 0 {
+		disp, err := newDispatch(cfg.Handlers)
+		if err != nil {
+			return nil, err
+		}
+		a.r = &Runner[T]{cfg: cfg, disp: disp}
 	}
-	return &Admin[T]{cfg: cfg, r: &Runner[T]{cfg: cfg, disp: disp}}, nil
+	return a, nil
 }
+
+// ErrNoHandlers: [Admin.Replay] was called on an admin made without the
+// projection's handlers. The error is a [*NoHandlersError].
+var ErrNoHandlers = errors.New("readmodel: the admin has no handlers to replay with")
+
+// NoHandlersError refuses a replay on an admin built without handlers:
+// replaying applies the event through the projection's handlers, so it
+// must run in a program that links them.
+//
+// It also refuses to skip the first parked event of a stream with held
+// events behind it ([CauseHeld]): the skip would release them, and they
+// are applied through the handlers.
+type NoHandlersError struct {
+	Projection string
+	Position   Position
+	// Held says that the refused call was a skip with held events behind
+	// the event.
+	Held bool
+}
+
+func (e *NoHandlersError) Error() string {
+	if e.Held {
+		return fmt.Sprintf("readmodel: projection %q: skipping %s would release the events held behind it, which needs the projection's handlers: skip it from a program that builds the projection's Config with its Handlers",
+			e.Projection, e.Position)
+	}
+	return fmt.Sprintf("readmodel: projection %q: cannot replay %s without the projection's handlers: replay it from a program that builds the projection's Config with its Handlers (or skip it)",
+		e.Projection, e.Position)
+}
+
+// Is reports whether target is [ErrNoHandlers].
+func (e *NoHandlersError) Is(target error) bool { return target == ErrNoHandlers }
 
 // ReplayError is a replay whose event failed again: it does not decode,
 // or a handler returned an error. Nothing of it was applied; the event
@@ -156,10 +191,14 @@ func (a *Admin[T]) Resolved(ctx context.Context) ([]ResolvedEvent, error) {
 // checkpointtest's ReplayAndSkip and UnparkOnce), then releases the events
 // held behind it. by and note say who and why.
 //
-// Errors: [ErrNotParked]; [ErrNotFirst] when an earlier event of its
-// stream is parked; a [*ReplayError] when it fails again (it stays
-// parked); store errors.
+// Errors: [ErrNoHandlers] for an admin made without handlers;
+// [ErrNotParked]; [ErrNotFirst] when an earlier event of its stream is
+// parked; a [*ReplayError] when it fails again (it stays parked); store
+// errors.
 func (a *Admin[T]) Replay(ctx context.Context, pos Position, by, note string) (Outcome, error) {
+	if a.r == nil {
+		return Outcome{}, &NoHandlersError{Projection: a.cfg.Name, Position: pos}
+	}
 	return a.resolve(ctx, pos, Replayed, by, note)
 }
 
@@ -196,6 +235,11 @@ func (a *Admin[T]) resolve(ctx context.Context, pos Position, action Action, by,
 	if first != nil && action == Replayed {
 		return Outcome{}, &NotFirstError{Projection: a.cfg.Name, Position: pos, StreamID: ev.StreamID, First: first.Position}
 	}
+	if a.r == nil && first == nil && heldBehind(evs, *ev) {
+		// Skipping it would release the held events behind it, which
+		// are applied through the handlers.
+		return Outcome{}, &NoHandlersError{Projection: a.cfg.Name, Position: pos, Held: true}
+	}
 	if a.claim != nil {
 		if done, ok := a.claim(ev.StreamID); ok {
 			defer done()
@@ -221,6 +265,17 @@ func (a *Admin[T]) resolve(ctx context.Context, pos Position, action Action, by,
 // maxReleaseConflicts bounds the transactions of a release that may meet
 // another transaction of the projection.
 const maxReleaseConflicts = 100
+
+// heldBehind reports whether a held event of ev's stream is parked after
+// ev.
+func heldBehind(evs []ParkedEvent, ev ParkedEvent) bool {
+	for _, e := range evs {
+		if e.StreamID == ev.StreamID && e.Cause == CauseHeld && before(ev.Position, e.Position) {
+			return true
+		}
+	}
+	return false
+}
 
 func before(a, b Position) bool {
 	return a.Partition < b.Partition || (a.Partition == b.Partition && a.Sequence < b.Sequence)

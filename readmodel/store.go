@@ -227,3 +227,12 @@ func ValidateName(name string) error {
 	}
 	return nil
 }
+
+// Lister is implemented by stores that can name the projections they
+// hold: those with checkpoints or parked events. Admin tools use it to
+// show every projection of a store without being told their names. The
+// postgres and sqlite stores implement it.
+type Lister interface {
+	// Projections returns the names, sorted.
+	Projections(ctx context.Context) ([]string, error)
+}
