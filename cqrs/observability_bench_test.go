@@ -3,6 +3,7 @@ package cqrs_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -29,10 +30,15 @@ func (discard) Shutdown(context.Context) error                             { ret
 
 // observabilityOn is the "on" side of BenchmarkObservability: the SDK
 // tracer provider sampling every span (AlwaysSample) into a batch span
-// processor whose exporter discards them, and the SDK meter provider with
-// a manual reader (never collected during the run).
+// processor whose exporter discards them (ESMILL_OBS_SPANS=sync: a
+// synchronous processor instead), and the SDK meter provider with a
+// manual reader (never collected during the run).
 func observabilityOn(b *testing.B) rigTelemetry {
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discard{}), sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	processor := sdktrace.WithBatcher(discard{})
+	if os.Getenv("ESMILL_OBS_SPANS") == "sync" {
+		processor = sdktrace.WithSyncer(discard{})
+	}
+	tp := sdktrace.NewTracerProvider(processor, sdktrace.WithSampler(sdktrace.AlwaysSample()))
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 	b.Cleanup(func() { tp.Shutdown(context.Background()); mp.Shutdown(context.Background()) })
 	return rigTelemetry{tp: tp, mp: mp}
