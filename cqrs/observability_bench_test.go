@@ -32,7 +32,7 @@ func (discard) Shutdown(context.Context) error                             { ret
 // tracer provider sampling every span (AlwaysSample) into a batch span
 // processor whose exporter discards them (ESMILL_OBS_SPANS=sync: a
 // synchronous processor instead), and the SDK meter provider with a
-// manual reader (never collected during the run).
+// manual reader (not collected during the run).
 func observabilityOn(b *testing.B) rigTelemetry {
 	processor := sdktrace.WithBatcher(discard{})
 	if os.Getenv("ESMILL_OBS_SPANS") == "sync" {
