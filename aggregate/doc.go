@@ -24,9 +24,12 @@
 //
 // # Observability
 //
-// The executor makes a span per command ("execute <Command>", with load,
-// decide and append children; Config.TracerProvider) and stores the span's
-// context in each event's metadata, so that consumers continue the trace.
+// The executor makes a span per command ("execute <Command>";
+// Config.TracerProvider) and stores the span's context in each event's
+// metadata, so that consumers continue the trace. The span has children
+// only when they tell more than it does: a load from the store, a decision
+// that reads the stream, a failed append, and every step of a command run
+// again after a conflict (TestExecutorSpans).
 // It counts commands by outcome (executed, idempotent, rejected,
 // conflict_retried, failed) with their duration, conflicts, cache hits,
 // misses and evictions, and snapshot loads and saves

@@ -314,16 +314,9 @@ func (x *Executor) execute(ctx context.Context, k kind, streamID string, key uui
 // run is execute after the bookkeeping: it counts the conflicts met.
 func (x *Executor) run(ctx context.Context, k kind, streamID string, key uuid.UUID, cmd Command, opts []ExecOption, conflicts *int) (Result, error) {
 	failed := Result{StreamID: streamID, PartitionKey: key, Version: -1}
-	p, err := prepare(x.cfg.Now(), k, streamID, key, cmd, opts, uuid.NewString)
+	p, err := prepare(ctx, x.cfg.Now(), k, streamID, key, cmd, opts, uuid.NewString)
 	if err != nil {
 		return failed, err
-	}
-	if telemetry.InjectEnvelope(ctx, &p.meta) {
-		// The events carry the command's span, so that their consumers
-		// continue its trace.
-		if p.metaBytes, err = codec.EncodeMetadata(p.meta); err != nil {
-			return failed, err
-		}
 	}
 	key, info, meta, metaBytes, o := p.key, p.info, p.meta, p.metaBytes, p.opts
 	failed.PartitionKey = key
@@ -346,7 +339,7 @@ func (x *Executor) run(ctx context.Context, k kind, streamID string, key uuid.UU
 		}
 		if !e.loaded || e.stale {
 			if attempt == 1 {
-				x.tel.misses.Add(ctx, 1, x.tel.byCategory.Get(k.Category()))
+				x.tel.misses.Add(ctx, 1, x.tel.byCategory.Get(k.Category()).Add...)
 			}
 			held := o.fence.holds()
 			lctx, ls := x.tel.child(ctx, "load", telemetry.Snapshot.Bool(!e.loaded && k.snapshotPolicy() != nil))
@@ -361,15 +354,15 @@ func (x *Executor) run(ctx context.Context, k kind, streamID string, key uuid.UU
 			}
 			e.markFence(o.fence, held)
 		} else if attempt == 1 {
-			x.tel.hits.Add(ctx, 1, x.tel.byCategory.Get(k.Category()))
+			x.tel.hits.Add(ctx, 1, x.tel.byCategory.Get(k.Category()).Add...)
 		}
-		res, retry, err := x.attempt(ctx, k, e, info, meta, metaBytes, o, started)
+		res, retry, err := x.attempt(ctx, k, e, info, meta, metaBytes, o, started, attempt > 1)
 		if !retry {
 			return res, err
 		}
 		if errors.Is(err, sierradb.ErrWrongExpectedVersion) {
 			*conflicts++
-			x.tel.conflicts.Add(ctx, 1, x.tel.byCategory.Get(k.Category()))
+			x.tel.conflicts.Add(ctx, 1, x.tel.byCategory.Get(k.Category()).Add...)
 			x.cfg.Logger.Debug("aggregate: concurrent write; running the command again", "stream", streamID, "attempt", attempt, "error", err)
 		}
 		if attempt > x.cfg.MaxConflictRetries {
@@ -409,7 +402,8 @@ func (x *Executor) lockForCommand(ctx context.Context, e *entity) error {
 
 // attempt runs the command once against the loaded entity. retry says the
 // append met a concurrent write (or failed transiently) and the entity was
-// reset to be reloaded.
+// reset to be reloaded. again says an earlier attempt of the command
+// conflicted or failed transiently.
 //
 // An answer that writes nothing (a rejection, an idempotent answer, a rate
 // limit, a wrong expected version, no events, a dry run) is given from the
@@ -418,9 +412,14 @@ func (x *Executor) lockForCommand(ctx context.Context, e *entity) error {
 // the command's fence has been held without a break since the state was
 // last read or written. Otherwise the executor reads the stream beyond the
 // cached version first and, when it moved, decides again on the new state.
-func (x *Executor) attempt(ctx context.Context, k kind, e *entity, info *commandInfo, meta codec.Metadata, metaBytes []byte, o execOptions, started time.Time) (Result, bool, error) {
+func (x *Executor) attempt(ctx context.Context, k kind, e *entity, info *commandInfo, meta codec.Metadata, metaBytes []byte, o execOptions, started time.Time, again bool) (Result, bool, error) {
 	var v verdict
-	dctx, ds := x.tel.child(ctx, "decide")
+	// The decision gets a span of its own when it reads the stream or
+	// the command runs again (see lateSpan).
+	ds := x.tel.late(ctx, "decide")
+	if again {
+		ds.open()
+	}
 	for round := 0; ; round++ {
 		cctx := &CommandContext{StreamID: e.streamID, Version: e.version, Time: o.at, Metadata: meta, tracking: e.tracking, started: started, clock: x.cfg.Now}
 		v = decide(info, e.state, e.tracking, cctx, o)
@@ -428,9 +427,10 @@ func (x *Executor) attempt(ctx context.Context, k kind, e *entity, info *command
 			break
 		}
 		held := o.fence.holds()
-		n, err := x.catchUp(dctx, k, e)
+		ds.open()
+		n, err := x.catchUp(ctx, k, e)
 		if err != nil {
-			endChild(ds, err)
+			ds.end(err)
 			e.reset()
 			return Result{StreamID: e.streamID, PartitionKey: e.key, Version: -1}, false, err
 		}
@@ -439,17 +439,17 @@ func (x *Executor) attempt(ctx context.Context, k kind, e *entity, info *command
 			break
 		}
 	}
-	if ds.IsRecording() {
-		ds.SetAttributes(telemetry.Events.Int(len(v.events)), attribute.Bool("esmill.idempotent", v.idempotent),
+	if ds.opened() {
+		ds.span.SetAttributes(telemetry.Events.Int(len(v.events)), attribute.Bool("esmill.idempotent", v.idempotent),
 			attribute.Bool("esmill.rejected", v.err != nil))
 	}
 	// A rejection is the command's outcome, not the decision's failure.
-	endChild(ds, nil)
+	ds.end(nil)
 	res := Result{StreamID: e.streamID, PartitionKey: e.key, Version: e.version}
 	evs := v.events
 	if !v.writes() {
 		res.Idempotent = v.idempotent
 		return res, false, v.err
 	}
-	return x.write(ctx, k, e, evs, meta, metaBytes, o, res)
+	return x.write(ctx, k, e, evs, meta, metaBytes, o, res, again)
 }

@@ -1,12 +1,14 @@
 package aggregate
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/esmill/esmill/codec"
+	"github.com/esmill/esmill/internal/telemetry"
 	"github.com/esmill/esmill/sierradb"
 )
 
@@ -94,9 +96,10 @@ type prepared struct {
 
 // prepare checks the stream id, applies the options (the partition key
 // they name wins over key), finds the command's handler and encodes the
-// metadata its events will carry. newID gives the command id when the
-// options give none.
-func prepare(now time.Time, k kind, streamID string, key uuid.UUID, cmd Command, opts []ExecOption, newID func() string) (prepared, error) {
+// metadata its events will carry, with the trace context of traced, if
+// any. newID gives the command id when the options give
+// none.
+func prepare(traced context.Context, now time.Time, k kind, streamID string, key uuid.UUID, cmd Command, opts []ExecOption, newID func() string) (prepared, error) {
 	if err := sierradb.ValidateStreamID(streamID); err != nil {
 		return prepared{}, fmt.Errorf("%w: %w", ErrInvalidID, err)
 	}
@@ -122,6 +125,9 @@ func prepare(now time.Time, k kind, streamID string, key uuid.UUID, cmd Command,
 			return prepared{}, fmt.Errorf("aggregate: %s: the command's data does not encode as CBOR: %w", info.name, err)
 		}
 	}
+	// The events carry the command's span, so that their consumers
+	// continue its trace.
+	telemetry.InjectEnvelope(traced, &p.meta)
 	if p.metaBytes, err = codec.EncodeMetadata(p.meta); err != nil {
 		return prepared{}, err
 	}

@@ -92,7 +92,7 @@ func (x *Executor) loadSnapshot(ctx context.Context, k kind, e *entity, p *snaps
 	}
 	rec.Tracking.restore(x.ids, k.rateLimits(), at, now)
 	e.state, e.version, e.tracking = state, int64(snap.Version), rec.Tracking
-	x.tel.snapLoads.Add(ctx, 1, x.tel.byCategory.Get(k.Category()))
+	x.tel.snapLoads.Add(ctx, 1, x.tel.byCategory.Get(k.Category()).Add...)
 	return nil
 }
 
@@ -121,7 +121,7 @@ func (x *Executor) maybeSnapshot(ctx context.Context, k kind, e *entity) {
 		return
 	}
 	e.sinceSnapshot = 0
-	x.tel.snapSaves.Add(ctx, 1, x.tel.byCategory.Get(k.Category()))
+	x.tel.snapSaves.Add(ctx, 1, x.tel.byCategory.Get(k.Category()).Add...)
 }
 
 // snapshotClient is what the SierraDB snapshot store needs of a client.

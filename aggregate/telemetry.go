@@ -101,8 +101,8 @@ func outcome(res Result, err error, conflicts int) string {
 func (in *instruments) record(ctx context.Context, span trace.Span, category, command string, res Result, err error, conflicts int, took time.Duration) {
 	out := outcome(res, err, conflicts)
 	set := in.byCommand.Get(commandKey{category, command, out})
-	in.commands.Add(ctx, 1, set)
-	in.duration.Record(ctx, took.Seconds(), set)
+	in.commands.Add(ctx, 1, set.Add...)
+	in.duration.Record(ctx, took.Seconds(), set.Record...)
 	if span.IsRecording() {
 		span.SetAttributes(telemetry.Outcome.String(out), telemetry.Attempts.Int(conflicts+1), telemetry.Version.Int64(res.Version),
 			telemetry.Events.Int(len(res.Events)))
@@ -136,4 +136,44 @@ func endChild(span trace.Span, err error) {
 		span.SetStatus(codes.Error, err.Error())
 	}
 	span.End()
+}
+
+// lateSpan is a child span decided on after its operation began: the
+// common case (a decision from the cached state, an append that succeeds
+// at the first attempt) is told in full by the command's own span, so a
+// child is made, with the operation's start time, only when it carries
+// more: the store was read, the append failed, or the command is being
+// run again.
+type lateSpan struct {
+	in    *instruments
+	ctx   context.Context
+	name  string
+	began time.Time // zero when the parent does not record: no span
+	span  trace.Span
+}
+
+// late notes the start of an operation that may get a span named name.
+func (in *instruments) late(ctx context.Context, name string) lateSpan {
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return lateSpan{}
+	}
+	return lateSpan{in: in, ctx: ctx, name: name, began: time.Now()}
+}
+
+// open makes the span, once, if the parent records.
+func (l *lateSpan) open() {
+	if l.span == nil && !l.began.IsZero() {
+		_, l.span = l.in.tracer.Start(l.ctx, l.name, trace.WithTimestamp(l.began))
+	}
+}
+
+// opened says the span was made (set its attributes only then).
+func (l *lateSpan) opened() bool { return l.span != nil }
+
+// end ends the span, if it was made, with err.
+func (l *lateSpan) end(err error) {
+	if l.span != nil {
+		endChild(l.span, err)
+		l.span = nil
+	}
 }

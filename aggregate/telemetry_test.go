@@ -2,12 +2,17 @@ package aggregate_test
 
 import (
 	"context"
+	"maps"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/sierradb/embedded"
@@ -113,4 +118,85 @@ func TestExecutorMetrics(t *testing.T) {
 		}
 	}
 	t.Logf("counters: %v; histograms: %v", sums, hist)
+}
+
+// The executor's spans after a known workload: a command answered from
+// the cached state and appended at the first attempt is one span; a load
+// from the store, a decision that reads the stream, a failed append and
+// every step of a command run again are children of it.
+func TestExecutorSpans(t *testing.T) {
+	ctx := ctxT(t)
+	c := newClient(t, embedded.RunT(t).Addr())
+	spans := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	defer tp.Shutdown(context.Background())
+	typ := accountType()
+	x1 := aggregate.Bind(newExec(t, c, aggregate.Config{TracerProvider: tp}), typ)
+	x2 := aggregate.Bind(newExec(t, c, aggregate.Config{TracerProvider: tracenoop.NewTracerProvider()}), typ)
+	a := newID("a")
+	// shape runs cmd through x1 and returns the children of its span by
+	// name (with the number of each) and the span's attributes.
+	shape := func(cmd aggregate.Command) (children map[string]int, attrs map[string]string, errored map[string]bool) {
+		t.Helper()
+		spans.Reset()
+		if _, err := x1.Execute(ctx, a, cmd); err != nil && !errorsAs(err, new(*aggregate.RejectedError)) {
+			t.Fatal(err)
+		}
+		children, attrs, errored = map[string]int{}, map[string]string{}, map[string]bool{}
+		var root tracetest.SpanStub
+		for _, s := range spans.GetSpans() {
+			if !s.Parent.IsValid() {
+				root = s
+			}
+		}
+		if root.Name != "execute "+cmd.CommandName() {
+			t.Fatalf("no span named %q among %d", "execute "+cmd.CommandName(), len(spans.GetSpans()))
+		}
+		for _, kv := range root.Attributes {
+			attrs[string(kv.Key)] = kv.Value.Emit()
+		}
+		for _, s := range spans.GetSpans() {
+			if s.Parent.IsValid() {
+				if s.Parent.SpanID() != root.SpanContext.SpanID() {
+					t.Errorf("span %q is not a child of %q", s.Name, root.Name)
+				}
+				if s.StartTime.Before(root.StartTime) || s.EndTime.After(root.EndTime) {
+					t.Errorf("span %q (%v–%v) is outside its parent (%v–%v)", s.Name, s.StartTime, s.EndTime, root.StartTime, root.EndTime)
+				}
+				children[s.Name]++
+				errored[s.Name] = errored[s.Name] || s.Status.Code == codes.Error
+			}
+		}
+		return children, attrs, errored
+	}
+	check := func(step string, got map[string]int, want map[string]int) {
+		t.Helper()
+		if !maps.Equal(got, want) {
+			t.Errorf("%s: child spans %v, want %v", step, got, want)
+		}
+	}
+
+	ch, at, _ := shape(Open{Owner: "a"})
+	check("first command (a load from the store)", ch, map[string]int{"load": 1})
+	if at["esmill.outcome"] != "executed" || at["esmill.version"] != "0" || at["esmill.events"] != "1" || at["esmill.attempts"] != "1" {
+		t.Errorf("first command's span: %v", at)
+	}
+	ch, at, _ = shape(Deposit{Amount: 10})
+	check("a command on the cached state", ch, map[string]int{})
+	if at["esmill.version"] != "1" || at["esmill.stream_id"] != typ.StreamID(a) {
+		t.Errorf("second command's span: %v", at)
+	}
+	ch, at, _ = shape(Withdraw{Amount: 1000})
+	check("a rejection (read the stream first)", ch, map[string]int{"decide": 1})
+	if at["esmill.outcome"] != "rejected" {
+		t.Errorf("rejection's span: %v", at)
+	}
+	if _, err := x2.Execute(ctx, a, Deposit{Amount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	ch, at, errored := shape(Deposit{Amount: 2})
+	check("a conflict", ch, map[string]int{"append": 2, "load": 1, "decide": 1})
+	if !errored["append"] || at["esmill.outcome"] != "conflict_retried" || at["esmill.attempts"] != "2" || at["esmill.version"] != "3" {
+		t.Errorf("conflict's span: %v (a failed append: %v)", at, errored["append"])
+	}
 }

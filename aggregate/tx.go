@@ -331,7 +331,7 @@ func (tx *Tx) execute(ctx context.Context, k kind, streamID string, key uuid.UUI
 	// outcome was unknown is recognised when the closure runs again.
 	tx.commands++
 	n := tx.commands
-	p, err := prepare(tx.x.cfg.Now(), k, streamID, key, cmd, opts, func() string { return tx.state.id + "/" + strconv.Itoa(n) })
+	p, err := prepare(context.Background(), tx.x.cfg.Now(), k, streamID, key, cmd, opts, func() string { return tx.state.id + "/" + strconv.Itoa(n) })
 	if err != nil {
 		return Result{StreamID: streamID, PartitionKey: key, Version: -1}, err
 	}

@@ -13,8 +13,9 @@ import (
 // write is the second half of attempt: it encodes the decided events and
 // appends them at the entity's version (or, for a dry run, makes up their
 // positions). retry says the append met a concurrent write (or failed
-// transiently) and the entity must be caught up before the next round.
-func (x *Executor) write(ctx context.Context, k kind, e *entity, evs []Event, meta codec.Metadata, metaBytes []byte, o execOptions, res Result) (Result, bool, error) {
+// transiently) and the entity must be caught up before the next round;
+// again is attempt's.
+func (x *Executor) write(ctx context.Context, k kind, e *entity, evs []Event, meta codec.Metadata, metaBytes []byte, o execOptions, res Result, again bool) (Result, bool, error) {
 	news := make([]sierradb.NewEvent, len(evs))
 	for i, ev := range evs {
 		name, payload, md, err := k.encodeStored(ev, meta, metaBytes)
@@ -39,9 +40,17 @@ func (x *Executor) write(ctx context.Context, k kind, e *entity, evs []Event, me
 		e.fenced = false
 		return res, false, &FenceLostError{StreamID: e.streamID, Scope: f.Scope, Token: f.Token}
 	}
-	actx, as := x.tel.child(ctx, "append", telemetry.Events.Int(len(news)), telemetry.Version.Int64(e.version))
-	ar, err := x.appendFor(actx, k, e.key, news)
-	endChild(as, err)
+	// The append gets a span of its own when it fails or the command runs
+	// again (see lateSpan); otherwise the command's span tells it.
+	as := x.tel.late(ctx, "append")
+	ar, err := x.appendFor(ctx, k, e.key, news)
+	if err != nil || again {
+		as.open()
+		if as.opened() {
+			as.span.SetAttributes(telemetry.Events.Int(len(news)), telemetry.Version.Int64(e.version))
+		}
+		as.end(err)
+	}
 	if err != nil {
 		var wv *sierradb.WrongExpectedVersionError
 		switch {

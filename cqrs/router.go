@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
@@ -224,8 +225,9 @@ func (r *CommandRouter) AddHandlers(router *message.Router, sub message.Subscrib
 	for _, t := range r.cfg.Types {
 		for p := range r.cfg.Partitions {
 			topic := r.topic(t.Category(), p)
+			attrs := r.spanAttrs(p, topic)
 			hs = append(hs, router.AddConsumerHandler(topic, topic, sub, func(msg *message.Message) error {
-				return r.handle(msg, p, topic)
+				return r.handle(msg, p, topic, attrs)
 			}))
 		}
 	}
@@ -286,12 +288,14 @@ func (r *CommandRouter) Leases() []lease.Lease {
 // answered too, and acked, or returned as the error when FailBadCommands
 // is set, for a poison-queue middleware. A transient failure is returned,
 // so that Watermill delivers the message again.
-func (r *CommandRouter) Handle(msg *message.Message) error { return r.handle(msg, -1, "") }
+func (r *CommandRouter) Handle(msg *message.Message) error {
+	return r.handle(msg, -1, "", r.spanAttrs(-1, ""))
+}
 
 // handle runs a message that came from partition p's topic (-1, "":
-// unknown).
-func (r *CommandRouter) handle(msg *message.Message, p int, topic string) (err error) {
-	ctx, span := r.startSpan(msg, p, topic)
+// unknown); spanAttrs are spanAttrs(p, topic).
+func (r *CommandRouter) handle(msg *message.Message, p int, topic string, spanAttrs []attribute.KeyValue) (err error) {
+	ctx, span := r.startSpan(msg, topic, spanAttrs)
 	defer func() {
 		if v := recover(); v != nil {
 			pe := &aggregate.PanicError{Where: "the command router's handling of message " + msg.UUID, Value: v, Stack: debug.Stack()}

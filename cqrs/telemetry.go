@@ -13,21 +13,14 @@ import (
 	"github.com/esmill/esmill/internal/telemetry"
 )
 
-// startSpan starts the consumer span of a command message, continuing the
-// sender's trace, and sets it on the message's context.
-func (r *CommandRouter) startSpan(msg *message.Message, p int, topic string) (context.Context, trace.Span) {
-	ctx := telemetry.ExtractMessage(msg.Context(), msg.Metadata)
-	name := "process"
-	if topic != "" {
-		name += " " + topic
-	}
+// spanAttrs are the attributes of the consumer spans of partition p's
+// topic (-1, "": unknown) that do not depend on the message; AddHandlers
+// builds them once per handler.
+func (r *CommandRouter) spanAttrs(p int, topic string) []attribute.KeyValue {
 	attrs := []attribute.KeyValue{
 		telemetry.MessagingSystem.String(telemetry.SystemWatermill),
 		telemetry.MessagingOperationType.String("process"),
 		telemetry.MessagingOperationName.String("process"),
-		telemetry.MessagingMessageID.String(msg.UUID),
-		telemetry.Command.String(msg.Metadata.Get(esmill.MetaCommand)),
-		telemetry.Category.String(msg.Metadata.Get(esmill.MetaCategory)),
 	}
 	if topic != "" {
 		attrs = append(attrs, telemetry.MessagingDestination.String(topic))
@@ -35,11 +28,31 @@ func (r *CommandRouter) startSpan(msg *message.Message, p int, topic string) (co
 	if p >= 0 {
 		attrs = append(attrs, telemetry.MessagingDestinationPart.String(strconv.Itoa(p)), telemetry.Partition.Int(p))
 	}
-	if c := msg.Metadata.Get(esmill.MetaCorrelationID); c != "" {
-		attrs = append(attrs, telemetry.MessagingConversationID.String(c))
-	}
 	if r.cfg.Ownership != nil {
 		attrs = append(attrs, telemetry.MessagingConsumerGroup.String(r.cfg.Ownership.Group))
+	}
+	return attrs
+}
+
+// startSpan starts the consumer span of a command message, continuing the
+// sender's trace, and sets it on the message's context. static is
+// spanAttrs(p, topic).
+func (r *CommandRouter) startSpan(msg *message.Message, topic string, static []attribute.KeyValue) (context.Context, trace.Span) {
+	ctx := telemetry.ExtractMessage(msg.Context(), msg.Metadata)
+	name := "process"
+	if topic != "" {
+		name += " " + topic
+	}
+	// One slice of the right size: the span's options copy it.
+	attrs := make([]attribute.KeyValue, len(static), len(static)+4)
+	copy(attrs, static)
+	attrs = append(attrs,
+		telemetry.MessagingMessageID.String(msg.UUID),
+		telemetry.Command.String(msg.Metadata.Get(esmill.MetaCommand)),
+		telemetry.Category.String(msg.Metadata.Get(esmill.MetaCategory)),
+	)
+	if c := msg.Metadata.Get(esmill.MetaCorrelationID); c != "" {
+		attrs = append(attrs, telemetry.MessagingConversationID.String(c))
 	}
 	ctx, span := r.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
 	msg.SetContext(ctx)

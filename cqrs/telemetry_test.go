@@ -3,7 +3,6 @@ package cqrs_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +12,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/aggregate"
@@ -122,55 +120,5 @@ func TestParkedCommandIsAnswered(t *testing.T) {
 	}
 	if total != 1 {
 		t.Fatalf("esmill.messages.poisoned = %d, want 1", total)
-	}
-}
-
-// discard is a span exporter that drops everything: tracing with the SDK
-// costs what it costs, without an exporter's.
-type discard struct{}
-
-func (discard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
-func (discard) Shutdown(context.Context) error                             { return nil }
-
-// BenchmarkObservability compares, in the same run at 16 callers, the
-// executor and the router over GoChannel with tracing (the SDK sampling
-// every span, a batcher, a no-op exporter) and metrics (the SDK with a
-// reader) on, against off (the global no-op providers).
-func BenchmarkObservability(b *testing.B) {
-	for _, srv := range []string{"embedded"} {
-		b.Run(srv, func(b *testing.B) {
-			addr := embedded.RunT(b).Addr()
-			for _, mode := range []string{"off", "on"} {
-				tel := func(b *testing.B) rigTelemetry {
-					if mode == "off" {
-						return rigTelemetry{}
-					}
-					tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discard{}), sdktrace.WithSampler(sdktrace.AlwaysSample()))
-					mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
-					b.Cleanup(func() { tp.Shutdown(context.Background()); mp.Shutdown(context.Background()) })
-					return rigTelemetry{tp: tp, mp: mp}
-				}
-				b.Run(fmt.Sprintf("executor-%s/callers=16", mode), func(b *testing.B) {
-					tl := tel(b)
-					c, _ := sierradb.New(sierradb.Config{Addr: addr, PoolSize: 128})
-					defer c.Close()
-					x, _ := aggregate.NewExecutor(c, aggregate.Config{TracerProvider: tl.tp, MeterProvider: tl.mp})
-					defer x.Close()
-					accounts := aggregate.Bind(x, Accounts)
-					runCallers(b, 16, func(ctx context.Context, _ int, entity string, _ int) error {
-						_, err := accounts.Execute(ctx, entity, Deposit{Amount: 1})
-						return err
-					})
-				})
-				b.Run(fmt.Sprintf("router-gochannel-%s/callers=16", mode), func(b *testing.B) {
-					r := newRig(b, addr, transports[0], 16, tel(b))
-					accounts := cqrs.For(r.bus, Accounts)
-					runCallers(b, 16, func(ctx context.Context, _ int, entity string, _ int) error {
-						_, err := accounts.Execute(ctx, entity, Deposit{Amount: 1})
-						return err
-					})
-				})
-			}
-		})
 	}
 }

@@ -56,8 +56,12 @@ type row struct {
 	measured string
 	baseline string
 	metric   string
-	// lowerIsBetter: the metric is a duration (ns/op).
+	// lowerIsBetter: the metric is a duration (ns/op) or a cost.
 	lowerIsBetter bool
+	// baselineMetric, when set, is the baseline's metric: a benchmark
+	// that interleaves both sides in one run reports each under a metric
+	// of its own (measured and baseline then name the same benchmark).
+	baselineMetric string
 }
 
 // result is one benchmark of one `go test` run: its values per unit, one
@@ -76,7 +80,7 @@ var runs = []run{
 	{pkg: "./aggregate", bench: `^BenchmarkHotEntities$`, benchtime: "1x", quick: "1x"},
 	{pkg: "./aggregate", bench: `^BenchmarkGroupCommit$`, benchtime: "1x", quick: "1x"},
 	{pkg: "./aggregate", bench: `^BenchmarkEntityMemory$`, benchtime: "1x", quick: "1x", quickEnv: []string{"ESMILL_QUICK=1"}},
-	{pkg: "./cqrs", bench: `^BenchmarkObservability$`, benchtime: "4000x", quick: "500x"},
+	{pkg: "./cqrs", bench: `^BenchmarkObservability$`, benchtime: "20000x", quick: "4000x"},
 	{pkg: "./aggregate", bench: `^BenchmarkRehydrate$`, benchtime: "5x", quick: "2x"},
 	{pkg: "./aggregate", bench: `^BenchmarkFreshness$`, benchtime: "5000x", quick: "500x"},
 	{pkg: "./internal/scaleout", bench: `^BenchmarkRouterProcesses$`, benchtime: "4000x", quick: "600x"},
@@ -103,13 +107,13 @@ func rows() []row {
 	for _, n := range []int{1, 16, 64} {
 		rs = append(rs,
 			row{"SierraDB client (embedded server in directory mode, its own process, vs the real server)", fmt.Sprintf("EAPPEND, %d goroutines: embedded vs real", n),
-				fmt.Sprintf("BenchmarkAppend/embedded-dir/goroutines=%d", n), fmt.Sprintf("BenchmarkAppend/sierradb/goroutines=%d", n), "events/s", false},
+				fmt.Sprintf("BenchmarkAppend/embedded-dir/goroutines=%d", n), fmt.Sprintf("BenchmarkAppend/sierradb/goroutines=%d", n), "events/s", false, ""},
 			row{"SierraDB client (embedded server in directory mode, its own process, vs the real server)", fmt.Sprintf("EMAPPEND of 10, %d goroutines: embedded vs real", n),
-				fmt.Sprintf("BenchmarkAppendMulti10/embedded-dir/goroutines=%d", n), fmt.Sprintf("BenchmarkAppendMulti10/sierradb/goroutines=%d", n), "events/s", false},
+				fmt.Sprintf("BenchmarkAppendMulti10/embedded-dir/goroutines=%d", n), fmt.Sprintf("BenchmarkAppendMulti10/sierradb/goroutines=%d", n), "events/s", false, ""},
 		)
 	}
 	rs = append(rs, row{"SierraDB client (embedded server in directory mode, its own process, vs the real server)", "catch-up subscription, 100k events: embedded (in memory, in process) vs real",
-		"BenchmarkSubscribeCatchUp/embedded", "BenchmarkSubscribeCatchUp/sierradb", "events/s", false})
+		"BenchmarkSubscribeCatchUp/embedded", "BenchmarkSubscribeCatchUp/sierradb", "events/s", false, ""})
 	for _, srv := range []string{"embedded", "sierradb"} {
 		for _, n := range []int{1, 16, 64} {
 			base := fmt.Sprintf("BenchmarkCommands/%s/raw-emappend/callers=%d", srv, n)
@@ -117,11 +121,11 @@ func rows() []row {
 				{"executor", "executor"}, {"router over GoChannel", "router-gochannel"}, {"router over Redis Streams", "router-redisstream"},
 			} {
 				rs = append(rs, row{"Commands (" + srv + ")", fmt.Sprintf("%s vs raw EMAPPEND, %d callers", m.label, n),
-					fmt.Sprintf("BenchmarkCommands/%s/%s/callers=%d", srv, m.name, n), base, "cmds/s", false})
+					fmt.Sprintf("BenchmarkCommands/%s/%s/callers=%d", srv, m.name, n), base, "cmds/s", false, ""})
 			}
 		}
 		rs = append(rs, row{"Rehydration (" + srv + ")", "10,000-event entity: snapshot vs events (time per load)",
-			fmt.Sprintf("BenchmarkRehydrate/%s/snapshot", srv), fmt.Sprintf("BenchmarkRehydrate/%s/events", srv), "ns/op", true})
+			fmt.Sprintf("BenchmarkRehydrate/%s/snapshot", srv), fmt.Sprintf("BenchmarkRehydrate/%s/events", srv), "ns/op", true, ""})
 	}
 	const transport = "Command routing over Redis Streams (embedded server in process; 16 partition topics, 256 entities, pre-filled; interleaved rounds)"
 	const (
@@ -145,60 +149,63 @@ func rows() []row {
 	const hot = "Hot entities (cmd/sierradb-embedded in directory mode, its own process)"
 	rs = append(rs,
 		row{hot, "1,000 entities × 40 commands, 64 callers: executor vs raw EMAPPEND of the same requests (target ≥ 0.95)",
-			"BenchmarkHotEntities/executor", "BenchmarkHotEntities/raw-emappend", "cmds/s", false},
+			"BenchmarkHotEntities/executor", "BenchmarkHotEntities/raw-emappend", "cmds/s", false, ""},
 		row{hot, "heap per busy entity (300 commands) vs per quiet entity (1 command); target busy ≤ 4,096 B",
-			"BenchmarkEntityMemory/busy", "BenchmarkEntityMemory/quiet", "B/entity", true},
+			"BenchmarkEntityMemory/busy", "BenchmarkEntityMemory/quiet", "B/entity", true, ""},
 		row{"Group commit (real SierraDB)", "64 entities sharing a partition key, 64 callers: WithGroupCommit vs one append per command (target ≥ 3)",
-			"BenchmarkGroupCommit/group-commit", "BenchmarkGroupCommit/one-append-per-command", "cmds/s", false})
+			"BenchmarkGroupCommit/group-commit", "BenchmarkGroupCommit/one-append-per-command", "cmds/s", false, ""})
 	for _, m := range []struct{ label, name string }{{"executor", "executor"}, {"router over GoChannel", "router-gochannel"}} {
-		rs = append(rs, row{"Observability (embedded)", m.label + ", 16 callers: tracing (SDK, no-op exporter) and metrics on vs off",
-			fmt.Sprintf("BenchmarkObservability/embedded/%s-on/callers=16", m.name),
-			fmt.Sprintf("BenchmarkObservability/embedded/%s-off/callers=16", m.name), "cmds/s", false})
+		bench := "BenchmarkObservability/embedded/" + m.name + "/callers=16"
+		rs = append(rs,
+			row{"Observability (embedded; on: SDK tracing, AlwaysSample, batcher to a discarding exporter, and SDK metrics with a manual reader; off: no-op providers; interleaved in each run)",
+				m.label + ", 16 callers: throughput on vs off (target ≥ 0.9)", bench, bench, "on-cmds/s", false, "off-cmds/s"},
+			row{"Observability (embedded; on: SDK tracing, AlwaysSample, batcher to a discarding exporter, and SDK metrics with a manual reader; off: no-op providers; interleaved in each run)",
+				m.label + ", 16 callers: process CPU time per command, on vs off", bench, bench, "on-cpu-µs/cmd", true, "off-cpu-µs/cmd"})
 	}
 	for _, srv := range []string{"embedded", "sierradb"} {
 		g := "Fresh answers (" + srv + ")"
 		rs = append(rs,
 			row{g, "rejection, 16 callers: stream read first (no fence) vs from a fenced cache", fmt.Sprintf("BenchmarkFreshness/%s/rejection/checked", srv),
-				fmt.Sprintf("BenchmarkFreshness/%s/rejection/fenced", srv), "cmds/s", false},
+				fmt.Sprintf("BenchmarkFreshness/%s/rejection/fenced", srv), "cmds/s", false, ""},
 			row{g, "command that writes, 16 callers: cancellable context vs background", fmt.Sprintf("BenchmarkFreshness/%s/write/cancellable", srv),
-				fmt.Sprintf("BenchmarkFreshness/%s/write/background", srv), "cmds/s", false})
+				fmt.Sprintf("BenchmarkFreshness/%s/write/background", srv), "cmds/s", false, ""})
 	}
 	for _, srv := range []string{"embedded-process", "sierradb"} {
 		g := "Scale-out over Redis Streams (redispart, 16 partitions; " + srv + ")"
 		for _, n := range []int{1, 3} {
 			rs = append(rs, row{g, fmt.Sprintf("%d worker process(es) in a lease group vs one router in the benchmark process", n),
-				fmt.Sprintf("BenchmarkRouterProcesses/%s/processes=%d", srv, n), fmt.Sprintf("BenchmarkRouterProcesses/%s/single", srv), "cmds/s", false})
+				fmt.Sprintf("BenchmarkRouterProcesses/%s/processes=%d", srv, n), fmt.Sprintf("BenchmarkRouterProcesses/%s/single", srv), "cmds/s", false, ""})
 		}
 	}
 	for _, srv := range []string{"embedded", "sierradb"} {
 		for _, shape := range []string{"serial", "batch10", "goroutines16"} {
 			rs = append(rs, row{"Watermill Pub/Sub adapter (" + srv + ")", "publish, " + shape + ": adapter vs raw client",
-				fmt.Sprintf("BenchmarkPublish/%s/adapter/%s", srv, shape), fmt.Sprintf("BenchmarkPublish/%s/raw/%s", srv, shape), "msgs/s", false})
+				fmt.Sprintf("BenchmarkPublish/%s/adapter/%s", srv, shape), fmt.Sprintf("BenchmarkPublish/%s/raw/%s", srv, shape), "msgs/s", false, ""})
 		}
 		rs = append(rs,
 			row{"Watermill Pub/Sub adapter (" + srv + ")", "subscribe: adapter vs raw subscription",
-				fmt.Sprintf("BenchmarkSubscribe/%s/adapter", srv), fmt.Sprintf("BenchmarkSubscribe/%s/raw", srv), "msgs/s", false},
+				fmt.Sprintf("BenchmarkSubscribe/%s/adapter", srv), fmt.Sprintf("BenchmarkSubscribe/%s/raw", srv), "msgs/s", false, ""},
 			row{"Watermill Pub/Sub adapter (" + srv + ")", "subscribe with a consumer group: adapter vs raw subscription",
-				fmt.Sprintf("BenchmarkSubscribe/%s/adapter/group", srv), fmt.Sprintf("BenchmarkSubscribe/%s/raw", srv), "msgs/s", false})
+				fmt.Sprintf("BenchmarkSubscribe/%s/adapter/group", srv), fmt.Sprintf("BenchmarkSubscribe/%s/raw", srv), "msgs/s", false, ""})
 	}
 	rs = append(rs,
 		row{"SierraDB cluster (real 0.3.1, harness in network namespaces)", "EAPPEND, 16 goroutines: 3 nodes (RF 3, cluster client) vs 1 node",
-			"BenchmarkCluster/nodes=3/append/goroutines=16", "BenchmarkCluster/nodes=1/append/goroutines=16", "events/s", false},
+			"BenchmarkCluster/nodes=3/append/goroutines=16", "BenchmarkCluster/nodes=1/append/goroutines=16", "events/s", false, ""},
 		row{"SierraDB cluster (real 0.3.1, harness in network namespaces)", "catch-up subscription over every partition, 20k events: 3 nodes vs 1 node",
-			"BenchmarkCluster/nodes=3/catchup", "BenchmarkCluster/nodes=1/catchup", "events/s", false})
+			"BenchmarkCluster/nodes=3/catchup", "BenchmarkCluster/nodes=1/catchup", "events/s", false, ""})
 	const scale = "Embedded SierraDB, directory mode at scale (5,000,000 events of 84 bytes; -quick: 500,000)"
 	for _, r := range []struct{ label, metric string }{
 		{"ESCAN of 100-event streams: directory vs memory mode", "escan-events/s"},
 		{"EPSCAN of 1000 events: directory vs memory mode", "epscan-events/s"},
 		{"EAPPEND from 16 connections (fsync per append): directory vs memory mode", "eappend-events/s"},
 	} {
-		rs = append(rs, row{scale, r.label, "BenchmarkDirectoryScale/directory", "BenchmarkDirectoryScale/memory", r.metric, false})
+		rs = append(rs, row{scale, r.label, "BenchmarkDirectoryScale/directory", "BenchmarkDirectoryScale/memory", r.metric, false, ""})
 	}
 	rs = append(rs,
 		row{scale, "resident bytes per stored event: directory (beyond the block cache) vs memory mode",
-			"BenchmarkDirectoryScale/directory", "BenchmarkDirectoryScale/memory", "rss-B/event", true},
+			"BenchmarkDirectoryScale/directory", "BenchmarkDirectoryScale/memory", "rss-B/event", true, ""},
 		row{scale, "start-up per million events: directory mode vs reading its log files",
-			"BenchmarkDirectoryScale/directory", "BenchmarkDirectoryScale/read-files", "startup-s/Mevents", true})
+			"BenchmarkDirectoryScale/directory", "BenchmarkDirectoryScale/read-files", "startup-s/Mevents", true, ""})
 	const catchUp = "Projection catch-up (embedded SierraDB; 100,000 events, -quick: 20,000; MongoDB 1,000)"
 	for _, batch := range []int{10, 100, 1000} {
 		target := ""
@@ -206,18 +213,18 @@ func rows() []row {
 			target = " (target ≥ 2.0)"
 		}
 		rs = append(rs, row{catchUp, fmt.Sprintf("postgres, batch %d: statements queued (postgres.Queue) vs run one by one (tx.Exec)%s", batch, target),
-			fmt.Sprintf("BenchmarkCatchUp/postgres-queued/batch=%d", batch), fmt.Sprintf("BenchmarkCatchUp/postgres/batch=%d", batch), "events/s", false})
+			fmt.Sprintf("BenchmarkCatchUp/postgres-queued/batch=%d", batch), fmt.Sprintf("BenchmarkCatchUp/postgres/batch=%d", batch), "events/s", false, ""})
 	}
 	for _, store := range []string{"memory", "file", "sqlite", "postgres", "postgres-queued", "mongodb-ferretdb"} {
 		for _, batch := range []int{10, 100, 1000} {
 			rs = append(rs, row{catchUp, fmt.Sprintf("%s, batch %d: store vs raw subscription read", store, batch),
-				fmt.Sprintf("BenchmarkCatchUp/%s/batch=%d", store, batch), "BenchmarkCatchUp/subscription", "events/s", false})
+				fmt.Sprintf("BenchmarkCatchUp/%s/batch=%d", store, batch), "BenchmarkCatchUp/subscription", "events/s", false, ""})
 		}
 	}
 	const shared = "Projection instances sharing the partitions (PostgreSQL, embedded SierraDB; 100,000 events, -quick: 20,000)"
 	rs = append(rs,
-		row{shared, "catch-up: 3 instances under leases vs 1 runner alone", "BenchmarkSharedCatchUp/instances=3", "BenchmarkSharedCatchUp/alone", "events/s", false},
-		row{shared, "catch-up: 1 instance under leases vs 1 runner alone", "BenchmarkSharedCatchUp/instances=1", "BenchmarkSharedCatchUp/alone", "events/s", false})
+		row{shared, "catch-up: 3 instances under leases vs 1 runner alone", "BenchmarkSharedCatchUp/instances=3", "BenchmarkSharedCatchUp/alone", "events/s", false, ""},
+		row{shared, "catch-up: 1 instance under leases vs 1 runner alone", "BenchmarkSharedCatchUp/instances=1", "BenchmarkSharedCatchUp/alone", "events/s", false, ""})
 	return rs
 }
 
@@ -418,18 +425,22 @@ func main() {
 			fmt.Fprintf(&md, "\n## %s\n\n| scenario | measured | baseline | ratio (median) | min–max | runs |\n|---|---|---|---|---|---|\n", group)
 		}
 		var mv, bv []float64
+		bm := rw.metric
+		if rw.baselineMetric != "" {
+			bm = rw.baselineMetric
+		}
 		if m != nil {
 			mv = m.Metrics[rw.metric]
 		}
 		if b != nil {
-			bv = b.Metrics[rw.metric]
+			bv = b.Metrics[bm]
 		}
 		st, ok := compare(mv, bv, rw.lowerIsBetter)
 		if !ok {
-			fmt.Fprintf(&md, "| %s | %s | %s | skipped | | |\n", rw.label, cell(mv, rw.metric), cell(bv, rw.metric))
+			fmt.Fprintf(&md, "| %s | %s | %s | skipped | | |\n", rw.label, cell(mv, rw.metric), cell(bv, bm))
 			continue
 		}
-		fmt.Fprintf(&md, "| %s | %s | %s | %.2f | %.2f–%.2f | %d |\n", rw.label, format(st.measured, rw.metric), format(st.baseline, rw.metric),
+		fmt.Fprintf(&md, "| %s | %s | %s | %.2f | %.2f–%.2f | %d |\n", rw.label, format(st.measured, rw.metric), format(st.baseline, bm),
 			st.median, st.lo, st.hi, st.runs)
 	}
 	fmt.Print(md.String())

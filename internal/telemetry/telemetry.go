@@ -150,10 +150,18 @@ const (
 const SystemWatermill = "watermill"
 
 // Sets caches attribute sets by a comparable key, so that recording a
-// measurement on a hot path allocates nothing after the first time.
+// measurement on a hot path allocates nothing after the first time: the
+// option slices are passed on as they are (opts.Add...), where a single
+// option would be put in a new slice at every call.
 type Sets[K comparable] struct {
-	m    sync.Map // K -> metric.MeasurementOption
+	m    sync.Map // K -> *Opts
 	make func(K) attribute.Set
+}
+
+// Opts are the measurement options of one attribute set.
+type Opts struct {
+	Add    []metric.AddOption
+	Record []metric.RecordOption
 }
 
 // NewSets returns a cache that builds a key's set with mk.
@@ -161,11 +169,12 @@ func NewSets[K comparable](mk func(K) attribute.Set) *Sets[K] {
 	return &Sets[K]{make: mk}
 }
 
-// Get returns the measurement option of k's attribute set.
-func (s *Sets[K]) Get(k K) metric.MeasurementOption {
+// Get returns the measurement options of k's attribute set.
+func (s *Sets[K]) Get(k K) *Opts {
 	if v, ok := s.m.Load(k); ok {
-		return v.(metric.MeasurementOption)
+		return v.(*Opts)
 	}
-	v, _ := s.m.LoadOrStore(k, metric.WithAttributeSet(s.make(k)))
-	return v.(metric.MeasurementOption)
+	o := metric.WithAttributeSet(s.make(k))
+	v, _ := s.m.LoadOrStore(k, &Opts{Add: []metric.AddOption{o}, Record: []metric.RecordOption{o}})
+	return v.(*Opts)
 }
