@@ -136,16 +136,16 @@ func rows() []row {
 	)
 	rs = append(rs,
 		row{transport, "command router over redispart vs the transport ceiling (watermill-redisstream, handlers that return at once) (target ≥ 0.7)",
-			part, ceiling, "cmds/s", false},
-		row{transport, "command router over watermill-redisstream vs the transport ceiling", stream, ceiling, "cmds/s", false},
+			part, ceiling, "cmds/s", false, ""},
+		row{transport, "command router over watermill-redisstream vs the transport ceiling", stream, ceiling, "cmds/s", false, ""},
 		row{transport, "Watermill CQRS (CommandBus + CommandProcessor over watermill-redisstream, handler loads the stream and appends) vs the transport ceiling",
-			wcqrs, ceiling, "cmds/s", false},
-		row{transport, "command router over redispart vs Watermill CQRS", part, wcqrs, "cmds/s", false},
-		row{transport, "command router over watermill-redisstream vs Watermill CQRS", stream, wcqrs, "cmds/s", false},
+			wcqrs, ceiling, "cmds/s", false, ""},
+		row{transport, "command router over redispart vs Watermill CQRS", part, wcqrs, "cmds/s", false, ""},
+		row{transport, "command router over watermill-redisstream vs Watermill CQRS", stream, wcqrs, "cmds/s", false, ""},
 		row{transport, "CPU per command of the benchmark process (router, executor, embedded server): router over redispart vs the transport ceiling",
-			part, ceiling, "cpu-µs/cmd", true},
-		row{transport, "CPU per command of Redis: router over redispart vs the transport ceiling", part, ceiling, "redis-cpu-µs/cmd", true},
-		row{transport, "CPU per command of the benchmark process: router over redispart vs Watermill CQRS", part, wcqrs, "cpu-µs/cmd", true})
+			part, ceiling, "cpu-µs/cmd", true, ""},
+		row{transport, "CPU per command of Redis: router over redispart vs the transport ceiling", part, ceiling, "redis-cpu-µs/cmd", true, ""},
+		row{transport, "CPU per command of the benchmark process: router over redispart vs Watermill CQRS", part, wcqrs, "cpu-µs/cmd", true, ""})
 	const hot = "Hot entities (cmd/sierradb-embedded in directory mode, its own process)"
 	rs = append(rs,
 		row{hot, "1,000 entities × 40 commands, 64 callers: executor vs raw EMAPPEND of the same requests (target ≥ 0.95)",
