@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -149,12 +148,8 @@ func (c *counter) middleware(h message.HandlerFunc) message.HandlerFunc {
 
 // cpuTime returns the CPU time this process (with the embedded server in
 // it) and the Redis server at rdb have used so far.
-func cpuTime(b *testing.B, rdb *redis.Client) (own, server time.Duration) {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	own = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+func cpuTimes(b *testing.B, rdb *redis.Client) (own, server time.Duration) {
+	own = cpuTime()
 	info, err := rdb.Info(context.Background(), "cpu").Result()
 	if err != nil {
 		b.Fatal(err)
@@ -179,7 +174,7 @@ func cpuTime(b *testing.B, rdb *redis.Client) (own, server time.Duration) {
 // handlers' busy share.
 func (c *counter) drain(b *testing.B, router *message.Router, rdb *redis.Client) float64 {
 	b.ResetTimer()
-	own0, server0 := cpuTime(b, rdb)
+	own0, server0 := cpuTimes(b, rdb)
 	start := time.Now()
 	go router.Run(context.Background())
 	b.Cleanup(func() { router.Close() })
@@ -190,7 +185,7 @@ func (c *counter) drain(b *testing.B, router *message.Router, rdb *redis.Client)
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
-	own, server := cpuTime(b, rdb)
+	own, server := cpuTimes(b, rdb)
 	b.ReportMetric(float64(own-own0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/cmd")
 	b.ReportMetric(float64(server-server0)/float64(time.Microsecond)/float64(b.N), "redis-cpu-µs/cmd")
 	// The share of the time a topic's handler was running, averaged over
