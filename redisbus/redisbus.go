@@ -169,7 +169,7 @@ func (e *NotReplicatedError) Error() string {
 
 // Publish publishes msgs with the wrapped publisher, then waits for the
 // replicas. The wait is bounded by the first message's context and by
-// DurableConfig.Timeout.
+// DurableConfig.Timeout (tested: TestDurableWaitIsBounded).
 func (p *DurablePublisher) Publish(topic string, msgs ...*message.Message) error {
 	if err := p.pub.Publish(topic, msgs...); err != nil {
 		return err
