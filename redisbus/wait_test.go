@@ -61,14 +61,35 @@ func TestDurableWaitIsBounded(t *testing.T) {
 		t.Fatalf("Publish waited %s, until the message's context ended, instead of the Timeout (%s)", elapsed, timeout)
 	}
 
-	// With a Timeout longer than the test, the message's context ends the
-	// wait: Publish returns an error that is not a NotReplicatedError.
-	short, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
+	// With a Timeout of an hour and a client that honours contexts
+	// (ContextTimeoutEnabled) and has no read timeout of its own, only the
+	// message's context can end the wait.
+	ctxClient := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true, ReadTimeout: -1,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}})
+	inner, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: ctxClient}, watermill.NopLogger{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := redisbus.NewDurablePublisher(inner, redisbus.DurableConfig{Client: ctxClient, Replicas: 1, Timeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	short, cancelShort := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancelShort()
 	msg = message.NewMessage(watermill.NewUUID(), []byte("x"))
 	msg.SetContext(short)
-	err = publisher(time.Hour).Publish("bounded-context", msg)
-	if err == nil || errors.As(err, &nr) || short.Err() == nil {
-		t.Fatalf("Publish with an ending context: %v (context: %v), want the wait cut by the context", err, short.Err())
+	done := make(chan error, 1)
+	go func() { done <- pub.Publish("bounded-context", msg) }()
+	select {
+	case err = <-done:
+	case <-time.After(time.Minute):
+		ctxClient.Close() // ends the wait, so that the goroutine is joined
+		<-done
+		t.Fatal("Publish still waited a minute after its message's context ended")
+	}
+	ctxClient.Close()
+	if !errors.Is(err, context.DeadlineExceeded) || errors.As(err, &nr) {
+		t.Fatalf("Publish with an ending context: %v, want the context's error", err)
 	}
 }
