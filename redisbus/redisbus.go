@@ -170,8 +170,8 @@ func (e *NotReplicatedError) Error() string {
 // Publish publishes msgs with the wrapped publisher, then waits for the
 // replicas. The wait is bounded by DurableConfig.Timeout, and by the first
 // message's context when the client honours contexts (go-redis's
-// ContextTimeoutEnabled; otherwise the client's ReadTimeout ends a wait
-// that has outlived the context) (tested: TestDurableWaitIsBounded).
+// ContextTimeoutEnabled; without it the wait may outlast the context until
+// the client's own timeouts end it) (tested: TestDurableWaitIsBounded).
 func (p *DurablePublisher) Publish(topic string, msgs ...*message.Message) error {
 	if err := p.pub.Publish(topic, msgs...); err != nil {
 		return err
