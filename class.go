@@ -52,7 +52,7 @@ func Classify(err error) Class {
 // Declared returns the class err declares and true, or [Transient] and
 // false when no error in its chain declares one. It tells a failure marked
 // transient on purpose (retry it for as long as it takes) from one of
-// unknown meaning (retry it a bounded number of times).
+// unknown meaning (retry it up to a set number of times).
 func Declared(err error) (Class, bool) {
 	var c Classifier
 	if errors.As(err, &c) {
@@ -61,12 +61,15 @@ func Declared(err error) (Class, bool) {
 	return Transient, false
 }
 
-// MarkTransient marks err as [Transient]: retried for as long as it takes,
-// never parked for it. It returns nil for nil.
+// MarkTransient marks err as [Transient]. A projection or reactor runner
+// retries it for as long as it takes and never parks the event for it
+// (tested: TestHandlerErrors). middleware.Retry retries it like any
+// transient error, up to RetryConfig.MaxRetries, then parks the message.
+// It returns nil for nil.
 func MarkTransient(err error) error { return mark(err, Transient) }
 
-// MarkFinal marks err as [Final]: answered, never retried. It returns nil
-// for nil.
+// MarkFinal marks err as [Final]: answered, never retried (tested:
+// TestClassify, TestRetry). It returns nil for nil.
 func MarkFinal(err error) error { return mark(err, Final) }
 
 // MarkPoison marks err as [Poison]: the message is parked at once, without

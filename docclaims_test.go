@@ -1,6 +1,8 @@
 package esmill_test
 
 import (
+	"go/parser"
+	"go/token"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -20,10 +22,20 @@ var testedRef = regexp.MustCompile(`(?:\(|;\s*)tested:([^)]*)\)`)
 var testName = regexp.MustCompile(`\b(Test|Fuzz|Example)[A-Za-z0-9_]*`)
 
 // TestDocClaimsNameTheirTests enforces the rule of the briefing and of
-// issue 18: no document of the repository (every Markdown file but the
-// changelog, and every package's doc.go) calls something "pinned", "exactly
+// issue 18: no file of the repository calls something "pinned", "exactly
 // once", "never" or "bounded" without a "(tested: ...)" in the same
 // sentence naming test functions that exist in the workspace.
+//
+// It reads every Markdown file but the changelog (history, not claims), and
+// every comment of every non-test Go file of every module (doc comments,
+// comments inside functions and at the end of a line), generated files and
+// testdata excepted. Comments in _test.go files are the tests themselves.
+//
+// There is no list of exceptions: a claim word is taken as a guarantee.
+// Where a comment only describes (a field set by tests only, a write that
+// was not acknowledged, a helper that gives up when its context ends), say
+// it without the claim words ("not", "no", "up to", "until ctx ends");
+// where it promises, name the test that would fail if the promise broke.
 func TestDocClaimsNameTheirTests(t *testing.T) {
 	tests := testFunctions(t)
 	var docs []string
@@ -40,7 +52,7 @@ func TestDocClaimsNameTheirTests(t *testing.T) {
 		switch {
 		case strings.HasSuffix(path, ".md") && d.Name() != "CHANGELOG.md":
 			docs = append(docs, path)
-		case d.Name() == "doc.go":
+		case strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go"):
 			docs = append(docs, path)
 		}
 		return nil
@@ -57,7 +69,10 @@ func TestDocClaimsNameTheirTests(t *testing.T) {
 		}
 		text := string(b)
 		if strings.HasSuffix(path, ".go") {
-			text = goComments(text)
+			if generatedGo.MatchString(text) {
+				continue
+			}
+			text = goComments(t, path, b)
 		} else {
 			text = stripCodeBlocks(text)
 		}
@@ -126,19 +141,24 @@ func testFunctions(t *testing.T) map[string]bool {
 	return names
 }
 
-// goComments returns the text of a Go file's comments, with the comment
-// markers removed.
-func goComments(src string) string {
-	var out []string
-	for _, line := range strings.Split(src, "\n") {
-		l := strings.TrimSpace(line)
-		if strings.HasPrefix(l, "//") {
-			out = append(out, strings.TrimPrefix(strings.TrimPrefix(l, "//"), " "))
-		} else {
-			out = append(out, "")
-		}
+// generatedGo is the standard marker of a generated Go file.
+var generatedGo = regexp.MustCompile(`(?m)^// Code generated .* DO NOT EDIT\.$`)
+
+// goComments returns the text of every comment of a Go file (doc comments,
+// comments inside functions and comments at the end of a line), with the
+// comment markers removed and a blank line between comment groups, so that
+// a sentence never runs from one comment into the next.
+func goComments(t *testing.T, path string, src []byte) string {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), path, src, parser.ParseComments)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
-	return strings.Join(out, "\n")
+	var out []string
+	for _, g := range f.Comments {
+		out = append(out, g.Text())
+	}
+	return strings.Join(out, "\n\n")
 }
 
 // stripCodeBlocks blanks fenced code blocks of Markdown.

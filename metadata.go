@@ -4,7 +4,8 @@ package esmill
 // Each key has one meaning wherever it appears: a command message that
 // travels through the SierraDB Pub/Sub keeps its command keys, and a key
 // the Pub/Sub adapter reads (such as [MetaAppendExpectedVersion]) is never
-// one that cqrs writes.
+// one that cqrs writes (tested: TestMetadataKeysAreDistinct,
+// TestCommandThroughSierraDBPubSub).
 //
 // Every key but [MetaCorrelationID], [MetaTraceParent] and [MetaTraceState]
 // starts with "esmill_": those three are other tools' names, kept so that
@@ -95,7 +96,8 @@ const (
 // Keys the SierraDB Pub/Sub subscriber sets on every message, from the
 // event it delivers: where the event is stored. The publisher never stores
 // them, so a consumed message published again does not carry its old
-// position into the new event.
+// position into the new event (tested: TestPublishOneCallIsOneTransaction,
+// TestSubscribeMetadata).
 const (
 	MetaEventID           = "esmill_event_id"
 	MetaStreamID          = "esmill_stream_id"
@@ -122,7 +124,7 @@ const (
 	MetaUpcastError = "esmill_upcast_error"
 	// MetaMessageUUID holds a published message's UUID inside the stored
 	// event, so that subscribers deliver it under the same UUID. It never
-	// appears on a delivered message.
+	// appears on a delivered message (tested: TestSubscribeMetadata).
 	MetaMessageUUID = "esmill_message_uuid"
 )
 

@@ -9,8 +9,9 @@ import (
 )
 
 // cache holds entities: a bounded LRU of loaded states with an idle
-// timeout. An entity in use (refs > 0) is never evicted, so its lock and
-// state stay unique while anyone waits for it.
+// timeout (tested: TestCacheEviction, TestIdleEntitiesAreDropped). An
+// entity in use (refs > 0) is never evicted, so its lock and state stay
+// unique while anyone waits for it (tested: TestEntityInUseIsNotEvicted).
 type cache struct {
 	mu      sync.Mutex
 	max     int

@@ -85,7 +85,8 @@ func (v verdict) writes() bool { return v.err == nil && !v.idempotent && len(v.e
 // check), then the caller's expected version, then the rate limit, then
 // the handler. A duplicate is therefore never rate limited or rejected,
 // and a redelivered command that named an expected version is answered as
-// idempotent, not as a version mismatch.
+// idempotent, not as a version mismatch (tested: TestEntityRateLimit,
+// TestRedeliveredCommandWritesOnce, TestExpectVersionRedelivery).
 func decide(info *commandInfo, state any, tr *tracking, ctx *CommandContext, o execOptions) verdict {
 	m := ctx.Metadata
 	if m.CommandID != "" && tr.seenCommand(m.CommandID) {

@@ -57,7 +57,8 @@ func (e *entity) reset() {
 // load brings the entity up to date: from a snapshot or scratch if it is
 // not loaded, otherwise from the version after its own. Because SierraDB
 // makes appends visible asynchronously, it keeps reading until it has
-// reached minVersion (bounded by the executor's VisibilityTimeout).
+// reached minVersion (bounded by the executor's VisibilityTimeout; tested:
+// TestConflictWaitBoundedByVisibilityTimeout).
 func (x *Executor) load(ctx context.Context, k kind, e *entity, key uuid.UUID) error {
 	if !e.loaded {
 		e.state, e.version, e.tracking, e.sinceSnapshot = k.newState(), -1, newTracking(x.ids, k.rateLimits()), 0

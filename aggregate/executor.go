@@ -380,7 +380,8 @@ func (x *Executor) run(ctx context.Context, k kind, streamID string, key uuid.UU
 // lockForCommand locks an entity for a plain command. The wait for an
 // entity that a transaction holds is bounded by LockTimeout, so that a
 // command issued from inside a transaction's closure for an entity that
-// transaction locked fails instead of waiting forever.
+// transaction locked fails instead of waiting forever (tested:
+// TestTransactionReleasesEntities).
 func (x *Executor) lockForCommand(ctx context.Context, e *entity) error {
 	e.arrivals.Add(1)
 	if e.lock.TryAcquire(1) {

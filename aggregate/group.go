@@ -46,7 +46,7 @@ func WithGroupCommit[S any]() Option[S] {
 // groupReq is one command's append waiting in a group.
 type groupReq struct {
 	events []sierradb.NewEvent
-	reply  chan appendReply // buffered: the flusher never blocks
+	reply  chan appendReply // buffered (1): the flusher's one send does not wait for the reader
 }
 
 // group is the queue of one partition key; a flusher goroutine runs while

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -205,5 +206,53 @@ func TestIdleEntitiesAreDropped(t *testing.T) {
 	}
 	if n := x.CachedEntities(); n != 0 {
 		t.Fatalf("%d entities still cached an hour after their last use", n)
+	}
+}
+
+// An entity in use is not evicted: with room for one entity, commands on
+// other entities run while four callers keep sending slow commands to one
+// busy entity. Were the busy entity evicted while its lock is held, the
+// next caller would load a second copy with a second lock, and two of its
+// handlers would run at once.
+func TestEntityInUseIsNotEvicted(t *testing.T) {
+	srv := embedded.RunT(t)
+	x := newExec(t, newClient(t, srv.Addr()), aggregate.Config{CacheSize: 1})
+	accounts := aggregate.Bind(x, accountType())
+	ctx := ctxT(t)
+	id := newID("busy")
+	inHandler.Store(0)
+	maxInHandler.Store(0)
+	const callers, each = 4, 8
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if _, err := accounts.Execute(ctx, id, Slow{Amount: uint32(i), Delay: 2 * time.Millisecond}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 2 * each {
+				if _, err := accounts.Execute(ctx, newID("other"), Deposit{Amount: 1}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := maxInHandler.Load(); n != 1 {
+		t.Fatalf("%d handlers of the busy entity ran at once: it was evicted while in use", n)
+	}
+	if _, v, err := accounts.Load(ctx, id); err != nil || v != callers*each-1 {
+		t.Fatalf("version %d after %d commands (%v)", v, callers*each, err)
 	}
 }

@@ -17,10 +17,10 @@ type tracking struct {
 	// commands recorded at that version (nil until one is).
 	Causation map[string]*causationEntry `cbor:"c"`
 	// CommandIDs is the form of snapshots written before command ids
-	// were kept as keys; read, never written.
+	// were kept as keys; read only, no longer written.
 	CommandIDs []string `cbor:"i,omitempty"`
 	// IDKeys holds the 16-byte keys of snapshots written before prints;
-	// read, never written. IDPrints and IDMarks hold the command ids
+	// read only, no longer written. IDPrints and IDMarks hold the command ids
 	// (see commandIDs.encode).
 	IDKeys   []byte `cbor:"k,omitempty"`
 	IDPrints []byte `cbor:"p,omitempty"`

@@ -60,7 +60,8 @@ func (e *PartitionKeyError) ErrorClass() esmill.Class { return esmill.Final }
 
 // txState identifies a transaction across its attempts, for the wait-die
 // rule: started never changes between attempts, so a transaction that
-// yields grows older than the ones it yielded to and eventually wins.
+// yields grows older than the ones it yielded to and eventually wins
+// (tested: TestTransactionsInOppositeOrderBothFinish).
 type txState struct {
 	id      string
 	started time.Time
@@ -274,8 +275,8 @@ func (tx *Tx) enter(ctx context.Context, k kind, streamID string, key uuid.UUID)
 	return te, nil
 }
 
-// lock applies the wait-die rule: wait for a younger holder (bounded by
-// the lock timeout), yield to an older one.
+// lock applies the wait-die rule: wait for a younger holder (up to the
+// lock timeout), yield to an older one.
 func (tx *Tx) lock(ctx context.Context, e *entity) error {
 	if e.lock.TryAcquire(1) {
 		e.holder.Store(tx.state)

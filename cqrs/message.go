@@ -89,7 +89,8 @@ func WithCorrelationID(id string) SendOption { return func(o *sendOptions) { o.c
 // WithExpectedVersion runs the command only if the entity is at this
 // version (see aggregate.WithExpectedVersion). It travels as
 // esmill.MetaCommandExpectedVersion, a check on the entity, never on the
-// stream or topic the message goes through.
+// stream or topic the message goes through (tested:
+// TestCommandThroughSierraDBPubSub).
 func WithExpectedVersion(v sierradb.ExpectedVersion) SendOption {
 	return func(o *sendOptions) { o.expected = &v }
 }
@@ -315,7 +316,7 @@ func DefaultTopic(category string, partition int) string {
 //     that did not decode, a failure before the entity was loaded.
 //
 // Version is never 0 for "unknown": 0 is the version of an entity's first
-// event.
+// event (tested: TestHandleOutcomes).
 type Reply struct {
 	StreamID   string       `json:"stream_id,omitempty"`
 	Version    int64        `json:"version"`

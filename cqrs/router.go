@@ -39,7 +39,8 @@ type RouterConfig struct {
 	Topic func(category string, partition int) string
 	// Namespace, when set, prefixes every command topic ("<namespace>."),
 	// so that two environments sharing one Redis never consume each
-	// other's commands. The bus must use the same.
+	// other's commands (tested: TestNamespacesSeparateEnvironments). The
+	// bus must use the same.
 	Namespace string
 	// Ownership, when set, makes the routers that share its group divide
 	// the partitions among themselves: this router consumes a partition's

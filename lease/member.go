@@ -16,7 +16,7 @@ import (
 // Handler hears of a member's partitions. Its methods are called from
 // goroutines of the member; Assigned and Revoked of one partition never
 // overlap, and a partition is Assigned again only after its Revoked has
-// returned.
+// returned (tested: TestMemberRebalance, TestMemberCrashTakeover).
 type Handler interface {
 	// Assigned says the member now holds partition p under the fencing
 	// token. It must not block for long: start the work and return.

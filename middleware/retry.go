@@ -154,7 +154,8 @@ func (r *retry) middleware(h message.HandlerFunc) message.HandlerFunc {
 }
 
 // call runs the handler, turning a panic into an *aggregate.PanicError
-// (poison: parked at once, never retried), logged with its stack.
+// (poison: parked at once, never retried), logged with its stack (tested:
+// TestRetryParksAPanic).
 func (r *retry) call(h message.HandlerFunc, msg *message.Message) (out []*message.Message, err error) {
 	defer func() {
 		if v := recover(); v != nil {

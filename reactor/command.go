@@ -77,8 +77,8 @@ func (a *Act[T]) claim(stream, command string) (string, error) {
 
 // classify gives a command's failure the class the runner acts on: what
 // declares a class keeps it (a rejection is final: the event is parked at
-// once, with the reason); a connection failure is transient (retried for
-// as long as it takes, never parked).
+// once, with the reason); a connection failure is marked transient, which
+// the runner retries without parking (see esmill.MarkTransient).
 func classify(err error) error {
 	if _, declared := esmill.Declared(err); declared {
 		return err
@@ -99,7 +99,7 @@ func classify(err error) error {
 // A rejection (aggregate.ErrRejected) is returned as it is: handle it (a
 // compensating command, say), or return it, and the event is parked at
 // once with the reason (its stream's later events held behind it), never
-// retried. A connection failure is marked transient: the batch is retried
+// retried (tested: TestRejectedIsParkedOnce). A connection failure is marked transient: the batch is retried
 // for as long as it takes.
 func Execute[T any, S any, ID comparable](ctx context.Context, a *Act[T], typ *aggregate.Type[S, ID], id ID, cmd aggregate.Command, opts ...aggregate.ExecOption) (aggregate.Result, error) {
 	if a.x.executor == nil {

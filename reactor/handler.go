@@ -54,7 +54,7 @@ func newAct[T any](x *shared, tx T, m readmodel.Meta) *Act[T] {
 
 // Tx returns the store transaction of the batch: what the handler writes
 // through it (a process manager's own state) commits with the reactor's
-// checkpoint, exactly once.
+// checkpoint, exactly once (tested: TestReactorCrash).
 func (a *Act[T]) Tx() T { return a.tx }
 
 // Meta returns the event's position, ids, stream and metadata.

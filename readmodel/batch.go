@@ -142,7 +142,7 @@ func (r *Runner[T]) process(ctx context.Context, sub *sierradb.Subscription, ite
 			// A failure marked transient never counts; one that
 			// declares another class (final, poison: a panic) is
 			// poison at once; one of unknown meaning is retried
-			// MaxAttempts times.
+			// MaxAttempts times (tested: TestHandlerErrors).
 			class, declared := esmill.Declared(hf.err)
 			if tc, ok := cfg.Store.(TransientChecker); ok && !declared && tc.IsTransient(hf.err) {
 				class, declared = esmill.Transient, true

@@ -27,7 +27,7 @@ var (
 	// a [*SubscriptionEndedError].
 	ErrSubscriptionEnded = errors.New("readmodel: subscription ended")
 	// ErrNotParked: no event of the projection is parked at the position
-	// (it never was, or it was replayed or skipped already).
+	// (it was not, or it was replayed or skipped already).
 	ErrNotParked = errors.New("readmodel: no event is parked at this position")
 )
 

@@ -33,7 +33,7 @@ const (
 // streams that have parked events.
 type parking[T any] struct {
 	// txMu is held for each store transaction of the runner, batch or
-	// resolution, so that they never interleave (memory and file refuse a
+	// resolution, so that they run one after another (memory and file refuse a
 	// transaction that began before another committed).
 	txMu sync.Mutex
 

@@ -2,7 +2,8 @@ package readmodel
 
 // Parked events, resolved: listed, shown, replayed through the
 // projection's handlers or skipped, each exactly once, and the events held
-// behind them released in stream order.
+// behind them released in stream order (tested: TestContract, whose cases
+// ReplayAndSkip and UnparkOnce check it).
 
 import (
 	"context"
@@ -31,7 +32,7 @@ import (
 // parked, now as the stream's first) or none is left.
 type Admin[T any] struct {
 	cfg Config[T]
-	// r prepares events for the handlers; it never runs.
+	// r prepares events for the handlers; it is not started.
 	r *Runner[T]
 	// lock serialises the admin's transactions with a runner's batches
 	// (the runner's own admin); nil otherwise.
@@ -188,8 +189,8 @@ func (a *Admin[T]) Resolved(ctx context.Context) ([]ResolvedEvent, error) {
 // Replay applies the event parked at pos through the projection's handlers
 // (fixed since it was parked) in one store transaction that also takes it
 // off the parked list, so it is applied exactly once (tested:
-// checkpointtest's ReplayAndSkip and UnparkOnce), then releases the events
-// held behind it. by and note say who and why.
+// TestContract, whose cases ReplayAndSkip and UnparkOnce check it), then
+// releases the events held behind it. by and note say who and why.
 //
 // Errors: [ErrNoHandlers] for an admin made without handlers;
 // [ErrNotParked]; [ErrNotFirst] when an earlier event of its stream is

@@ -147,7 +147,8 @@ func (r *Runner[T]) finish(ctx context.Context, err error) error {
 
 // Close stops the runner and waits until every goroutine it started has
 // ended. It returns the error that ended the runner, if any. It is
-// idempotent; a runner never started is closed at once.
+// idempotent; a runner not started is closed at once (tested:
+// TestCloseBeforeStart).
 func (r *Runner[T]) Close() error {
 	r.closeOnce.Do(func() {
 		if r.gauges != nil {

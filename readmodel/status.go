@@ -66,7 +66,7 @@ type PartitionStatus struct {
 	// partition is empty.
 	Head int64
 	// Lag is Head - Applied. It is negative when the server is behind the
-	// checkpoint: never clamped to zero.
+	// checkpoint: not clamped to zero.
 	Lag int64
 	// Diverged says that the partition's checkpoint is ahead of the
 	// server's head (Applied and Head say by how much) or was taken on

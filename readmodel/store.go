@@ -86,7 +86,7 @@ type ParkedEvent struct {
 //     fails with [ErrCheckpointConflict].
 type Store[T any] interface {
 	// Checkpoints returns the projection's last applied sequence per
-	// partition; partitions never applied are absent.
+	// partition; partitions with nothing applied yet are absent.
 	Checkpoints(ctx context.Context, projection string) (map[uint16]uint64, error)
 	// Begin starts a batch transaction for the projection.
 	Begin(ctx context.Context, projection string) (Tx[T], error)
@@ -189,7 +189,8 @@ type PartitionBeginner[T any] interface {
 	// transaction begun with Begin is in flight, and Begin waits for it:
 	// [Admin] resolves a parked event with BeginPartitions of its
 	// partition, which so never runs beside a batch of that partition,
-	// whether its runner shares the partitions or not.
+	// whether its runner shares the partitions or not (tested:
+	// TestReplayWaitsForTheOwnersBatch).
 	BeginPartitions(ctx context.Context, projection string, partitions []uint16) (Tx[T], error)
 }
 

@@ -168,8 +168,10 @@ func (e *NotReplicatedError) Error() string {
 }
 
 // Publish publishes msgs with the wrapped publisher, then waits for the
-// replicas. The wait is bounded by the first message's context and by
-// DurableConfig.Timeout.
+// replicas. The wait is bounded by DurableConfig.Timeout, and by the first
+// message's context when the client honours contexts (go-redis's
+// ContextTimeoutEnabled; without it the wait may outlast the context until
+// the client's own timeouts end it) (tested: TestDurableWaitIsBounded).
 func (p *DurablePublisher) Publish(topic string, msgs ...*message.Message) error {
 	if err := p.pub.Publish(topic, msgs...); err != nil {
 		return err

@@ -181,7 +181,7 @@ func DeleteGroup(ctx context.Context, client redis.UniversalClient, topic, group
 }
 
 // Position returns a group's position on a topic: the id of the last
-// entry it acked ("0-0" before any), and false when the group never
+// entry it acked ("0-0" before any), and false when the group has not
 // subscribed to it.
 func Position(ctx context.Context, client redis.UniversalClient, topic, group string) (string, bool, error) {
 	pos, err := client.HGet(ctx, positionsKey(topic), posField(group)).Result()

@@ -247,7 +247,7 @@ func (cl *cluster) probePartition(ctx context.Context, p uint16, guess int) int 
 		switch {
 		case err == nil:
 			// Cannot happen (no stream reaches the probe's version);
-			// never treat a written probe as a coordinator answer.
+			// a written probe is not taken for a coordinator answer.
 			cl.c.cfg.Logger.Warn("sierradb: a coordinator probe was stored", "partition", p, "node", n.addr)
 		case errors.As(err, &se) && se.Code == CodeWrongVersion:
 			n.markUp()
@@ -262,8 +262,8 @@ func (cl *cluster) probePartition(ctx context.Context, p uint16, guess int) int 
 	return -1
 }
 
-// probeStream is the stream the coordinator probes name; they never write
-// it. probeVersion is an expected version no stream reaches.
+// probeStream is the stream the coordinator probes name; they are not
+// meant to write it. probeVersion is an expected version no stream reaches.
 const (
 	probeStream  = "esmill-cluster-probe"
 	probeVersion = "1000000000000"

@@ -39,7 +39,7 @@ var ErrDiverged = errors.New("esmill: the server's history diverged from what wa
 // coordinator lacks events the subscription delivered (its head is below
 // the last delivered sequence), or delivers a different event at a
 // delivered sequence. On SierraDB 0.3.1 this follows the death or cut-off
-// of a coordinator that had acknowledged appends its replicas never
+// of a coordinator that had acknowledged appends its replicas had not
 // confirmed (TestKnownDifferenceCoordinatorDeathFreezesPartition); no
 // client can repair it. It matches [ErrDiverged].
 type DivergedError struct {

@@ -165,7 +165,8 @@ func (e *WrongExpectedVersionError) Unwrap() error { return e.Server }
 
 // parseWrongVersion reads "current stream version is <cur> but expected
 // <exp> for partition key <uuid> and stream id <sid>". It never fails: an
-// unexpected text gives Parsed == false.
+// unexpected text gives Parsed == false (tested: FuzzParseServerError,
+// TestParseWrongVersion).
 func parseWrongVersion(se *ServerError) *WrongExpectedVersionError {
 	e := &WrongExpectedVersionError{Server: se, Current: -1}
 	rest, ok := strings.CutPrefix(se.Message, wrongVersionPrefix)

@@ -1,5 +1,6 @@
 // Package bank is the domain of esmill's examples: bank accounts that can
-// be opened, credited and debited, never below zero, and that transfer
+// be opened, credited and debited, never below zero (tested: TestAccounts,
+// TestTransfers), and that transfer
 // money to each other. Its events are stored in kameo_es's format, so a
 // Rust service with the same enum reads them.
 //

@@ -83,7 +83,8 @@ func roundTrip(ctx context.Context, addr string, args []string, read func(*bufio
 
 // CheckHello returns a readiness check that passes once the server at addr
 // answers HELLO 3 with the given "server" field, so that a test never pairs
-// with another kind of server that happens to hold the port.
+// with another kind of server that happens to hold the port (tested:
+// TestCheckHelloTellsRedisFromSierraDB).
 func CheckHello(addr, server string) func(context.Context) error {
 	return func(ctx context.Context) error {
 		info, err := Hello(ctx, addr)

@@ -144,7 +144,8 @@ func Start(t testing.TB, cfg Config) *Cluster {
 	return c
 }
 
-// New starts a cluster, bounded by ctx and Config.StartTimeout. Close it
+// New starts a cluster, giving up when ctx ends or after
+// Config.StartTimeout. Close it
 // when done.
 func New(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err := cfg.Validate(); err != nil {

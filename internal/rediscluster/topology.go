@@ -79,7 +79,7 @@ func info(ctx context.Context, addr string) (map[string]string, error) {
 	return m, nil
 }
 
-// WaitReady waits, bounded by ctx, until every running node reports
+// WaitReady waits, until ctx ends, for every running node to report
 // cluster_state:ok with all 16384 slots ok, and every node's view has
 // Masters masters serving slots, each with ReplicasPerMaster connected
 // replicas, none flagged failing.

@@ -16,7 +16,7 @@ type Counts struct {
 	OutOfOrder int
 	// Twice counts numbers applied more than once (each extra time).
 	Twice int
-	// Lost counts numbers sent and never applied.
+	// Lost counts numbers sent and not applied.
 	Lost int
 	// WrongRejections counts commands answered with an error (in a run
 	// where every command is sent in order, none should be).

@@ -35,7 +35,8 @@ type Config struct {
 	Partitions int
 	// Buckets is bucket.count. Default: 0, the server's 4. Replicas are
 	// assigned per bucket (see Owners), so with the default 4 buckets a
-	// fifth node is never a partition's first replica.
+	// fifth node is never a partition's first replica (tested:
+	// TestStartFiveNodesRF3).
 	Buckets int
 	// HeartbeatInterval and HeartbeatTimeout are heartbeat.interval_ms and
 	// heartbeat.timeout_ms. Default: 0, the server's 1 s and 6 s.
@@ -252,8 +253,8 @@ func Start(t testing.TB, cfg Config) *Cluster {
 	return c
 }
 
-// New starts a cluster and waits until it has formed, bounded by ctx and
-// Config.FormTimeout. Close it when done, even after an error-free start
+// New starts a cluster and waits until it has formed, giving up when ctx
+// ends or after Config.FormTimeout. Close it when done, even after an error-free start
 // has failed later.
 func New(ctx context.Context, cfg Config) (*Cluster, error) {
 	c, err := newCluster(ctx, cfg)

@@ -98,6 +98,11 @@ func TestStartFiveNodesRF3(t *testing.T) {
 		if len(owners) != 3 {
 			t.Fatalf("partition %d has owners %v, want 3", p, owners)
 		}
+		// With the default 4 buckets, node 4 (the fifth) is no bucket's
+		// first replica.
+		if owners[0] == 4 {
+			t.Errorf("partition %d has node 4 as its first replica (owners %v)", p, owners)
+		}
 		for _, o := range owners {
 			held[o]++
 		}

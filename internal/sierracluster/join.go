@@ -30,7 +30,7 @@ func (c *Cluster) startNodes(ctx context.Context) error {
 }
 
 // startAndJoin starts n and waits until it and the running members have
-// heard each other's heartbeats. SierraDB 0.3.1 sometimes never connects
+// heard each other's heartbeats. SierraDB 0.3.1 sometimes does not connect
 // to a peer it has discovered (seen once in a dozen serial starts of 5
 // nodes: both nodes log the mDNS discovery and nothing after it), so a node
 // that has not joined within joinTimeout is killed and started again, up to

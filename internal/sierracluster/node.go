@@ -19,7 +19,7 @@ import (
 )
 
 // Ports every node uses inside its own namespace (each node has its own
-// namespace and address, so they never collide).
+// namespace and address, so the same ports serve every node).
 const (
 	clientPort  = 9090
 	clusterPort = 7000
@@ -179,8 +179,8 @@ func (n *Node) Stop(timeout time.Duration) error {
 }
 
 // Restart starts the node again on the same data directory (it must be
-// stopped) and waits until the whole cluster has formed again, bounded by
-// ctx. A node that does not join within 10 s is started again (see
+// stopped) and waits until the whole cluster has formed again, or until
+// ctx ends. A node that does not join within 10 s is started again (see
 // Cluster.Rejoins).
 func (n *Node) Restart(ctx context.Context) error {
 	if n.Running() {

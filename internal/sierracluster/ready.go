@@ -36,7 +36,7 @@ var (
 // lines that the readiness probe reads.
 const logFilter = "info,sierradb_topology::behaviour=trace"
 
-// WaitFormed waits until the cluster has formed, bounded by ctx: every node
+// WaitFormed waits until the cluster has formed, or until ctx ends: every node
 // is running and linked; each node has received a heartbeat from every
 // other node's current process since anything last dropped that node from
 // its view, and since the last Start or Restart of any node; and every node
@@ -223,8 +223,8 @@ func probe(ctx context.Context, n *Node, keys []uuid.UUID) error {
 	return nil
 }
 
-// probeStream is the stream the readiness probe's appends name; they never
-// write it.
+// probeStream is the stream the readiness probe's appends name; they are
+// not meant to write it.
 const probeStream = "esmill-sierracluster-probe"
 
 // probeKeys returns a partition key for each partition.

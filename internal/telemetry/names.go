@@ -3,7 +3,7 @@ package telemetry
 // Metric names, all of esmill's in one list (the README's Operations
 // section describes each). Labels are low-cardinality only: entity type
 // (esmill.category), command name, outcome, projection, partition, group,
-// handler; never an entity id.
+// handler; entity ids are left out.
 const (
 	// Executor (package aggregate).
 	MetricCommands        = "esmill.commands"         // counter {category, command, outcome}

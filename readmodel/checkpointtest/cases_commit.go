@@ -60,7 +60,8 @@ func (s *suite[T]) rollbackAndReplay(t *testing.T) {
 		s.wantValue(t, st, "p", "a", 5)
 		s.wantValue(t, st, "p", "b", 0)
 	}
-	// The replay of the same events applies each exactly once.
+	// The replay of the same events applies each exactly once (this case
+	// runs in every store's TestContract; tested: TestContract).
 	s.mustApply(t, st, "p", []write{{pos(1, 1), "a", 7}, {pos(1, 2), "b", 1}}, adv(1, 0, 2))
 	s.wantValue(t, st, "p", "a", 12)
 	s.wantValue(t, st, "p", "b", 1)

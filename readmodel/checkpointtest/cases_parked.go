@@ -91,7 +91,7 @@ func (s *suite[T]) unparkCase(t *testing.T) {
 	}
 	s.wantCheckpoints(t, st, "p", map[uint16]uint64{2: 6, 4: 1})
 
-	// Again, or never parked: ErrNotParked, nothing written.
+	// Again, or not parked at all: ErrNotParked, nothing written.
 	for _, p := range []readmodel.Position{p1.Position, pos(2, 4), pos(9, 9)} {
 		_, err := s.unpark(t, st, "p", p, r1, write{p, "a", 100})
 		var npe *readmodel.NotParkedError

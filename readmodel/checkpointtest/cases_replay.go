@@ -45,7 +45,8 @@ func (s *suite[T]) listParked(t testing.TB, st readmodel.Store[T], proj string) 
 // replayAndSkip: under HoldEntity, a parked event holds the later events
 // of its stream; replaying it (once its handler is fixed) or skipping it
 // applies them in order, each event exactly once, with the record of who
-// did it and why; new events of the stream then apply at once.
+// did it and why; new events of the stream then apply at once (this case
+// runs in every store's TestContract; tested: TestContract).
 func (s *suite[T]) replayAndSkip(t *testing.T) {
 	f := s.fixture(t)
 	st := s.h.New(t)

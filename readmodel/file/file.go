@@ -73,7 +73,7 @@ type Store[M any] struct {
 	// fault, when set, runs before each step of an atomic replace
 	// ("write", "fsync", "rename", "dirsync") and fails that step with its
 	// error: the seam through which tests make a disk fail
-	// (export_test.go). Never set outside tests.
+	// (export_test.go). Only tests set it.
 	fault func(step string) error
 }
 

@@ -130,7 +130,7 @@ func (s *Store[M]) Begin(ctx context.Context, projection string) (readmodel.Tx[*
 	p := s.projLocked(projection)
 	m, gen := p.model, p.Gen
 	s.mu.Unlock()
-	// The committed model is replaced, never changed, so it can be copied
+	// The committed model is replaced, not changed in place, so it can be copied
 	// outside the lock.
 	return &Tx[M]{s: s, b: wholemodel.Batch[M]{Projection: projection, Model: s.cfg.Clone(m), Gen: gen}}, nil
 }

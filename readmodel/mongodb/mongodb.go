@@ -24,7 +24,7 @@ const (
 	Auto TxMode = iota
 	// Always uses transactions; New fails if the server has none.
 	Always
-	// Never does without transactions, relying on the position guards.
+	// This mode does without transactions, relying on the position guards.
 	Never
 )
 
@@ -202,8 +202,8 @@ func (s *Store) Begin(ctx context.Context, projection string) (readmodel.Tx[*Han
 }
 
 // lock waits until no other batch of the projection runs in this store:
-// batches of one projection never interleave their writes within a
-// process (see "Two runners" in the package documentation).
+// within a process, the batches of one projection write one after another
+// (see "Two runners" in the package documentation).
 func (s *Store) lock(ctx context.Context, projection string) (func(), error) {
 	s.mu.Lock()
 	l := s.locks[projection]

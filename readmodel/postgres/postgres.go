@@ -213,8 +213,9 @@ func (s *Store) Begin(ctx context.Context, projection string) (readmodel.Tx[pgx.
 }
 
 // BeginPartitions implements [readmodel.PartitionBeginner]: it takes an
-// advisory lock per partition (in partition order, so that two batches
-// never wait for each other crosswise) and the projection's in shared mode,
+// advisory lock per partition (in partition order, the usual guard against
+// two batches waiting for each other crosswise) and the projection's in
+// shared mode,
 // so that instances sharing the projection's partitions commit in
 // parallel, while a transaction of [Store.Begin] (which takes the
 // projection's lock exclusively) runs beside none of them.

@@ -300,7 +300,8 @@ func testSubscriptionConnection(t *testing.T, s *suite) {
 	}
 	a, b := name("conn"), name("conn")
 	// The subscribed connection still runs ordinary commands; replies and
-	// pushes interleave but never nest.
+	// pushes interleave but never nest (this case runs in TestRealServer
+	// and TestEmbedded; tested: TestRealServer, TestEmbedded).
 	r := c.do("EMAPPEND", key1.String(), a, "Ev", "EXPECTED_VERSION", "empty")
 	expectInt(t, "append on the subscribed connection", get(t, get(t, r, "events").Elems[0], "stream_version"), 0)
 	appendMany(t, w, key2, b, -1, 1)

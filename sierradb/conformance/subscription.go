@@ -86,8 +86,8 @@ func messages(t testing.TB, c *conn, n int) []message {
 // "cursor 2, v2" after v2 and v3); a repeat of an event already delivered
 // is counted and logged there, anything else extra fails. The client
 // drops such repeats by partition sequence (tested:
-// TestSubscribeResumesAfterDroppedConnection). The embedded server never
-// repeats.
+// TestSubscribeResumesAfterDroppedConnection). A repeat from the embedded
+// server fails the case.
 func liveMessages(t *testing.T, s *suite, c *conn, n int) []message {
 	t.Helper()
 	var out []message

@@ -21,7 +21,7 @@ type blockKey struct {
 	idx uint64
 }
 
-// cacheBlock is a cached piece of a log. data never changes once cached, so
+// cacheBlock is a cached piece of a log. data is not modified once cached, so
 // readers may keep slices of it; a longer copy of the same block (the end
 // of a log that grew) replaces it.
 type cacheBlock struct {
@@ -30,7 +30,7 @@ type cacheBlock struct {
 	prev, next *cacheBlock
 }
 
-// blockCache is an LRU cache of log blocks, bounded in bytes. It is safe for
+// blockCache is an LRU cache of log blocks, up to Config.CacheBytes. It is safe for
 // concurrent use.
 type blockCache struct {
 	max int64

@@ -153,7 +153,7 @@ func cmdEsub(c *conn, a *args) error {
 // [DEFAULT <seq>]] [WINDOW n]
 //
 // Partition ids at or beyond the partition count are accepted and never
-// deliver anything (SierraDB only logs such errors).
+// deliver anything (SierraDB only logs such errors; tested: TestEpsubForms).
 func cmdEpsub(c *conn, a *args) error {
 	const what = "*, partition id or comma-separated partition ids"
 	s := c.srv

@@ -63,11 +63,11 @@ type Config struct {
 	MaxTotalFrameBytes int64
 	// FrameTimeout is how long a client may take to send a whole request
 	// once its first byte has arrived; a connection idle between requests
-	// is never timed out. Default: 30 s.
+	// is never timed out (tested: TestFrameTimeout). Default: 30 s.
 	FrameTimeout time.Duration
 	// IdleTimeout closes a connection that sends nothing for this long
 	// between requests (subscribers included: they EACK or PING). Default:
-	// 0, never, like SierraDB.
+	// 0, no idle limit, like SierraDB.
 	IdleTimeout time.Duration
 }
 

@@ -17,7 +17,8 @@ import (
 )
 
 // Fixed bounds on the shape of a request frame; its memory is bounded by
-// Config.MaxFrameBytes and Config.MaxTotalFrameBytes. A frame beyond them
+// Config.MaxFrameBytes and Config.MaxTotalFrameBytes (tested:
+// TestMaxFrameBytes, TestHostileClients). A frame beyond them
 // closes the connection.
 const (
 	maxRequestBlob  = 256 << 20
@@ -65,7 +66,8 @@ func lookupCommand(name string) (handler, bool) {
 
 // conn is one client connection. Requests are read and run one at a time by
 // serve; subscription goroutines write pushes concurrently, each whole frame
-// under wmu, so a push never lands inside a reply.
+// under wmu, so a push never lands inside a reply (tested: TestEmbedded,
+// whose subscription case runs commands on a subscribed connection).
 type conn struct {
 	srv *Server
 	nc  net.Conn

@@ -26,7 +26,7 @@ package embedded
 // The header checksum binds a record to its file (salt) and its place in it
 // (offset), so bytes shaped like a record inside a payload, or copied from
 // another log, never pass for one; recovery never searches for records
-// anyway. A record is written with one write and fsynced before the append
+// anyway (tested: TestFaultRecordImageTornWrite). A record is written with one write and fsynced before the append
 // is acknowledged.
 
 import (
@@ -230,7 +230,7 @@ func walkBody(body []byte, count uint32, fn func(i int, key uuid.UUID, e *eventH
 }
 
 // decodeEvents decodes the events with indexes [lo, hi) of a verified
-// record. Metadata and payloads alias body, which must never change.
+// record. Metadata and payloads alias body, which must not be modified.
 func decodeEvents(body []byte, h recordHeader, pid uint16, lo, hi int, out []*event) ([]*event, error) {
 	var picked []*event
 	txID, err := walkBody(body, h.count, func(i int, k uuid.UUID, e *eventHead) error {

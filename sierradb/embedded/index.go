@@ -20,7 +20,7 @@ const maxPartitionEvents = 1<<32 - 1
 const chunkLen = 4096
 
 // chunkedU64 is an append-only list of uint64 kept in fixed chunks, so that
-// growing it never copies and leaves no garbage behind.
+// growing it does not copy and leaves no garbage behind.
 type chunkedU64 struct {
 	chunks [][]uint64
 	n      uint64
@@ -40,7 +40,7 @@ func (c *chunkedU64) at(i uint64) uint64 { return c.chunks[i/chunkLen][i%chunkLe
 func (c *chunkedU64) len() uint64 { return c.n }
 
 // stream is one stream: its partition key and the partition sequence of
-// each version. key, id and pid never change; seqs is guarded by the lock of
+// each version. key, id and pid are set once; seqs is guarded by the lock of
 // partition pid.
 type stream struct {
 	id       string
@@ -62,7 +62,8 @@ type idTable struct {
 	n     int
 }
 
-// idHash hashes an event id for an idTable; never 0.
+// idHash hashes an event id for an idTable; 0 is mapped to 1, since 0
+// marks an empty slot.
 func idHash(seed maphash.Seed, id uuid.UUID) uint32 {
 	h := uint32(maphash.Comparable(seed, id) >> 32)
 	if h == 0 {

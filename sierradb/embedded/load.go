@@ -12,7 +12,7 @@ type RecoveryKind int
 
 const (
 	// TornTail: the log ended in a write cut short by a crash (an
-	// incomplete record, or zeros). It was never acknowledged; it was cut
+	// incomplete record, or zeros). It was not acknowledged; it was cut
 	// off.
 	TornTail RecoveryKind = iota + 1
 	// Salvaged: the log was damaged, and Config.Salvage kept what precedes

@@ -18,7 +18,7 @@ import (
 type damage struct {
 	offset uint64
 	reason string
-	torn   bool // a write cut short by a crash: never acknowledged
+	torn   bool // a write cut short by a crash: not acknowledged
 	index  bool // the record was (partly) added to the index
 }
 
@@ -30,13 +30,14 @@ type damage struct {
 //     record whose header is intact but which is shorter than its header
 //     says (it reaches past the end of the file), or nothing but zeros from
 //     a record's start to the end of the file. That is what a crash during
-//     the (never acknowledged) last write leaves.
+//     the (unacknowledged) last write leaves.
 //   - otherwise corrupt: a header that fails its checksum followed by
 //     anything but zeros, a full-length record that fails its checksum
 //     (anywhere, also last), a record that does not decode, a sequence gap,
 //     or an error from visit.
 //
-// It never searches for records past a problem.
+// It never searches for records past a problem (tested:
+// TestFaultRecordImageTornWrite).
 func scanLog(f *os.File, size uint64, pid uint16, visit func(off uint64, h recordHeader, body []byte) error) (salt, valid uint64, dmg *damage, err error) {
 	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, int64(size)), 1<<20)
 	readErr := func(err error) error { return fmt.Errorf("embedded: read %s: %w", f.Name(), err) }
@@ -216,7 +217,7 @@ func (st *store) openPartition(pid uint16, salvage bool) (*partitionLog, map[str
 	act := &RecoveryAction{Kind: TornTail, Path: path, Offset: int64(valid), Bytes: int64(size - valid), Reason: dmg.reason}
 	act.Records, act.Events, act.Complete = countRecords(f, salt, valid, size)
 	if dmg.torn {
-		// At most one record, never acknowledged; counted if its header
+		// At most one record, not acknowledged; counted if its header
 		// could be read.
 		act.Complete = true
 	}

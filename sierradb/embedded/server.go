@@ -292,7 +292,7 @@ func (s *Server) FailNext(command, errText string) {
 	s.mu.Unlock()
 }
 
-// DropReplyNext makes the next call of command run but never answer: the
+// DropReplyNext makes the next call of command run but not answer: the
 // server closes the connection instead of replying, as if the network
 // failed right after a write was stored. Clients must treat the outcome as
 // unknown. Calls queue like [Server.FailNext].

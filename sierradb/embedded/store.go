@@ -16,7 +16,7 @@ import (
 // size: a transaction must fit in one segment.
 const maxTransactionBytes = 256 << 20
 
-// event is a stored event. It is never modified once made, so it may be read
+// event is a stored event. It is not modified once made, so it may be read
 // without a lock. In memory mode the partitions hold the events; in
 // directory mode events are decoded from the logs for each read.
 type event struct {
@@ -111,8 +111,8 @@ type store struct {
 
 	// syncFault, when set, runs before each fsync of a partition log
 	// record and replaces the fsync when it returns an error: the seam
-	// through which tests make an fsync fail (export_test.go). Never set
-	// outside tests.
+	// through which tests make an fsync fail (export_test.go). Only tests
+	// set it.
 	syncFault atomic.Pointer[func(partition uint16) error]
 }
 

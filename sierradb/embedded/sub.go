@@ -39,7 +39,8 @@ func (src *subSource) fetch(st *store, max int, out []*event) ([]*event, error) 
 // the window allows, and otherwise waits for the store's changed signal, an
 // EACK, or the end of the connection. Catch-up and live delivery are the same
 // loop, so the switch between them has no gap and no duplicate, and the store
-// never waits for a subscriber.
+// never waits for a subscriber (tested: TestSubscriptionNoGapNoDuplicate,
+// TestSlowSubscriberDoesNotBlockStore).
 type subscription struct {
 	id      uuid.UUID
 	conn    *conn

@@ -13,7 +13,7 @@ import (
 	"github.com/esmill/esmill/sierradb"
 )
 
-// eventKeys are the keys the publisher never stores among an event's
+// eventKeys are the keys the publisher does not store among an event's
 // Watermill metadata: those it reads into the event (its name, its
 // expected version, the envelope fields) and those the subscriber sets from
 // the event (its position), so that a consumed message published again does
@@ -124,7 +124,8 @@ func encodeMetadata(msg *message.Message) ([]byte, error) {
 }
 
 // toMessage turns a stored event into a message. It never fails: what
-// cannot be read is reported under esmill.MetaMetadataError.
+// cannot be read is reported under esmill.MetaMetadataError (tested:
+// TestSubscribeForeignEvents).
 func toMessage(ev *sierradb.Event) *message.Message {
 	md := make(message.Metadata, 16)
 	var problems []string

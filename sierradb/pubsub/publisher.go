@@ -28,7 +28,8 @@ const maxCachedStreams = 4096
 // PublisherConfig configures a [Publisher].
 type PublisherConfig struct {
 	// Client is the SierraDB client to append with. Required. The
-	// publisher never closes it: whoever created it does.
+	// publisher never closes it: whoever created it does (tested:
+	// TestPublisherLifecycle).
 	Client *sierradb.Client
 
 	// Topics maps topics to streams. Optional: the zero value (a topic is
@@ -58,7 +59,8 @@ type PublisherConfig struct {
 
 	// MaxBatchEvents caps how many events of concurrent Publish calls to
 	// one stream are joined into one EMAPPEND. A single call is never
-	// split, whatever its size. Default: [DefaultMaxBatchEvents].
+	// split, whatever its size (tested:
+	// TestPublishCallOverMaxBatchEventsIsNotSplit). Default: [DefaultMaxBatchEvents].
 	MaxBatchEvents int
 
 	// Logger receives debug output. Default: discard.

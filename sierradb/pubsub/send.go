@@ -34,7 +34,8 @@ func (p *Publisher) append(t target, req *pubRequest) error {
 			p.mu.Unlock()
 			return req.err
 		case !req.leader:
-			// Cancelled while queued: never sent.
+			// Cancelled while queued: never sent (tested:
+			// TestPublishCancelWhileQueued).
 			st.queue = slices.DeleteFunc(st.queue, func(r *pubRequest) bool { return r == req })
 			p.mu.Unlock()
 			return req.ctx.Err()

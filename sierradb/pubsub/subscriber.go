@@ -36,7 +36,8 @@ const (
 // SubscriberConfig configures a [Subscriber].
 type SubscriberConfig struct {
 	// Client is the SierraDB client to subscribe with. Required. The
-	// subscriber never closes it: whoever created it does. A cluster client
+	// subscriber never closes it: whoever created it does (tested:
+	// TestSubscribeLifecycle). A cluster client
 	// (sierradb.Config.Cluster) covers every node's partitions.
 	Client *sierradb.Client
 

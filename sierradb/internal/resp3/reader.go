@@ -32,7 +32,8 @@ type Limits struct {
 	// finds it exhausted fails with a [*BudgetError].
 	Shared *Budget
 	// SharedFree is the part of each frame not taken from Shared, so that
-	// small frames never wait on, or fail because of, the shared budget.
+	// small frames never wait on, or fail because of, the shared budget
+	// (tested: TestSharedBudget).
 	// Default: 16 KiB.
 	SharedFree int
 }
@@ -286,7 +287,8 @@ func (r *Reader) checkLine(line []byte) ([]byte, error) {
 }
 
 // readBlob reads n bytes and the CRLF after them. Memory grows with the bytes
-// that really arrive, never with the declared length alone.
+// that really arrive, never with the declared length alone (tested:
+// TestHugeDeclaredBlobDoesNotAllocate, TestFrameBudgetCountsDecodedMemory).
 func (r *Reader) readBlob(n int) ([]byte, error) {
 	first := min(n, initialBlobAlloc)
 	if err := r.charge(first); err != nil {

@@ -128,8 +128,8 @@ var (
 
 // Require returns the URI of a FerretDB shared by the test binary (stopped
 // by [StopAll]). Tests share it: give each its own database. FerretDB is
-// built from this module, so it is never missing: failing to start it
-// fails the test.
+// built from this module rather than found on PATH, so a failure to start
+// it fails the test instead of skipping it.
 func Require(t testing.TB) string {
 	t.Helper()
 	mu.Lock()
