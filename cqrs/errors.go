@@ -77,7 +77,7 @@ var ErrReplyNotSent = errors.New("cqrs: reply not sent")
 // and does not run it twice, and the router answers it then (Idempotent,
 // when its events were stored the first time). It is transient: a Retry
 // middleware retries it. Without it, the caller would wait for a reply
-// that was never sent (TestReplyNotSentIsRedelivered).
+// that was never sent (tested: TestReplyNotSentIsRedelivered).
 type ReplyNotSentError struct {
 	// MessageUUID is the command message's UUID (its command id); Topic
 	// the reply topic.
