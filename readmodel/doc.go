@@ -81,7 +81,8 @@
 // multi-event append to subscribers once its first event is confirmed but
 // moves the head on one event at a time, so a runner that has just
 // applied such events is ahead of the head for a moment, which is no
-// divergence (tested: TestAheadOfUnconfirmedHead).
+// divergence (tested: TestAheadOfUnconfirmedHead,
+// TestAheadOfUnconfirmedHeadAfterReconnect).
 //
 // # Failures and poison events
 //
