@@ -16,6 +16,10 @@ import (
 
 const defaultBatchSize = 500
 
+// DefaultConfirmWait bounds the wait for a partition's head to reach a
+// checkpoint ([Config.ConfirmWait]).
+const DefaultConfirmWait = 5 * time.Second
+
 // PoisonPolicy says what a runner does with a poison event.
 type PoisonPolicy int
 
@@ -104,6 +108,16 @@ type Config[T any] struct {
 	// ahead of the server's head, or with every partition when the
 	// checkpoints were taken on another server. Default: StopDiverged.
 	OnDiverged DivergedPolicy
+	// ConfirmWait is how long a checkpoint ahead of its partition's head
+	// (EPSEQ) on the same server waits for the head to catch up before
+	// the partition is diverged ([DivergedError]). SierraDB 0.3.1
+	// delivers a multi-event append to subscribers once its first event
+	// is confirmed, while the head counts confirmed events one at a time,
+	// so a runner that has just applied such events can be ahead of the
+	// head for a moment (a disk write on the server, longer on a loaded
+	// machine). The runner logs the wait at Info. Default:
+	// DefaultConfirmWait.
+	ConfirmWait time.Duration
 
 	// Leases shares the projection's partitions among its instances: each
 	// instance (a Runner with the same Name and Store, usually in another
@@ -176,6 +190,9 @@ func (c *Config[T]) setDefaults() {
 	}
 	if c.StoreRetries == 0 {
 		c.StoreRetries = 20
+	}
+	if c.ConfirmWait == 0 {
+		c.ConfirmWait = DefaultConfirmWait
 	}
 	if c.LagInterval == 0 {
 		c.LagInterval = time.Second
@@ -252,7 +269,8 @@ func (c Config[T]) Validate() error {
 	if c.LeaseTTL != 0 && c.LeaseTTL < 50*time.Millisecond {
 		errs = append(errs, fmt.Errorf("readmodel: LeaseTTL %s is below 50ms", c.LeaseTTL))
 	}
-	for name, d := range map[string]time.Duration{"BatchTimeout": c.BatchTimeout, "RetryBackoff": c.RetryBackoff, "MaxRetryBackoff": c.MaxRetryBackoff} {
+	for name, d := range map[string]time.Duration{"BatchTimeout": c.BatchTimeout, "RetryBackoff": c.RetryBackoff, "MaxRetryBackoff": c.MaxRetryBackoff,
+		"ConfirmWait": c.ConfirmWait} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("readmodel: %s must not be negative", name))
 		}

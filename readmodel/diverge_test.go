@@ -32,6 +32,8 @@ func divRunner(t *testing.T, c *sierradb.Client, st readmodel.Store[tx], policy 
 	r, err := readmodel.New(readmodel.Config[tx]{
 		Name: "div", Client: c, Store: st, Handlers: []readmodel.Handler[tx]{readmodel.On(Wallets, countApplied)},
 		BatchTimeout: time.Millisecond, OnDiverged: policy, LagInterval: 10 * time.Millisecond,
+		// A head below a checkpoint is given ConfirmWait to catch up.
+		ConfirmWait: 50 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)

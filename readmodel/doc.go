@@ -75,7 +75,14 @@
 // now stores below it) and never reports live; it stops or holds the
 // partitions ([Config.OnDiverged]), and [Runner.Status] says diverged per
 // partition with both numbers (tested: TestDivergedMemoryServerRestarted,
-// TestDivergedAnotherServer, TestDivergedTornTail).
+// TestDivergedAnotherServer, TestDivergedTornTail). A checkpoint ahead of
+// the head on the same server is first given [Config.ConfirmWait]
+// (default 5 s) for the head to catch up: SierraDB 0.3.1 delivers a
+// multi-event append to subscribers once its first event is confirmed but
+// moves the head on one event at a time, so a runner that has just
+// applied such events is ahead of the head for a moment, which is no
+// divergence (tested: TestAheadOfUnconfirmedHead,
+// TestAheadOfUnconfirmedHeadAfterReconnect).
 //
 // # Failures and poison events
 //

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/esmill/esmill/internal/backoff"
+	"github.com/esmill/esmill/internal/headwait"
 	"github.com/esmill/esmill/lease"
 	"github.com/esmill/esmill/sierradb"
 )
@@ -240,6 +241,19 @@ func (r *Runner[T]) prepare(ctx context.Context, owned, gained []uint16) ([]uint
 		r.prog.state = CatchingUp
 	}
 	r.prog.mu.Unlock()
+	if len(headwait.Ahead(last, heads)) > 0 {
+		if heads, err = r.awaitHeads(ctx, last, heads); err != nil {
+			return nil, nil, fmt.Errorf("readmodel: %s: read partition heads: %w", cfg.Name, err)
+		}
+		r.prog.mu.Lock()
+		for p, h := range heads {
+			r.prog.heads[p] = h
+		}
+		for _, p := range gained {
+			r.prog.targets[p] = heads[p]
+		}
+		r.prog.mu.Unlock()
+	}
 	if d := headsBelow(last, heads); len(d) > 0 || len(held) > 0 {
 		div := &DivergedError{Projection: cfg.Name, Partitions: append(held, d...), Server: server, Recorded: recorded}
 		if err := r.diverged(div); err != nil {

@@ -85,6 +85,7 @@ func TestConfigValidate(t *testing.T) {
 		{"negative batch", func(c *readmodel.Config[tx]) { c.BatchSize = -1 }, "BatchSize"},
 		{"bad policy", func(c *readmodel.Config[tx]) { c.OnPoison = 7 }, "OnPoison"},
 		{"bad divergence policy", func(c *readmodel.Config[tx]) { c.OnDiverged = 7 }, "OnDiverged"},
+		{"negative confirm wait", func(c *readmodel.Config[tx]) { c.ConfirmWait = -time.Second }, "ConfirmWait must not be negative"},
 		{"group without leases", func(c *readmodel.Config[tx]) { c.Group = "g" }, "need Leases"},
 		{"bad instance", func(c *readmodel.Config[tx]) { c.Leases, c.Instance = lease.NewMemoryStore(), "a b" }, "instance name"},
 		{"short lease", func(c *readmodel.Config[tx]) { c.Leases, c.LeaseTTL = lease.NewMemoryStore(), time.Millisecond }, "LeaseTTL"},

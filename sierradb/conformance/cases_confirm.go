@@ -13,8 +13,9 @@ import (
 // a whole transaction as soon as its first event is confirmed. A consumer
 // can therefore hold, and checkpoint, an event that EPSEQ does not count
 // yet: its position is ahead of the head for a moment. esmill's consumer
-// groups wait for the head (pubsub.SubscriberConfig.ConfirmWait) before
-// they call that a divergence.
+// groups and projection runners wait for the head
+// (pubsub.SubscriberConfig.ConfirmWait, readmodel.Config.ConfirmWait)
+// before they call that a divergence.
 func testSubscriptionAheadOfHead(t *testing.T, s *suite) {
 	const n = 300 // several confirmation-state writes per append
 	rounds := 3
@@ -54,12 +55,12 @@ func testSubscriptionAheadOfHead(t *testing.T, s *suite) {
 		"SierraDB delivers a whole multi-event append to a subscription reading history once its first event is "+
 			"confirmed, while EPSEQ (and EPSCAN) count confirmed events one at a time, so a consumer can hold an "+
 			"event the head does not include yet; the embedded server confirms an append at once. esmill's "+
-			"consumer groups give the head SubscriberConfig.ConfirmWait to catch up before reporting a divergence",
+			"consumer groups and projection runners give the head ConfirmWait to catch up before reporting a divergence",
 		func(t *testing.T) {
 			if ahead == 0 {
 				t.Fatalf("in %d rounds, EPSEQ always counted the last event of a %d-event append by the time a "+
 					"subscription delivered it: the real server now confirms an append before subscriptions see it; "+
-					"update this known difference, docs/sierradb-protocol.md and pubsub's ConfirmWait", done, n)
+					"update this known difference, docs/sierradb-protocol.md and the ConfirmWait of pubsub and readmodel", done, n)
 			}
 			t.Logf("round %d: the subscription delivered sequence %d while EPSEQ said %d", done, lastSeq, head)
 		},
