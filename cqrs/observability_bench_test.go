@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -161,15 +160,6 @@ func interleave(b *testing.B, n int, sides [2]func(ctx context.Context, entity s
 	b.ReportMetric(float64(allocs[1])/float64(done[1]), "on-allocs/cmd")
 	b.ReportMetric(float64(bytes[0])/float64(done[0]), "off-B/cmd")
 	b.ReportMetric(float64(bytes[1])/float64(done[1]), "on-B/cmd")
-}
-
-// cpuTime is the CPU time (user and system) the process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // chunk runs ops operations over n callers and returns the time taken.
