@@ -8,32 +8,14 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/esmill/esmill/internal/testservice"
 	"github.com/esmill/esmill/readmodel"
 	"github.com/esmill/esmill/sierradb"
 	"github.com/esmill/esmill/sierradb/embedded"
 )
-
-// onLog calls f once, at the first record whose message contains substr.
-type onLog struct {
-	substr string
-	once   sync.Once
-	f      func()
-}
-
-func (h *onLog) Enabled(context.Context, slog.Level) bool { return true }
-func (h *onLog) Handle(_ context.Context, r slog.Record) error {
-	if strings.Contains(r.Message, h.substr) {
-		h.once.Do(h.f)
-	}
-	return nil
-}
-func (h *onLog) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *onLog) WithGroup(string) slog.Handler      { return h }
 
 // A checkpoint ahead of its partition's head on the same server, because
 // the server has not confirmed the events in between yet, is waited for
@@ -114,7 +96,7 @@ func TestAheadOfUnconfirmedHead(t *testing.T) {
 	t.Run("confirmed", func(t *testing.T) {
 		var next sierradb.AppendResult
 		appended := make(chan struct{})
-		waited := &onLog{substr: "ahead of its partition's head", f: func() {
+		waited := &testservice.LogCounter{Match: "ahead of its partition's head", OnFirst: func() {
 			defer close(appended)
 			// The checkpoint's event, then the one after it.
 			for v := range int64(2) {
@@ -184,7 +166,7 @@ func TestAheadOfUnconfirmedHeadAfterReconnect(t *testing.T) {
 		return e
 	}
 	appended := make(chan sierradb.AppendResult, 1)
-	waited := &onLog{substr: "ahead of its partition's head", f: func() {
+	waited := &testservice.LogCounter{Match: "ahead of its partition's head", OnFirst: func() {
 		res, err := c.Append(ctx, ev(0))
 		if err != nil {
 			t.Errorf("append while the runner waits: %v", err)

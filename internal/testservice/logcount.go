@@ -4,15 +4,19 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 )
 
 // LogCounter is a slog.Handler that counts the records whose message
 // contains Match (for example the client's "subscription connection lost"
-// warnings, one per cut) and drops every record.
+// warnings, one per cut), calls OnFirst (if set) at the first of them, and
+// drops every record.
 type LogCounter struct {
-	Match string
-	n     atomic.Int64
+	Match   string
+	OnFirst func()
+	n       atomic.Int64
+	once    sync.Once
 }
 
 // Count returns how many matching records were handled.
@@ -23,6 +27,9 @@ func (h *LogCounter) Enabled(context.Context, slog.Level) bool { return true }
 func (h *LogCounter) Handle(_ context.Context, r slog.Record) error {
 	if strings.Contains(r.Message, h.Match) {
 		h.n.Add(1)
+		if h.OnFirst != nil {
+			h.once.Do(h.OnFirst)
+		}
 	}
 	return nil
 }

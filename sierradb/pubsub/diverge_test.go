@@ -14,6 +14,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/esmill/esmill"
+	"github.com/esmill/esmill/internal/testservice"
 	"github.com/esmill/esmill/sierradb"
 	"github.com/esmill/esmill/sierradb/embedded"
 	"github.com/esmill/esmill/sierradb/pubsub"
@@ -177,23 +178,6 @@ func TestServerIDStreamNotDelivered(t *testing.T) {
 	}
 }
 
-// onLog calls f once, at the first record whose message contains substr.
-type onLog struct {
-	substr string
-	once   sync.Once
-	f      func()
-}
-
-func (h *onLog) Enabled(context.Context, slog.Level) bool { return true }
-func (h *onLog) Handle(_ context.Context, r slog.Record) error {
-	if strings.Contains(r.Message, h.substr) {
-		h.once.Do(h.f)
-	}
-	return nil
-}
-func (h *onLog) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *onLog) WithGroup(string) slog.Handler      { return h }
-
 // A group whose position is ahead of its partition's head, because the
 // server has not confirmed the events in between yet, waits for them
 // instead of failing as diverged. SierraDB 0.3.1 gets there by itself: a
@@ -234,7 +218,7 @@ func TestGroupAheadOfUnconfirmedHead(t *testing.T) {
 	})
 
 	t.Run("confirmed", func(t *testing.T) {
-		waited := &onLog{substr: "ahead of its partition's head", f: func() { publish(t, pub, stream, "m3", "m4") }}
+		waited := &testservice.LogCounter{Match: "ahead of its partition's head", OnFirst: func() { publish(t, pub, stream, "m3", "m4") }}
 		sub := newSubscriber(t, pubsub.SubscriberConfig{Client: c, ConsumerGroup: "g", Checkpoints: cps,
 			Logger: slog.New(waited)})
 		msgs, err := sub.Subscribe(ctxT(t), stream)
