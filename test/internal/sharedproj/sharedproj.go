@@ -124,12 +124,18 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		defer pool.Close()
-		if _, err := pool.Exec(ctx, eventsTable); err != nil {
-			var pgErr *pgconn.PgError
-			// Two instances creating the table at once: one loses.
-			if !errors.As(err, &pgErr) || pgErr.Code != "23505" {
+		// Instances start at once: CREATE TABLE IF NOT EXISTS is not safe
+		// against itself in PostgreSQL (the loser gets a unique violation
+		// or "type already exists"), so the creations take turns under
+		// a transaction-scoped advisory lock, as the store's own do.
+		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(7301)`); err != nil {
 				return err
 			}
+			_, err := tx.Exec(ctx, eventsTable)
+			return err
+		}); err != nil {
+			return err
 		}
 		st, err := postgres.New(ctx, pool, postgres.Config{})
 		if err != nil {
