@@ -10,6 +10,8 @@ import (
 
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/internal/testservice"
+	"github.com/esmill/esmill/sierradb"
+	"github.com/esmill/esmill/sierradb/embedded"
 )
 
 func TestMain(m *testing.M) {
@@ -79,3 +81,20 @@ var Accounts = aggregate.MustDefine[Account, string]("account",
 )
 
 var _ = errors.New
+
+// embeddedExecutor starts an embedded server and returns a client of it
+// and an executor on that client, closed when t ends.
+func embeddedExecutor(t *testing.T) (*sierradb.Client, *aggregate.Executor) {
+	t.Helper()
+	client, err := sierradb.New(sierradb.Config{Addr: embedded.RunT(t).Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	exec, err := aggregate.NewExecutor(client, aggregate.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { exec.Close() })
+	return client, exec
+}

@@ -16,8 +16,6 @@ import (
 	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/aggregate"
 	"github.com/esmill/esmill/cqrs"
-	"github.com/esmill/esmill/sierradb"
-	"github.com/esmill/esmill/sierradb/embedded"
 )
 
 // replies records what a router publishes.
@@ -53,17 +51,7 @@ func (p *replies) last(t *testing.T) cqrs.Reply {
 // outcomes are answered; poison ones (a panic included) are returned for a
 // poison queue under FailBadCommands; Reply.Version follows one rule.
 func TestHandleOutcomes(t *testing.T) {
-	srv := embedded.RunT(t)
-	client, err := sierradb.New(sierradb.Config{Addr: srv.Addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	exec, err := aggregate.NewExecutor(client, aggregate.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { exec.Close() })
+	_, exec := embeddedExecutor(t)
 	for _, failBad := range []bool{false, true} {
 		pub := &replies{}
 		r, err := cqrs.NewCommandRouter(cqrs.RouterConfig{Executor: exec, Types: []aggregate.AnyType{Accounts}, ReplyPublisher: pub, FailBadCommands: failBad})
@@ -112,17 +100,7 @@ func TestHandleOutcomes(t *testing.T) {
 
 // Handlers are named after their topics, without a doubled prefix.
 func TestHandlerNames(t *testing.T) {
-	srv := embedded.RunT(t)
-	client, err := sierradb.New(sierradb.Config{Addr: srv.Addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	exec, err := aggregate.NewExecutor(client, aggregate.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { exec.Close() })
+	_, exec := embeddedExecutor(t)
 	cr, err := cqrs.NewCommandRouter(cqrs.RouterConfig{Executor: exec, Types: []aggregate.AnyType{Accounts}, Partitions: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -146,17 +124,7 @@ func TestHandlerNames(t *testing.T) {
 // to do.
 func TestBadCommandMessages(t *testing.T) {
 	types := []aggregate.AnyType{Accounts}
-	srv := embedded.RunT(t)
-	client, err := sierradb.New(sierradb.Config{Addr: srv.Addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	exec, err := aggregate.NewExecutor(client, aggregate.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { exec.Close() })
+	_, exec := embeddedExecutor(t)
 	r, err := cqrs.NewCommandRouter(cqrs.RouterConfig{Executor: exec, Types: types, FailBadCommands: true})
 	if err != nil {
 		t.Fatal(err)
@@ -208,17 +176,7 @@ func TestBadCommandMessages(t *testing.T) {
 // for a reply that never came (TestOwnershipOnRedisCluster, with the
 // reply topic's Redis master SIGKILLed).
 func TestReplyNotSentIsRedelivered(t *testing.T) {
-	srv := embedded.RunT(t)
-	client, err := sierradb.New(sierradb.Config{Addr: srv.Addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	exec, err := aggregate.NewExecutor(client, aggregate.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { exec.Close() })
+	client, exec := embeddedExecutor(t)
 	// A real publisher that refuses every message: a closed GoChannel.
 	down := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
 	down.Close()

@@ -14,8 +14,6 @@ import (
 	"github.com/esmill/esmill/cqrs"
 	"github.com/esmill/esmill/internal/testservice"
 	"github.com/esmill/esmill/redispart"
-	"github.com/esmill/esmill/sierradb"
-	"github.com/esmill/esmill/sierradb/embedded"
 )
 
 // A reply subscription that ends on its own is replaced: redispart ends a
@@ -26,17 +24,7 @@ import (
 func TestBusResubscribesWhenItsReplySubscriptionEnds(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: testservice.RequireRedis(t), PoolSize: 32})
 	t.Cleanup(func() { rdb.Close() })
-	srv := embedded.RunT(t)
-	client, err := sierradb.New(sierradb.Config{Addr: srv.Addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	exec, err := aggregate.NewExecutor(client, aggregate.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { exec.Close() })
+	_, exec := embeddedExecutor(t)
 	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb}, watermill.NopLogger{})
 	if err != nil {
 		t.Fatal(err)
