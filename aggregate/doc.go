@@ -29,7 +29,9 @@
 // metadata, so that consumers continue the trace. The span has children
 // only when they tell more than it does: a load from the store, a decision
 // that reads the stream, a failed append, and every step of a command run
-// again after a conflict (TestExecutorSpans).
+// again after a conflict (TestExecutorSpans). The span's attributes
+// (category, command, stream id, outcome, attempts, version, events) are
+// set when it ends, in one call; a sampler sees the span's name.
 // It counts commands by outcome (executed, idempotent, rejected,
 // conflict_retried, failed) with their duration, conflicts, cache hits,
 // misses and evictions, and snapshot loads and saves

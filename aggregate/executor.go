@@ -303,11 +303,12 @@ func (x *Executor) execute(ctx context.Context, k kind, streamID string, key uui
 	if cmd != nil {
 		name = cmd.CommandName()
 	}
-	ctx, span := x.tel.tracer.Start(ctx, "execute "+name, trace.WithAttributes(
-		telemetry.Category.String(k.Category()), telemetry.Command.String(name), telemetry.StreamID.String(streamID)))
+	// The span's attributes are all set when it ends, in one call: a
+	// sampler sees its name, which names the command.
+	ctx, span := x.tel.tracer.Start(ctx, x.tel.spanName(name))
 	conflicts := 0
 	res, err := x.run(ctx, k, streamID, key, cmd, opts, &conflicts)
-	x.tel.record(ctx, span, k.Category(), name, res, err, conflicts, time.Since(began))
+	x.tel.record(ctx, span, k.Category(), name, streamID, res, err, conflicts, time.Since(began))
 	return res, err
 }
 

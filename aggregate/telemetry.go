@@ -3,6 +3,7 @@ package aggregate
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -30,6 +31,7 @@ type instruments struct {
 
 	byCommand  *telemetry.Sets[commandKey]
 	byCategory *telemetry.Sets[string]
+	spanNames  sync.Map // command name -> span name
 }
 
 type commandKey struct{ category, command, outcome string }
@@ -76,6 +78,16 @@ func newInstruments(cfg Config, cache *cache) (*instruments, error) {
 	return in, nil
 }
 
+// spanName returns the name of a command's span, "execute <command>",
+// made once per command name.
+func (in *instruments) spanName(command string) string {
+	if v, ok := in.spanNames.Load(command); ok {
+		return v.(string)
+	}
+	v, _ := in.spanNames.LoadOrStore(command, "execute "+command)
+	return v.(string)
+}
+
 func (in *instruments) close() {
 	if in.gauge != nil {
 		in.gauge.Unregister()
@@ -98,13 +110,16 @@ func outcome(res Result, err error, conflicts int) string {
 }
 
 // record counts a command's outcome and ends its span.
-func (in *instruments) record(ctx context.Context, span trace.Span, category, command string, res Result, err error, conflicts int, took time.Duration) {
+func (in *instruments) record(ctx context.Context, span trace.Span, category, command, streamID string, res Result, err error, conflicts int, took time.Duration) {
 	out := outcome(res, err, conflicts)
 	set := in.byCommand.Get(commandKey{category, command, out})
 	in.commands.Add(ctx, 1, set.Add...)
 	in.duration.Record(ctx, took.Seconds(), set.Record...)
 	if span.IsRecording() {
-		span.SetAttributes(telemetry.Outcome.String(out), telemetry.Attempts.Int(conflicts+1), telemetry.Version.Int64(res.Version),
+		// One call with every attribute: the span's attribute slice
+		// grows once.
+		span.SetAttributes(telemetry.Category.String(category), telemetry.Command.String(command), telemetry.StreamID.String(streamID),
+			telemetry.Outcome.String(out), telemetry.Attempts.Int(conflicts+1), telemetry.Version.Int64(res.Version),
 			telemetry.Events.Int(len(res.Events)))
 		if err != nil {
 			span.RecordError(err)
