@@ -162,6 +162,9 @@ func rows() []row {
 			row{"Observability (embedded; on: SDK tracing, AlwaysSample, batcher to a discarding exporter, and SDK metrics with a manual reader; off: no-op providers; interleaved in each run)",
 				m.label + ", 16 callers: process CPU time per command, on vs off", bench, bench, "on-cpu-µs/cmd", true, "off-cpu-µs/cmd"})
 	}
+	rs = append(rs, row{"Observability (embedded; on: SDK tracing, AlwaysSample, batcher to a discarding exporter, and SDK metrics with a manual reader; off: no-op providers; interleaved in each run)",
+		"executor, the floor: off's CPU per command plus the SDK's least cost for one command (a span with its attributes, a traceparent, three measurements, run alone) vs off",
+		"BenchmarkObservability/embedded/executor/callers=16", "BenchmarkObservability/embedded/executor/callers=16", "best-on-cpu-µs/cmd", true, "off-cpu-µs/cmd"})
 	for _, srv := range []string{"embedded", "sierradb"} {
 		g := "Fresh answers (" + srv + ")"
 		rs = append(rs,
