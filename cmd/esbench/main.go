@@ -153,7 +153,11 @@ func rows() []row {
 		row{hot, "heap per busy entity (300 commands) vs per quiet entity (1 command); target busy ≤ 4,096 B",
 			"BenchmarkEntityMemory/busy", "BenchmarkEntityMemory/quiet", "B/entity", true, ""},
 		row{"Group commit (real SierraDB)", "64 entities sharing a partition key, 64 callers: WithGroupCommit vs one append per command (target ≥ 3)",
-			"BenchmarkGroupCommit/group-commit", "BenchmarkGroupCommit/one-append-per-command", "cmds/s", false, ""})
+			"BenchmarkGroupCommit/group-commit", "BenchmarkGroupCommit/one-append-per-command", "cmds/s", false, ""},
+		row{"Group commit (real SierraDB)", "64 callers: group commit's bound (one 64-event EMAPPEND after another, each event a caller's command) vs one append per command",
+			"BenchmarkGroupCommit/bound", "BenchmarkGroupCommit/one-append-per-command", "cmds/s", false, ""},
+		row{"Group commit (real SierraDB)", "64 callers: WithGroupCommit vs its bound",
+			"BenchmarkGroupCommit/group-commit", "BenchmarkGroupCommit/bound", "cmds/s", false, ""})
 	for _, m := range []struct{ label, name string }{{"executor", "executor"}, {"router over GoChannel", "router-gochannel"}} {
 		bench := "BenchmarkObservability/embedded/" + m.name + "/callers=16"
 		rs = append(rs,
