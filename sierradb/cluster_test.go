@@ -107,7 +107,16 @@ func TestClusterRoutingOnEmbedded(t *testing.T) {
 	if sub.Moves() == 0 {
 		t.Error("the leg on the dead node was not replaced")
 	}
-	if st := c.ClusterStats(); st.Probes < 2 {
-		t.Errorf("stats %+v", st)
+	// A probe round after the failure is not something the calls above
+	// wait for: the one the subscription's failed leg started may still be
+	// asking the dead node (the CI run that failed here checked at once
+	// and saw only the first round). Wait for it, with a bound.
+	deadline := time.Now().Add(30 * time.Second)
+	for c.ClusterStats().Probes < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no probe round ran within 30s of node 2's death: stats %+v", c.ClusterStats())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
+	t.Logf("a second probe round after %v", time.Since(deadline.Add(-30*time.Second)))
 }
