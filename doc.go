@@ -8,8 +8,12 @@
 // client), sierradb/embedded (an in-process server), codec (kameo_es's data
 // format), aggregate (entities and the executor), cqrs (commands as
 // Watermill messages), middleware (retry, dedup, rate limit),
-// sierradb/pubsub (SierraDB as a Watermill Pub/Sub) and readmodel
-// (projections). The README walks through them.
+// sierradb/pubsub (SierraDB as a Watermill Pub/Sub), readmodel
+// (projections), reactor (handlers that send commands in reply to
+// events), lease (partition ownership shared by worker processes),
+// redispart (a Redis Streams subscriber read by position), redisbus (the
+// command bus on a Redis Cluster) and esadmin (the operations behind the
+// esmill command, cmd/esmill). The README walks through them.
 //
 // # Error classes
 //

@@ -20,6 +20,7 @@ import (
 	"github.com/esmill/esmill/cqrs"
 	"github.com/esmill/esmill/readmodel"
 	"github.com/esmill/esmill/readmodel/file"
+	"github.com/esmill/esmill/redispart"
 	"github.com/esmill/esmill/sierradb"
 	"github.com/esmill/esmill/sierradb/embedded"
 	"github.com/esmill/esmill/sierradb/pubsub"
@@ -81,7 +82,7 @@ func TestClosedError(t *testing.T) {
 func TestEveryErrClosed(t *testing.T) {
 	texts := map[string]bool{}
 	for _, err := range []error{aggregate.ErrClosed, cqrs.ErrClosed, sierradb.ErrClosed, pubsub.ErrClosed,
-		embedded.ErrClosed, readmodel.ErrClosed, file.ErrClosed} {
+		embedded.ErrClosed, readmodel.ErrClosed, file.ErrClosed, cqrs.ErrRouterClosed, redispart.ErrClosed} {
 		if !errors.Is(err, esmill.ErrClosed) {
 			t.Errorf("%q does not match esmill.ErrClosed", err)
 		}

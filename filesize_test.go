@@ -10,8 +10,8 @@ import (
 )
 
 // maxLines is the longest a Go file of the library may be, tests and
-// generated code excepted: a longer one mixes concerns (see
-// docs/DESIGN.md, "Layout").
+// generated code excepted: a longer one mixes concerns and is split by
+// concern instead.
 const maxLines = 500
 
 // TestNoLongFiles walks every module of the workspace and fails for each
