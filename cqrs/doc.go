@@ -24,7 +24,8 @@
 // topic function and the Namespace; every command carries the bus's count,
 // and a router refuses another count, or an entity sent to another
 // partition's topic, naming both ([PartitionMismatchError]). A command is
-// acked only once its events are stored.
+// acked only once its events are stored (tested:
+// TestRouterAcksOnlyOnceEventsAreStored).
 //
 // # Several router processes
 //

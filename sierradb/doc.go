@@ -15,7 +15,7 @@
 // client turns that into EACK flow control, so the server's window never
 // stalls a consumer that keeps acknowledging (tested: TestSubscribeSmallWindowNeverStalls). When the connection drops, the
 // subscription reconnects and resumes after the last delivered position, with
-// no gap and no duplicate.
+// no gap and no duplicate (tested: TestSubscribeResumesAfterDroppedConnection).
 //
 // # Clusters
 //

@@ -77,7 +77,8 @@ type newEvent struct {
 }
 
 // store holds the events of every partition. Appends lock one partition, so
-// appends to different partitions run in parallel; reads take read locks and
+// appends to different partitions run in parallel (tested:
+// TestAppendsToPartitionsRunInParallel); reads take read locks and
 // read the logs without holding them.
 //
 // Lock order: closeMu, then a partition's mu, then streamsMu; no lock but
