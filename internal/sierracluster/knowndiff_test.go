@@ -338,8 +338,9 @@ func TestKnownDifferenceRestartedReplicaStaysBehind(t *testing.T) {
 // TestKnownDifferenceNoFallbackWhenCoordinatorUnreachable: a node that
 // cannot reach a partition's coordinator (a partial partition: it still
 // reaches the other replica) fails appends with REMOTEOPFAILED … dial
-// failure instead of forwarding through the replica it can reach, while
-// the same append through that replica succeeds.
+// failure instead of forwarding through the replica it can reach; the
+// same append through that replica succeeds, or in some runs fails too,
+// with "all replica nodes failed" (see the control below).
 func TestKnownDifferenceNoFallbackWhenCoordinatorUnreachable(t *testing.T) {
 	c := Start(t, Config{Nodes: 3})
 	ctx := testCtx(t, 2*time.Minute)
@@ -369,8 +370,21 @@ func TestKnownDifferenceNoFallbackWhenCoordinatorUnreachable(t *testing.T) {
 	if !errors.As(err, &e) || e.Code != "REMOTEOPFAILED" || !strings.Contains(e.Msg, "dial failure") {
 		t.Fatalf("append through node %d, cut from coordinator %d: want REMOTEOPFAILED dial failure, got %v", s.Index, boss.Index, err)
 	}
-	if _, err := appendTo(ctx, dial(t, ctx, a), stream, "empty"); err != nil {
-		t.Fatalf("the same append through node %d: %v", a.Index, err)
+	// The control, through node a, which reaches the coordinator: in
+	// most runs it succeeds, but in some (3 of 8, then 1 of 8 runs by
+	// hand on 2026-12-06, after a CI run failed on it) the partition
+	// takes no append through a either, for as long as the cut lasts (90
+	// attempts over 45 s all failed) with "all replica nodes failed to
+	// process the write request". Either outcome is accepted; any other
+	// fails the test.
+	_, err = appendTo(ctx, dial(t, ctx, a), stream, "empty")
+	var ae *Error
+	switch {
+	case err == nil:
+	case errors.As(err, &ae) && ae.Code == "REMOTEOPFAILED" && strings.Contains(ae.Msg, "all replica nodes failed"):
+		t.Logf("KNOWN DIFFERENCE: the same append through node %d, which reaches coordinator %d, failed too: %v", a.Index, boss.Index, err)
+	default:
+		t.Fatalf("the same append through node %d, which reaches coordinator %d: %v", a.Index, boss.Index, err)
 	}
 	t.Logf("KNOWN DIFFERENCE: node %d, which reaches replica %d but not coordinator %d: %v", s.Index, a.Index, boss.Index, e)
 }
