@@ -236,6 +236,13 @@ func (w *writers) summary() string {
 		n, w.attempts, w.failed, rate, strings.Join(codes, ", "), w.late, w.regressions)
 }
 
+// wasAcked reports whether the writers acknowledged id at stream@version.
+func (w *writers) wasAcked(stream string, version uint64, id uuid.UUID) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.acked[stream][version] == id
+}
+
 // stored reads every writer stream back through the client and returns
 // the readable events by id, and how many acknowledged appends are not
 // readable (lost) or read with another id at their version. It waits up to

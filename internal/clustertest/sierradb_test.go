@@ -14,6 +14,7 @@ package clustertest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"testing"
 	"time"
 
@@ -123,6 +124,9 @@ func (r *run) verify(ctx context.Context, phase string, strict bool) {
 	proj, group := r.consumers.settle(t, readable, 60*time.Second)
 	t.Logf("%s: projection: %s", phase, proj)
 	t.Logf("%s: consumer group: %s", phase, group)
+	if proj.Lost != 0 || group.Lost != 0 {
+		proj, group = r.nudge(ctx, phase, readable)
+	}
 	if strict && (lost != 0 || wrong != 0) {
 		t.Errorf("%s: %d acknowledged appends lost, %d replaced", phase, lost, wrong)
 	}
@@ -221,4 +225,80 @@ func disrupt(t *testing.T, ctx context.Context, r *run, how string, victim *sier
 	t.Logf("%s of node %d: writers: %s; longest time without an acknowledged append: %s while out, %s from the %s to the end",
 		how, victim.Index, w.summary(), outGap.Round(time.Millisecond), w.longestGap(at, time.Now()).Round(time.Millisecond), how)
 	r.verify(ctx, how, true)
+}
+
+// nudge handles readable events a consumer was not given within the
+// settle time. It lists them (describeMissing); when every one of them is
+// confirmed (at or below its partition's confirmed head), it appends one
+// event to each of their partitions, on a stream the consumers ignore, and
+// settles again. SierraDB 0.3.1 broadcasts a partition's live events from
+// its confirmation actor, which reads the confirmed range from disk when a
+// confirmation arrives; an event not yet readable at that moment waits for
+// the partition's next confirmation. With a replica down every event gets
+// one confirmation only, so a partition's last event can wait for the next
+// write (sierradb-cluster 0.3.1, confirmation/actor.rs; seen once in CI,
+// 1 event of 3,858, in none of 26 runs by hand). The nudge tells that defect
+// apart from a gap in esmill's subscription: an event a subscription
+// skipped does not come after a later write.
+func (r *run) nudge(ctx context.Context, phase string, readable map[uuid.UUID]sierradb.Event) (proj, group tally) {
+	t := r.t
+	missing, heads := r.describeMissing(ctx, phase, readable)
+	parts := map[uint16]bool{}
+	for _, ev := range missing {
+		if int64(ev.PartitionSequence) > heads[ev.PartitionID] {
+			t.Logf("%s: %s@%d lies past its partition's confirmed head: no subscription delivers it, and no nudge is tried", phase, ev.StreamID, ev.StreamVersion)
+			return r.consumers.settle(t, readable, 0)
+		}
+		parts[ev.PartitionID] = true
+	}
+	for p := range parts {
+		s := r.c.StreamIn(fmt.Sprintf("nudge%d", time.Now().UnixNano()), int(p))
+		if _, err := r.client.Append(ctx, sierradb.NewEvent{StreamID: s, Name: "Nudged", ExpectedVersion: sierradb.ExpectEmpty}); err != nil {
+			t.Logf("%s: nudge of partition %d: %v", phase, p, err)
+		}
+	}
+	proj, group = r.consumers.settle(t, readable, 30*time.Second)
+	t.Logf("%s: after a write to each of their %d partitions: projection: %s; consumer group: %s", phase, len(parts), proj, group)
+	if proj.Lost == 0 && group.Lost == 0 {
+		t.Logf("KNOWN DIFFERENCE: %d confirmed events came live only after their partition's next write (SierraDB's live feed held a partition's last event)", len(missing))
+	}
+	return proj, group
+}
+
+// describeMissing logs, for each readable event a consumer was never
+// given (at most 20), its stream, version, partition and partition
+// sequence, whether its append was acknowledged, and its partition's
+// confirmed head now: an event past that head is one no subscription
+// delivers yet.
+func (r *run) describeMissing(ctx context.Context, phase string, readable map[uuid.UUID]sierradb.Event) (missing map[uuid.UUID]sierradb.Event, heads map[uint16]int64) {
+	t := r.t
+	var applied counts
+	r.consumers.store.Read("counts", func(m counts) { applied = maps.Clone(m) })
+	r.consumers.mu.Lock()
+	given := maps.Clone(r.consumers.got)
+	r.consumers.mu.Unlock()
+	missing = map[uuid.UUID]sierradb.Event{}
+	for id, ev := range readable {
+		if applied[id] == 0 || given[id] == 0 {
+			missing[id] = ev
+		}
+	}
+	heads, err := r.client.PartitionSequences(ctx, partitionsOf(missing))
+	if err != nil {
+		t.Logf("%s: the confirmed heads of the missing events' partitions: %v", phase, err)
+	}
+	n := 0
+	for id, ev := range missing {
+		if n++; n > 20 {
+			t.Logf("%s: %d more missing events not listed", phase, len(missing)-20)
+			break
+		}
+		acked := false
+		for _, w := range r.all {
+			acked = acked || w.wasAcked(ev.StreamID, ev.StreamVersion, id)
+		}
+		t.Logf("%s: missing %s %s@%d (partition %d, sequence %d; confirmed head %d): acknowledged %t, applied %d, given to the group %d",
+			phase, id, ev.StreamID, ev.StreamVersion, ev.PartitionID, ev.PartitionSequence, heads[ev.PartitionID], acked, applied[id], given[id])
+	}
+	return missing, heads
 }

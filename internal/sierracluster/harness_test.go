@@ -200,7 +200,7 @@ func TestKillRestartCutHeal(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Node 2's own copy holds the event before it dies (a replica that
-	// misses a write never catches up: TestKnownDifferenceRestartedReplicaStaysBehind).
+	// misses a write mostly never catches up: TestKnownDifferenceRestartedReplicaStaysBehind).
 	pre := dial(t, ctx, n2)
 	waitFor(t, ctx, "the event in node 2's copy", func() error {
 		evs, err := scanPartition(ctx, pre, ev.Partition)

@@ -284,55 +284,69 @@ func expectedAfter(i int) string {
 }
 
 // TestKnownDifferenceRestartedReplicaStaysBehind: a replica that was down
-// while a partition was written does not catch up after it restarts, not
-// even once the partition is written again: its own copy (what reads and
-// subscriptions on it serve) stays at what it had when it died.
+// while a partition was written does not reliably catch up after it
+// restarts, not even once the partition is written again: its own copy
+// (what reads and subscriptions on it serve) mostly stays at what it had
+// when it died. Mostly: in 2 of 15 rounds by hand (and in one CI run) the
+// restarted replica did catch up within 7 s. So the test runs up to three
+// kill/restart rounds on the same replica, each on a stream of its own, and
+// passes at the first round in which the replica stays behind for 10 s;
+// only when it catches up in all three is the defect taken as gone.
 func TestKnownDifferenceRestartedReplicaStaysBehind(t *testing.T) {
 	c := Start(t, Config{Nodes: 3})
-	ctx := testCtx(t, 2*time.Minute)
+	ctx := testCtx(t, 3*time.Minute)
 	coord, _ := coordinators(t, ctx, c)
 	const p = 0
 	boss := coord[p]
 	victim := c.Node((boss + 1) % 3)
-	s := c.StreamIn(fmt.Sprintf("kd-behind-%d", time.Now().UnixNano()), p)
 	bconn := dial(t, ctx, c.Node(boss))
-	for i := range 5 {
-		if _, err := appendTo(ctx, bconn, s, expectedAfter(i)); err != nil {
+	const rounds = 3
+	for round := 1; round <= rounds; round++ {
+		s := c.StreamIn(fmt.Sprintf("kd-behind-%d-%d", time.Now().UnixNano(), round), p)
+		for i := range 5 {
+			if _, err := appendTo(ctx, bconn, s, expectedAfter(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := victim.Kill(); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := victim.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	for i := 5; i < 10; i++ {
-		if _, err := appendTo(ctx, bconn, s, expectedAfter(i)); err != nil {
+		for i := 5; i < 10; i++ {
+			if _, err := appendAfterKill(ctx, bconn, s, i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := victim.Restart(ctx); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := victim.Restart(ctx); err != nil {
-		t.Fatal(err)
-	}
-	var last event
-	for i := 10; i < 13; i++ {
-		ev, err := appendTo(ctx, bconn, s, expectedAfter(i))
-		if err != nil {
-			t.Fatal(err)
+		var last event
+		for i := 10; i < 13; i++ {
+			ev, err := appendAfterKill(ctx, bconn, s, i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			last = ev
 		}
-		last = ev
-	}
-	vconn := dial(t, ctx, victim)
-	// SierraDB's own catch-up waits replication.catchup_timeout_ms (2 s)
-	// for a gap; 10 s is well past it.
-	deadline := time.Now().Add(10 * time.Second)
-	var seq any
-	for time.Now().Before(deadline) {
-		seq, _ = vconn.Do(ctx, "EPSEQ", strconv.Itoa(p))
-		if seq != nil && asInt(seq) >= last.Seq {
-			t.Fatalf("the restarted replica caught up: the defect is gone")
+		vconn := dial(t, ctx, victim)
+		// SierraDB's own catch-up waits replication.catchup_timeout_ms (2 s)
+		// for a gap; 10 s is well past it.
+		deadline := time.Now().Add(10 * time.Second)
+		var seq any
+		caught := time.Duration(-1)
+		for start := time.Now(); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			seq, _ = vconn.Do(ctx, "EPSEQ", strconv.Itoa(p))
+			if seq != nil && asInt(seq) >= last.Seq {
+				caught = time.Since(start)
+				break
+			}
 		}
-		time.Sleep(100 * time.Millisecond)
+		if caught < 0 {
+			t.Logf("KNOWN DIFFERENCE: round %d: restarted replica node %d: EPSEQ %v 10 s after the partition reached sequence %d", round, victim.Index, seq, last.Seq)
+			return
+		}
+		t.Logf("round %d: the restarted replica node %d caught up to sequence %d within %s", round, victim.Index, last.Seq, caught.Round(time.Millisecond))
 	}
-	t.Logf("KNOWN DIFFERENCE: restarted replica node %d: EPSEQ %v 10 s after the partition reached sequence %d", victim.Index, seq, last.Seq)
+	t.Fatalf("the restarted replica caught up in all %d rounds: the defect is gone", rounds)
 }
 
 // TestKnownDifferenceNoFallbackWhenCoordinatorUnreachable: a node that
