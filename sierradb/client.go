@@ -45,6 +45,17 @@ type Config struct {
 	// Defaults: 50ms and 5s.
 	ReconnectMinBackoff time.Duration
 	ReconnectMaxBackoff time.Duration
+	// LiveCheckInterval is how long a subscription may receive nothing,
+	// with everything it received acknowledged, before it compares its
+	// position with its server's partition heads (EPSEQ). When a
+	// partition's head is past the position at two such checks in a row,
+	// the server is holding events back, and the subscription
+	// resubscribes from its position, without a gap or a duplicate:
+	// SierraDB 0.3.1 can hold a partition's last live event until the
+	// partition's next write (docs/cluster.md; tested:
+	// TestLiveCheckResubscribesPastAHeldTail). Default: 5s; a negative
+	// value turns the check off.
+	LiveCheckInterval time.Duration
 	// Logger receives reconnection and protocol warnings.
 	// Default: discard.
 	Logger *slog.Logger
@@ -74,6 +85,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReconnectMaxBackoff == 0 {
 		c.ReconnectMaxBackoff = 5 * time.Second
+	}
+	if c.LiveCheckInterval == 0 {
+		c.LiveCheckInterval = 5 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

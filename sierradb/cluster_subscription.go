@@ -226,6 +226,10 @@ func (cs *clusterSub) startLeg(ctx context.Context, n *clusterNode, parts []uint
 	}
 	sub := newSubscription(s.c, spec, n.addr)
 	sub.leg = true
+	sub.owner = s
+	sub.heads = func(ctx context.Context, ps []uint16) (map[uint16]int64, error) {
+		return pipelineSequences(ctx, n.rdb, ps)
+	}
 	conn, r, subID, err := sub.connect(ctx, 1)
 	if err != nil {
 		sub.cancel()

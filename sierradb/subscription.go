@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 )
 
 // DefaultWindow is the number of unacknowledged events a subscription lets
@@ -208,7 +209,26 @@ type Subscription struct {
 	// cs runs a subscription on a cluster: its events come from one leg
 	// per coordinating node.
 	cs *clusterSub
+
+	// The live check (Config.LiveCheckInterval): heads reads the
+	// partition heads of the server at addr; nextMu guards spec.next,
+	// which handlePush writes, for the check's reads; lastPush (unix
+	// nanoseconds) and recv (cursor) are the latest push received;
+	// heldGen is the connection generation the check closed; owner is
+	// the cluster subscription a leg counts its resubscriptions in.
+	heads    func(ctx context.Context, partitions []uint16) (map[uint16]int64, error)
+	nextMu   sync.Mutex
+	lastPush atomic.Int64
+	recv     atomic.Int64
+	heldGen  atomic.Uint32
+	resubs   atomic.Int64
+	owner    *Subscription
 }
+
+// LiveResubscribes counts how often the subscription (each leg of a
+// cluster subscription) resubscribed because its server held back events
+// it had confirmed (see Config.LiveCheckInterval).
+func (s *Subscription) LiveResubscribes() int { return int(s.resubs.Load()) }
 
 // ackState tracks acknowledgements of one server subscription (one
 // connection generation). Cursors are the server's per-subscription
@@ -247,6 +267,9 @@ func (c *Client) subscribe(ctx context.Context, spec subSpec) (*Subscription, er
 		return c.subscribeCluster(ctx, spec)
 	}
 	s := newSubscription(c, spec, c.cfg.Addr)
+	s.heads = func(ctx context.Context, ps []uint16) (map[uint16]int64, error) {
+		return pipelineSequences(ctx, c.rdb, ps)
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()

@@ -52,6 +52,8 @@ func (s *Subscription) connect(ctx context.Context, gen uint32) (net.Conn, *resp
 	}
 	s.conn = conn
 	s.acks = ackState{gen: gen, mark: -1, sent: -1, pending: make(map[uint64]struct{})}
+	s.recv.Store(-1)
+	s.lastPush.Store(time.Now().UnixNano())
 	s.mu.Unlock()
 
 	fail := func(err error) (net.Conn, *resp3.Reader, string, error) {
@@ -108,6 +110,25 @@ func (s *Subscription) run(conn net.Conn, r *resp3.Reader, subID string) {
 		conn.Close()
 		if s.isClosing() {
 			return
+		}
+		if s.heldGen.Load() == gen {
+			// The live check closed the connection: resubscribe at once
+			// from the position reached.
+			gen++
+			if s.spec.resume != nil {
+				if err := s.spec.resume(s.ctx, maps.Clone(s.spec.next)); err != nil {
+					if !s.isClosing() {
+						s.setErr(err)
+					}
+					return
+				}
+			}
+			if conn, r, subID, err = s.connect(s.ctx, gen); err == nil {
+				continue
+			}
+			if s.isClosing() {
+				return
+			}
 		}
 		if s.leg {
 			// The cluster subscription owning this leg decides where to
@@ -174,9 +195,19 @@ func (s *Subscription) serve(conn net.Conn, r *resp3.Reader, subID string, gen u
 	stopAcks := make(chan struct{})
 	ackErr := make(chan error, 1)
 	go func() { ackErr <- s.writeAcks(conn, subID, stopAcks) }()
+	checked := make(chan struct{})
+	if s.heads != nil && s.c.cfg.LiveCheckInterval > 0 {
+		go func() {
+			defer close(checked)
+			s.checkLive(conn, gen, stopAcks)
+		}()
+	} else {
+		close(checked)
+	}
 	defer func() {
 		close(stopAcks)
 		<-ackErr
+		<-checked
 	}()
 	for {
 		v, err := r.ReadValue()
@@ -216,22 +247,95 @@ func (s *Subscription) handlePush(v resp3.Value, subID string, gen uint32) error
 		return err
 	}
 	ev.tag = eventTag{sub: s, gen: gen, cursor: uint64(v.Elems[2].Int)}
+	s.lastPush.Store(time.Now().UnixNano())
+	s.recv.Store(v.Elems[2].Int)
 	if next, ok := s.spec.next[ev.PartitionID]; ok && ev.PartitionSequence < next {
 		// Already delivered before a reconnection.
 		s.ack(ev.tag)
 		return nil
 	}
 	if s.spec.filter != nil && !s.spec.filter(&ev) {
-		s.spec.next[ev.PartitionID] = ev.PartitionSequence + 1
+		s.setNext(ev.PartitionID, ev.PartitionSequence+1)
 		s.ack(ev.tag)
 		return nil
 	}
 	select {
 	case s.events <- ev:
-		s.spec.next[ev.PartitionID] = ev.PartitionSequence + 1
+		s.setNext(ev.PartitionID, ev.PartitionSequence+1)
 		return nil
 	case <-s.closing:
 		return ErrClosed
+	}
+}
+
+func (s *Subscription) setNext(p uint16, next uint64) {
+	s.nextMu.Lock()
+	s.spec.next[p] = next
+	s.nextMu.Unlock()
+}
+
+// checkLive runs beside one connection generation (Config.LiveCheckInterval).
+// Each interval in which nothing was pushed and everything pushed was
+// acknowledged to the server, it reads the server's partition heads; a
+// partition whose head is past the subscription's position at two such
+// checks in a row, with the position unchanged, is one whose confirmed
+// events the server holds back. It then closes the connection, and run
+// resubscribes at once from the position reached.
+func (s *Subscription) checkLive(conn net.Conn, gen uint32, stop <-chan struct{}) {
+	every := s.c.cfg.LiveCheckInterval
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var suspect map[uint16]uint64 // partition -> position at the previous check
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		settled := s.acks.gen == gen && s.acks.sent >= s.recv.Load()
+		s.mu.Unlock()
+		if !settled || time.Since(time.Unix(0, s.lastPush.Load())) < every {
+			suspect = nil
+			continue
+		}
+		s.nextMu.Lock()
+		next := maps.Clone(s.spec.next)
+		s.nextMu.Unlock()
+		ctx, cancel := context.WithTimeout(s.ctx, s.c.cfg.ReadTimeout)
+		heads, err := s.heads(ctx, s.spec.partitions)
+		cancel()
+		if err != nil {
+			// A server that fails shows in the connection itself.
+			suspect = nil
+			continue
+		}
+		past := map[uint16]uint64{}
+		var held []uint16
+		for _, p := range s.spec.partitions {
+			n, ok := next[p]
+			if !ok || heads[p] < int64(n) {
+				continue
+			}
+			past[p] = n
+			if prev, ok := suspect[p]; ok && prev == n {
+				held = append(held, p)
+			}
+		}
+		suspect = past
+		if len(held) == 0 {
+			continue
+		}
+		counter := s
+		if s.owner != nil {
+			counter = s.owner
+		}
+		counter.resubs.Add(1)
+		s.c.cfg.Logger.Warn("sierradb: the server holds back confirmed events of a subscription; resubscribing from its position",
+			"subscription", s.spec.what, "partitions", held, "idle", every*2)
+		s.heldGen.Store(gen)
+		conn.Close()
+		return
 	}
 }
 

@@ -57,5 +57,8 @@
 // [Server.SetError] makes every command fail with a given error until
 // cleared; [Server.FailNext] fails the next call of one command;
 // [Server.DropConnections] closes every client connection.
+// [Server.HoldLive] holds a partition's live events back from the
+// subscriptions open at the time, as SierraDB 0.3.1 can, until
+// [Server.ReleaseLive].
 // [Server.ConnectionCount] and [Server.SubscriptionCount] show what is open.
 package embedded

@@ -41,6 +41,12 @@ type Server struct {
 	errText  string
 	failNext map[string][]string
 	dropNext map[string]int
+	// held maps a partition to the highest subscription number whose
+	// live delivery of it is held (HoldLive).
+	held    map[uint16]uint64
+	anyHeld atomic.Bool // len(held) > 0, read without mu by deliveries
+
+	subSeq atomic.Uint64 // numbers subscriptions in order of creation
 
 	subscriptions atomic.Int64 // running subscription goroutines
 	cacheHits     atomic.Uint64
@@ -84,6 +90,7 @@ func Start(cfg Config) (*Server, error) {
 		closing:     make(chan struct{}),
 		conns:       make(map[*conn]struct{}),
 		failNext:    make(map[string][]string),
+		held:        make(map[uint16]uint64),
 		dropNext:    make(map[string]int),
 	}
 	s.wg.Add(1)
@@ -300,6 +307,43 @@ func (s *Server) DropReplyNext(command string) {
 	s.mu.Lock()
 	s.dropNext[strings.ToUpper(command)]++
 	s.mu.Unlock()
+}
+
+// HoldLive makes the subscriptions open now stop delivering partition p's
+// events past what each has sent, until [Server.ReleaseLive]: the events
+// are stored, readable and counted by EPSEQ, but those subscriptions do
+// not send them. A subscription opened later, for example a client's
+// resubscription from its position, is not held and sends them. This is
+// what SierraDB 0.3.1 can do to a partition's last live event, on a
+// replica always and on a coordinator at times (docs/cluster.md); it lets
+// a test check that a client does not wait for a next write to get it.
+func (s *Server) HoldLive(p uint16) {
+	s.mu.Lock()
+	s.held[p] = s.subSeq.Load()
+	s.anyHeld.Store(true)
+	s.mu.Unlock()
+}
+
+// ReleaseLive ends [Server.HoldLive] for partition p: the held
+// subscriptions send what they held back.
+func (s *Server) ReleaseLive(p uint16) {
+	s.mu.Lock()
+	delete(s.held, p)
+	s.anyHeld.Store(len(s.held) > 0)
+	s.mu.Unlock()
+	s.store.notify()
+}
+
+// liveHeld reports whether subscription number n may not deliver
+// partition p now.
+func (s *Server) liveHeld(p uint16, n uint64) bool {
+	if !s.anyHeld.Load() {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, ok := s.held[p]
+	return ok && n <= h
 }
 
 // takeDropReply reports whether this call's reply is to be dropped.

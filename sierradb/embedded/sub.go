@@ -43,6 +43,7 @@ func (src *subSource) fetch(st *store, max int, out []*event) ([]*event, error) 
 // TestSlowSubscriberDoesNotBlockStore).
 type subscription struct {
 	id      uuid.UUID
+	seq     uint64 // the server's number for it, in order of creation
 	conn    *conn
 	window  uint64
 	sources []*subSource
@@ -146,6 +147,9 @@ func (sub *subscription) deliver(buf *[]*event) (int, bool) {
 	for visited < n && len(out) < limit {
 		src := sub.sources[(sub.rr+visited)%n]
 		visited++
+		if !src.stream && sub.conn.srv.liveHeld(src.pid, sub.seq) {
+			continue
+		}
 		before := len(out)
 		var err error
 		out, err = src.fetch(st, min(sourceBatch, limit-len(out)), out)
@@ -185,6 +189,7 @@ func (sub *subscription) deliver(buf *[]*event) (int, bool) {
 func (c *conn) subscribe(sources []*subSource, window uint64) {
 	sub := &subscription{
 		id:      uuid.New(),
+		seq:     c.srv.subSeq.Add(1),
 		conn:    c,
 		window:  window,
 		sources: sources,

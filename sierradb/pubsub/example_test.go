@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -203,6 +204,14 @@ func Example_router() {
 			log.Fatal(err)
 		}
 		<-handled
+	}
+	// The handler has run; the router appends its output after it
+	// returns: wait for both before closing the router, which closes the
+	// publisher.
+	for v := int64(-1); v < 1; time.Sleep(10 * time.Millisecond) {
+		if v, err = client.StreamVersion(context.Background(), "shipping-queue"); err != nil {
+			log.Fatal(err)
+		}
 	}
 	router.Close()
 
