@@ -231,13 +231,12 @@ func disrupt(t *testing.T, ctx context.Context, r *run, how string, victim *sier
 // settle time. It lists them (describeMissing); when every one of them is
 // confirmed (at or below its partition's confirmed head), it appends one
 // event to each of their partitions, on a stream the consumers ignore, and
-// settles again. SierraDB 0.3.1 broadcasts a partition's live events from
-// its confirmation actor, which reads the confirmed range from disk when a
-// confirmation arrives; an event not yet readable at that moment waits for
-// the partition's next confirmation. With a replica down every event gets
-// one confirmation only, so a partition's last event can wait for the next
-// write (sierradb-cluster 0.3.1, confirmation/actor.rs; seen once in CI,
-// 1 event of 3,858, in none of 26 runs by hand). The client's live check
+// settles again. SierraDB 0.3.1's coordinator broadcasts a partition's
+// live events once per confirmed write, by reading the newly confirmed
+// range from disk; what that read does not return waits for the
+// partition's next confirmation (our reading of sierradb-cluster 0.3.1,
+// confirmation/actor.rs; seen once in CI, 1 event of 3,858, in none of 26
+// runs by hand). The client's live check
 // (Config.LiveCheckInterval, 5 s) resubscribes past such a hold within the
 // settle time; the nudge is left for what it does not catch, and tells a
 // held event apart from a gap in esmill's subscription: an event a
