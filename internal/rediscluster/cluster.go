@@ -172,19 +172,11 @@ func New(ctx context.Context, cfg Config) (*Cluster, error) {
 func (c *Cluster) start(ctx context.Context) error {
 	total := c.cfg.Masters * (1 + c.cfg.ReplicasPerMaster)
 	for i := range total {
-		port, bus, err := freePortPair()
+		n, err := c.startNode(ctx, i)
 		if err != nil {
 			return err
 		}
-		n := &Node{Addr: fmt.Sprintf("127.0.0.1:%d", port), port: port, bus: bus, c: c,
-			dir: filepath.Join(c.dir, fmt.Sprintf("node%d", i))}
-		if err := os.MkdirAll(n.dir, 0o755); err != nil {
-			return err
-		}
 		c.nodes = append(c.nodes, n)
-		if err := n.Start(ctx); err != nil {
-			return err
-		}
 	}
 	args := []string{"--cluster", "create"}
 	args = append(args, c.Addrs()...)
@@ -195,6 +187,41 @@ func (c *Cluster) start(ctx context.Context) error {
 	}
 	return c.WaitReady(ctx)
 }
+
+// startAttempts bounds the tries to start one node of a new cluster.
+const startAttempts = 3
+
+// startNode starts node i of a new cluster on free ports. A node that exits
+// before it answers is started again, on new ports and in a new directory,
+// up to startAttempts times: a port chosen free can be taken before
+// redis-server binds it (another process of a busy machine), as
+// sierradbtest also allows for. The error names every attempt's exit.
+func (c *Cluster) startNode(ctx context.Context, i int) (*Node, error) {
+	var errs []error
+	for attempt := range startAttempts {
+		port, bus, err := freePortPair()
+		if err != nil {
+			return nil, err
+		}
+		n := &Node{Addr: fmt.Sprintf("127.0.0.1:%d", port), port: port, bus: bus, c: c,
+			dir: filepath.Join(c.dir, fmt.Sprintf("node%d-%d", i, attempt))}
+		if err := os.MkdirAll(n.dir, 0o755); err != nil {
+			return nil, err
+		}
+		err = n.Start(ctx)
+		if err == nil {
+			return n, nil
+		}
+		errs = append(errs, err)
+		if !errors.Is(err, errExited) || ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+// errExited: a node's process ended before it answered.
+var errExited = errors.New("exited before answering")
 
 // freePortPair returns a free client port and a free cluster-bus port.
 func freePortPair() (int, int, error) {
@@ -241,7 +268,7 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("redis-server %s exited; log:\n%s", n.Addr, tail(filepath.Join(n.dir, "redis.log"), 2000))
+			return fmt.Errorf("redis-server %s %w (%s); log:\n%s", n.Addr, errExited, cmd.ProcessState, tail(filepath.Join(n.dir, "redis.log"), 2000))
 		case <-ctx.Done():
 			return fmt.Errorf("redis-server %s not answering: %w", n.Addr, ctx.Err())
 		case <-time.After(20 * time.Millisecond):
