@@ -17,13 +17,7 @@ import (
 // static rule names) and that one answers the coordinator probe. The
 // behaviour of a real SierraDB cluster is tested in internal/clustertest.
 func TestClusterRoutingOnEmbedded(t *testing.T) {
-	var srvs []*embedded.Server
-	var addrs []string
-	for range 3 {
-		srv := embedded.RunT(t)
-		srvs = append(srvs, srv)
-		addrs = append(addrs, srv.Addr())
-	}
+	srvs, addrs := embeddedNodes(t, 3)
 	cfg := &sierradb.ClusterConfig{Nodes: addrs, ReplicationFactor: 1, Buckets: 3,
 		ProbeInterval: 50 * time.Millisecond, FailoverTimeout: 500 * time.Millisecond}
 	c, err := sierradb.New(sierradb.Config{Cluster: cfg, ReconnectMinBackoff: 10 * time.Millisecond})
@@ -119,4 +113,18 @@ func TestClusterRoutingOnEmbedded(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Logf("a second probe round after %v", time.Since(deadline.Add(-30*time.Second)))
+}
+
+// embeddedNodes starts n embedded servers for a test, to stand for the
+// nodes of a cluster, and returns them with their addresses.
+func embeddedNodes(t *testing.T, n int) ([]*embedded.Server, []string) {
+	t.Helper()
+	var srvs []*embedded.Server
+	var addrs []string
+	for range n {
+		srv := embedded.RunT(t)
+		srvs = append(srvs, srv)
+		addrs = append(addrs, srv.Addr())
+	}
+	return srvs, addrs
 }

@@ -28,13 +28,7 @@ func TestLiveCheckResubscribesPastAHeldTail(t *testing.T) {
 		liveCheck(t, func(uint16) *embedded.Server { return srv }, cfg)
 	})
 	t.Run("cluster", func(t *testing.T) {
-		var srvs []*embedded.Server
-		var addrs []string
-		for range 3 {
-			srv := embedded.RunT(t)
-			srvs = append(srvs, srv)
-			addrs = append(addrs, srv.Addr())
-		}
+		srvs, addrs := embeddedNodes(t, 3)
 		cl := &sierradb.ClusterConfig{Nodes: addrs, ReplicationFactor: 1, Buckets: 3, ProbeInterval: 50 * time.Millisecond}
 		cfg := func(check time.Duration) sierradb.Config {
 			return sierradb.Config{Cluster: cl, LiveCheckInterval: check}
