@@ -255,7 +255,8 @@ func readmeGoChannel(ctx context.Context, exec *aggregate.Executor, logger water
 // readmeRedisStreams wires the Redis Streams snippet into a running router.
 func readmeRedisStreams(rdb *redis.Client, exec *aggregate.Executor, types []aggregate.AnyType, router *message.Router, logger watermill.LoggerAdapter) error {
 	// README begin
-	sub, _ := redispart.NewSubscriber(redispart.SubscriberConfig{Client: rdb, Group: "bank-workers"})
+	sub, _ := redispart.NewSubscriber(redispart.SubscriberConfig{Client: rdb, Group: "bank-workers",
+		MaxInFlight: 16, OrderKey: cqrs.OrderKey}) // a partition's entities side by side, each in order
 	pub, _ := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb}, logger)
 	commands, _ := cqrs.NewCommandRouter(cqrs.RouterConfig{Executor: exec, Types: types, ReplyPublisher: pub,
 		Ownership: &cqrs.Ownership{Store: lease.NewRedisStore(rdb, ""), Group: "bank-workers"}})

@@ -296,6 +296,17 @@ func PartitionOf(streamID string, partitions int) int {
 	return int(h.Sum32() % uint32(partitions))
 }
 
+// OrderKey returns the key that keeps a command message in order with the
+// other commands of its entity: its stream id (category and entity id,
+// from the message's metadata). Give it to a subscriber that handles
+// messages of one topic side by side, such as
+// redispart.SubscriberConfig.OrderKey with MaxInFlight above 1: commands
+// of one entity then run one at a time in the order they were sent,
+// those of different entities of the partition side by side.
+func OrderKey(msg *message.Message) string {
+	return msg.Metadata.Get(esmill.MetaCategory) + "-" + msg.Metadata.Get(esmill.MetaEntityID)
+}
+
 // DefaultTopic names the topic of one partition of an entity type's
 // commands: "esmill.commands.<category>.<n>".
 func DefaultTopic(category string, partition int) string {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -310,24 +311,31 @@ func (g *gate) run(h *hold, gt *gateTopic) {
 	}
 }
 
-// pump hands messages from in to the handler, one at a time, until in
-// closes, the hold ends or the handler's subscription does. It reports
-// whether it delivered anything.
+// pump hands messages from in to the handler until in closes, the hold
+// ends or the handler's subscription does, and returns once every message
+// it handed over has its verdict, so that a revocation returns only once
+// nothing is in flight. It takes the next message as soon as the inner
+// subscription gives it: one at a time for a subscriber that waits for
+// each ack, side by side for one that does not (redispart with
+// MaxInFlight above 1, which orders them by entity). It reports whether
+// it delivered anything.
 func (g *gate) pump(h *hold, gt *gateTopic, in <-chan *message.Message) bool {
 	defer g.drain(in)
-	delivered := false
+	var delivered atomic.Bool
+	var inFlight sync.WaitGroup
+	defer inFlight.Wait()
 	for {
 		var m *message.Message
 		var ok bool
 		select {
 		case m, ok = <-in:
 			if !ok {
-				return delivered
+				return delivered.Load()
 			}
 		case <-h.ctx.Done():
-			return delivered
+			return delivered.Load()
 		case <-gt.done:
-			return delivered
+			return delivered.Load()
 		}
 		if !h.valid() {
 			// The lease's local deadline passed before the member renewed
@@ -336,7 +344,7 @@ func (g *gate) pump(h *hold, gt *gateTopic, in <-chan *message.Message) bool {
 			// revokes it. The nacked message comes again, first.
 			m.Nack()
 			if !g.awaitValid(h, gt) {
-				return delivered
+				return delivered.Load()
 			}
 			continue
 		}
@@ -350,15 +358,17 @@ func (g *gate) pump(h *hold, gt *gateTopic, in <-chan *message.Message) bool {
 		case <-gt.done:
 			m.Nack()
 		}
-		// Wait for the handler's verdict before taking the next one, so
-		// that a revocation returns only once nothing is in flight.
-		select {
-		case <-m.Acked():
-			delivered = true
-		case <-m.Nacked():
-		}
-		stop()
-		cancel()
+		inFlight.Add(1)
+		go func() {
+			defer inFlight.Done()
+			select {
+			case <-m.Acked():
+				delivered.Store(true)
+			case <-m.Nacked():
+			}
+			stop()
+			cancel()
+		}()
 	}
 }
 

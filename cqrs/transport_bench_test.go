@@ -41,7 +41,11 @@ const (
 //     once: what the transport carries;
 //   - esmill-redisstream, esmill-redispart: the command router over
 //     watermill-redisstream, and over redispart (esmill's own subscriber),
-//     each command stored before its ack;
+//     each command stored before its ack, one message of a topic at a
+//     time;
+//   - esmill-redispart-window: the same over redispart with MaxInFlight
+//     tbWindow and cqrs.OrderKey: a topic's entities side by side, each
+//     entity's commands in order;
 //   - watermill-cqrs: Watermill's CommandBus and CommandProcessor over
 //     watermill-redisstream, one handler per partition topic, each loading
 //     the entity's stream and appending the same event (the same EMAPPEND
@@ -59,8 +63,9 @@ func BenchmarkTransport(b *testing.B) {
 		run  func(b *testing.B, redisAddr, sierraAddr string) float64
 	}{
 		{"ceiling", benchCeiling},
-		{"esmill-redisstream", func(b *testing.B, r, s string) float64 { return benchEsmill(b, r, s, false) }},
-		{"esmill-redispart", func(b *testing.B, r, s string) float64 { return benchEsmill(b, r, s, true) }},
+		{"esmill-redisstream", func(b *testing.B, r, s string) float64 { return benchEsmill(b, r, s, false, 0) }},
+		{"esmill-redispart", func(b *testing.B, r, s string) float64 { return benchEsmill(b, r, s, true, 1) }},
+		{"esmill-redispart-window", func(b *testing.B, r, s string) float64 { return benchEsmill(b, r, s, true, tbWindow) }},
 		{"watermill-cqrs", benchWatermillCQRS},
 	} {
 		b.Run("embedded/"+sc.name, func(b *testing.B) {
@@ -237,7 +242,10 @@ func benchCeiling(b *testing.B, redisAddr, _ string) float64 {
 
 // benchEsmill runs the command router over redispart (part) or over
 // watermill-redisstream.
-func benchEsmill(b *testing.B, redisAddr, sierraAddr string, part bool) float64 {
+// tbWindow is the esmill-redispart-window scenario's MaxInFlight.
+const tbWindow = 16
+
+func benchEsmill(b *testing.B, redisAddr, sierraAddr string, part bool, window int) float64 {
 	topic := tbTopic("t" + watermill.NewShortUUID())
 	rdb := tbRedis(b, redisAddr)
 	esmillFill(b, rdb, topic)
@@ -257,7 +265,11 @@ func benchEsmill(b *testing.B, redisAddr, sierraAddr string, part bool) float64 
 	}
 	var sub message.Subscriber
 	if part {
-		sub, err = redispart.NewSubscriber(redispart.SubscriberConfig{Client: rdb, Group: "router", BlockTime: 10 * time.Millisecond})
+		cfg := redispart.SubscriberConfig{Client: rdb, Group: "router", BlockTime: 10 * time.Millisecond, MaxInFlight: window}
+		if window > 1 {
+			cfg.OrderKey = cqrs.OrderKey
+		}
+		sub, err = redispart.NewSubscriber(cfg)
 		if err != nil {
 			b.Fatal(err)
 		}

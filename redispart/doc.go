@@ -12,6 +12,23 @@
 // holds no per-consumer state (no pending-entries list) that a paused or
 // dead consumer could keep from the next one.
 //
+// # Side by side, in order per key
+//
+// One message at a time leaves a topic's handler idle while each ack is
+// recorded and the next entry fetched. With [SubscriberConfig.MaxInFlight]
+// above 1 and an [SubscriberConfig.OrderKey], a subscription hands over up
+// to MaxInFlight messages before the first is acked: messages of one key
+// one at a time in stream order, messages of different keys side by side
+// (Watermill's router runs each message it receives in a goroutine of its
+// own). The position moves only over a run of acked entries with nothing
+// unacked before it, recorded once for the acks that arrived together; an
+// entry acked after one that was not is delivered again after a takeover
+// or a crash, so delivery stays at least once and in order per key
+// (TestWindowKeepsEachKeyInOrder, TestWindowPositionStopsAtFirstUnacked,
+// TestWindowNackKeepsKeyOrder, TestUniversalWindowed). For the command
+// topics of a cqrs.CommandRouter, cqrs.OrderKey keeps each entity's
+// commands in order while the partition's entities run side by side.
+//
 // # Takeover and fencing
 //
 // Every Subscribe takes the group's position on the topic over: it gets a
@@ -27,7 +44,8 @@
 //
 // # Guarantees (tested)
 //
-//   - Per topic and group: entries are delivered in stream order, and
+//   - Per topic and group: entries are delivered in stream order (per
+//     OrderKey with MaxInFlight above 1), and
 //     after a takeover the new subscription starts right after the last
 //     recorded ack (TestTakeoverResumesAfterLastAck, TestStaleAckIsRefused).
 //   - At least once: an entry whose ack was not recorded (a crash, a

@@ -42,8 +42,24 @@ type SubscriberConfig struct {
 	// ReadAhead is how many entries one read fetches. They are held in
 	// memory only: the position in Redis moves on acks. Default: 32.
 	ReadAhead int
+	// MaxInFlight is how many messages a subscription hands over before
+	// the first of them is acked. Default: 1, one at a time in stream
+	// order. Above 1 it needs OrderKey: messages of one key still go one
+	// at a time in stream order, messages of different keys are handled
+	// side by side (the Watermill router runs each message it receives
+	// in its own goroutine). The position moves only over a run of acked
+	// entries with nothing unacked before them, and is recorded once for
+	// every acks that arrived together; an entry acked after an earlier
+	// one that was not is delivered again after a takeover or a crash.
+	MaxInFlight int
+	// OrderKey names the key a message is ordered by when MaxInFlight is
+	// above 1: messages of one key are never in flight together
+	// (tested: TestWindowKeepsEachKeyInOrder). For
+	// the command topics of a cqrs.CommandRouter, give cqrs.OrderKey
+	// (commands of one entity in order, entities side by side).
+	OrderKey func(*message.Message) string
 	// NackResendSleep is the wait before a nacked message is delivered
-	// again. Default: 0.
+	// again (messages of other keys go on meanwhile). Default: 0.
 	NackResendSleep time.Duration
 	// AckTimeout bounds the recording of one ack in Redis (it is retried
 	// within the bound, then the subscription stops and its successor
@@ -77,6 +93,13 @@ func (c SubscriberConfig) Validate() error {
 	if c.ReadAhead < 0 {
 		errs = append(errs, errors.New("redispart: ReadAhead must not be negative"))
 	}
+	if c.MaxInFlight < 0 {
+		errs = append(errs, errors.New("redispart: MaxInFlight must not be negative"))
+	}
+	if c.MaxInFlight > 1 && c.OrderKey == nil {
+		errs = append(errs, fmt.Errorf("redispart: MaxInFlight %d needs OrderKey, the key that keeps related messages in order "+
+			"(cqrs.OrderKey for command topics); or leave MaxInFlight at 1", c.MaxInFlight))
+	}
 	return errors.Join(errs...)
 }
 
@@ -87,8 +110,14 @@ func (c *SubscriberConfig) setDefaults() {
 	if c.BlockTime == 0 {
 		c.BlockTime = 100 * time.Millisecond
 	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = 1
+	}
 	if c.ReadAhead == 0 {
 		c.ReadAhead = 32
+	}
+	if c.ReadAhead < c.MaxInFlight {
+		c.ReadAhead = c.MaxInFlight
 	}
 	if c.AckTimeout == 0 {
 		c.AckTimeout = 10 * time.Second
@@ -136,7 +165,8 @@ func (s *Subscriber) Close() error {
 
 // Subscribe takes the group's position on topic over and delivers the
 // entries after it, in order, one at a time: the next only once the
-// previous is acked. An ack moves the position, checked against the
+// previous is acked (with MaxInFlight above 1: one at a time per
+// OrderKey). An ack moves the position, checked against the
 // subscription's generation: if a newer subscription of the group has
 // taken the topic over since, the ack is refused and this subscription
 // ends (its channel closes); the newer one delivers the unacked entry
@@ -201,7 +231,7 @@ type subscription struct {
 	key   string
 	out   chan *message.Message
 	gen   int64
-	last  string // id of the last entry delivered and acked
+	last  string // the group's position: id of the last entry recorded as acked
 }
 
 func (sub *subscription) claim(ctx context.Context) (int64, string, error) {
@@ -223,70 +253,100 @@ var readBackoff = backoff.Policy{Initial: 50 * time.Millisecond, Max: 2 * time.S
 func (sub *subscription) run(ctx context.Context) {
 	cfg := &sub.s.cfg
 	log := cfg.Logger.With("topic", sub.topic, "group", cfg.Group, "generation", sub.gen)
+	w := &window{holders: make(map[string]*entry)}
+	verdicts := make(chan verdict, cfg.MaxInFlight)
+	var watchers sync.WaitGroup
+	defer watchers.Wait()
+	defer func() {
+		for _, e := range w.entries {
+			if e.cancel != nil {
+				e.cancel()
+			}
+		}
+	}()
+	cursor := sub.last
 	wait := readBackoff.Start()
+	idle := time.NewTimer(cfg.BlockTime)
+	defer idle.Stop()
 	for ctx.Err() == nil {
-		streams, err := cfg.Client.XRead(ctx, &redis.XReadArgs{
-			Streams: []string{sub.topic, sub.last}, Count: int64(cfg.ReadAhead), Block: cfg.BlockTime,
-		}).Result()
-		if errors.Is(err, redis.Nil) {
-			wait.Reset()
-			continue
+		next, ok := sub.handOver(ctx, w, verdicts, &watchers)
+		if !ok {
+			return
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return
+		// Read on while there is room: blocking only when nothing is
+		// in flight or waiting.
+		if len(w.entries) < cfg.ReadAhead && w.inFlight < cfg.MaxInFlight {
+			block := cfg.BlockTime
+			if len(w.entries) > 0 {
+				block = -1
 			}
-			log.Warn("redispart: read failed; retrying", "error", err)
-			if wait.Wait(ctx) != nil {
-				return
-			}
-			continue
-		}
-		wait.Reset()
-		for _, st := range streams {
-			for _, entry := range st.Messages {
-				if !sub.deliver(ctx, log, entry) {
+			streams, err := cfg.Client.XRead(ctx, &redis.XReadArgs{
+				Streams: []string{sub.topic, cursor}, Count: int64(cfg.ReadAhead - len(w.entries)), Block: block,
+			}).Result()
+			switch {
+			case errors.Is(err, redis.Nil):
+				wait.Reset()
+			case err != nil:
+				if ctx.Err() != nil {
 					return
 				}
+				log.Warn("redispart: read failed; retrying", "error", err)
+				if wait.Wait(ctx) != nil {
+					return
+				}
+				continue
+			default:
+				wait.Reset()
+				n := 0
+				for _, st := range streams {
+					for _, m := range st.Messages {
+						w.add(sub.entryOf(log, m))
+						cursor = m.ID
+						n++
+					}
+				}
+				if n > 0 {
+					continue
+				}
+			}
+			if len(w.entries) == 0 {
+				continue
 			}
 		}
-	}
-}
-
-// deliver hands one entry over until it is acked and the ack recorded.
-// It returns false when the subscription must end.
-func (sub *subscription) deliver(ctx context.Context, log *slog.Logger, entry redis.XMessage) bool {
-	cfg := &sub.s.cfg
-	msg, err := cfg.Unmarshaller.Unmarshal(entry.Values)
-	if err != nil {
-		// Not a Watermill message: nothing can handle it. Step over it
-		// rather than block the topic for good.
-		log.Error("redispart: entry is not a message; skipped", "entry", entry.ID, "error", err)
-		return sub.ack(ctx, log, entry.ID)
-	}
-	for {
-		mctx, cancel := context.WithCancel(ctx)
-		msg.SetContext(mctx)
-		select {
-		case sub.out <- msg:
-		case <-ctx.Done():
-			cancel()
-			return false
+		// Wait for a verdict, for a nacked entry's time, or (something
+		// may have arrived meanwhile) for BlockTime.
+		d := cfg.BlockTime
+		if !next.IsZero() {
+			d = min(d, time.Until(next))
 		}
+		idle.Reset(max(d, 0))
 		select {
-		case <-msg.Acked():
-			ok := sub.ack(ctx, log, entry.ID)
-			cancel()
-			return ok
-		case <-msg.Nacked():
-			cancel()
-			msg = msg.Copy()
-			if cfg.NackResendSleep > 0 && backoff.Sleep(ctx, cfg.NackResendSleep) != nil {
-				return false
+		case v := <-verdicts:
+			w.settle(v, cfg.NackResendSleep)
+		drain:
+			for {
+				select {
+				case v := <-verdicts:
+					w.settle(v, cfg.NackResendSleep)
+				default:
+					break drain
+				}
 			}
+		case <-idle.C:
 		case <-ctx.Done():
-			cancel()
-			return false
+			return
+		}
+		if !idle.Stop() {
+			select {
+			case <-idle.C:
+			default:
+			}
+		}
+		if id, n := w.ackedRun(); n > 0 {
+			if !sub.ack(ctx, log, id) {
+				return
+			}
+			w.drop(n)
 		}
 	}
 }

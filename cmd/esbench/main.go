@@ -131,12 +131,17 @@ func rows() []row {
 	const (
 		ceiling = "BenchmarkTransport/embedded/ceiling"
 		part    = "BenchmarkTransport/embedded/esmill-redispart"
+		window  = "BenchmarkTransport/embedded/esmill-redispart-window"
 		stream  = "BenchmarkTransport/embedded/esmill-redisstream"
 		wcqrs   = "BenchmarkTransport/embedded/watermill-cqrs"
 	)
 	rs = append(rs,
-		row{transport, "command router over redispart vs the transport ceiling (watermill-redisstream, handlers that return at once) (target ≥ 0.7)",
+		row{transport, "command router over redispart, MaxInFlight 16 with cqrs.OrderKey (a topic's entities side by side), vs the transport ceiling (watermill-redisstream, handlers that return at once) (target ≥ 0.7)",
+			window, ceiling, "cmds/s", false, ""},
+		row{transport, "command router over redispart, one message of a topic at a time, vs the transport ceiling",
 			part, ceiling, "cmds/s", false, ""},
+		row{transport, "command router over redispart: MaxInFlight 16 vs one message at a time",
+			window, part, "cmds/s", false, ""},
 		row{transport, "command router over watermill-redisstream vs the transport ceiling", stream, ceiling, "cmds/s", false, ""},
 		row{transport, "Watermill CQRS (CommandBus + CommandProcessor over watermill-redisstream, handler loads the stream and appends) vs the transport ceiling",
 			wcqrs, ceiling, "cmds/s", false, ""},
@@ -145,6 +150,7 @@ func rows() []row {
 		row{transport, "CPU per command of the benchmark process (router, executor, embedded server): router over redispart vs the transport ceiling",
 			part, ceiling, "cpu-µs/cmd", true, ""},
 		row{transport, "CPU per command of Redis: router over redispart vs the transport ceiling", part, ceiling, "redis-cpu-µs/cmd", true, ""},
+		row{transport, "CPU per command of Redis: router over redispart, MaxInFlight 16 vs one message at a time (acks recorded together)", window, part, "redis-cpu-µs/cmd", true, ""},
 		row{transport, "CPU per command of the benchmark process: router over redispart vs Watermill CQRS", part, wcqrs, "cpu-µs/cmd", true, ""})
 	const hot = "Hot entities (cmd/sierradb-embedded in directory mode, its own process)"
 	rs = append(rs,

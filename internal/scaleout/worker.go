@@ -121,7 +121,10 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 			Client: rdb, ConsumerGroup: cfg.Group, OldestId: "0", BlockTime: 50 * time.Millisecond,
 		}, wlog)
 	} else {
-		sub, err = redispart.NewSubscriber(redispart.SubscriberConfig{Client: rdb, Group: cfg.Group, BlockTime: 50 * time.Millisecond, Logger: cfg.Logger})
+		// A partition's entities side by side, each entity's commands in
+		// order (the chaos tests count what comes out of order).
+		sub, err = redispart.NewSubscriber(redispart.SubscriberConfig{Client: rdb, Group: cfg.Group, BlockTime: 50 * time.Millisecond, Logger: cfg.Logger,
+			MaxInFlight: 8, OrderKey: cqrs.OrderKey})
 	}
 	if err != nil {
 		return err
