@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -26,6 +27,10 @@ const maxGroupEvents = 1000
 // two in flight split the callers into one large and one tiny batch and
 // carried no more.
 const groupFlushers = 1
+
+// maxLinger bounds how long a flusher waits for the members of its last
+// joined append to queue again before it sends a smaller one.
+const maxLinger = 2 * time.Millisecond
 
 // WithGroupCommit lets concurrent commands on different entities of this
 // type that share a partition key (see [WithPartitionKey]) be appended
@@ -54,6 +59,9 @@ type groupReq struct {
 type group struct {
 	queue    []*groupReq
 	flushers int
+	arrived  chan struct{} // a request joined the queue (capacity 1: a hint)
+	last     int           // members of the last joined append
+	took     time.Duration // and how long it took
 }
 
 // groups joins the appends of group-committed types by partition key.
@@ -83,10 +91,14 @@ func (x *Executor) groupAppend(ctx context.Context, key uuid.UUID, events []sier
 	}
 	q := g.byKey[key]
 	if q == nil {
-		q = &group{}
+		q = &group{arrived: make(chan struct{}, 1)}
 		g.byKey[key] = q
 	}
 	q.queue = append(q.queue, r)
+	select {
+	case q.arrived <- struct{}{}:
+	default:
+	}
 	if q.flushers < groupFlushers {
 		q.flushers++
 		x.inflight.Add(1)
@@ -109,10 +121,24 @@ func (x *Executor) groupAppend(ctx context.Context, key uuid.UUID, events []sier
 // flushGroup sends the queue of key, one joined append at a time, until it
 // is empty. The appends do not take a caller's context: they serve several
 // callers, and the client bounds each request by its own timeouts.
+//
+// When an append ends, its callers are answered at once, but they come
+// back with their next commands one after the other; a flusher that sent
+// whatever had queued by then would send a few of them and keep the rest
+// waiting a whole append. So it lingers until as many requests have
+// queued as the last append carried, for at most a quarter of that
+// append's time and maxLinger: callers that do not come back cost the
+// next append that much.
 func (x *Executor) flushGroup(key uuid.UUID, q *group) {
 	defer x.inflight.Done()
 	g := &x.groups
 	ctx := context.Background()
+	var linger *time.Timer
+	defer func() {
+		if linger != nil {
+			linger.Stop()
+		}
+	}()
 	for {
 		g.mu.Lock()
 		if len(q.queue) == 0 {
@@ -122,6 +148,24 @@ func (x *Executor) flushGroup(key uuid.UUID, q *group) {
 			g.mu.Unlock()
 			return
 		}
+		if len(q.queue) < q.last && q.took > 0 {
+			wait := min(q.took/4, maxLinger)
+			if linger == nil {
+				linger = time.NewTimer(wait)
+			} else {
+				linger.Reset(wait)
+			}
+			for waiting := true; waiting && len(q.queue) < q.last; {
+				g.mu.Unlock()
+				select {
+				case <-q.arrived:
+				case <-linger.C:
+					waiting = false
+				}
+				g.mu.Lock()
+			}
+			linger.Stop()
+		}
 		n, events := 0, 0
 		for n < len(q.queue) && (n == 0 || events+len(q.queue[n].events) <= maxGroupEvents) {
 			events += len(q.queue[n].events)
@@ -130,7 +174,11 @@ func (x *Executor) flushGroup(key uuid.UUID, q *group) {
 		batch := q.queue[:n:n]
 		q.queue = q.queue[n:]
 		g.mu.Unlock()
+		began := time.Now()
 		x.appendGroup(ctx, key, batch, events)
+		g.mu.Lock()
+		q.last, q.took = n, time.Since(began)
+		g.mu.Unlock()
 	}
 }
 

@@ -319,11 +319,15 @@ func (g *gate) run(h *hold, gt *gateTopic) {
 // each ack, side by side for one that does not (redispart with
 // MaxInFlight above 1, which orders them by entity). It reports whether
 // it delivered anything.
-func (g *gate) pump(h *hold, gt *gateTopic, in <-chan *message.Message) bool {
+func (g *gate) pump(h *hold, gt *gateTopic, in <-chan *message.Message) (acked bool) {
 	defer g.drain(in)
 	var delivered atomic.Bool
 	var inFlight sync.WaitGroup
-	defer inFlight.Wait()
+	defer func() {
+		// Every verdict counts, those that come while pump returns too.
+		inFlight.Wait()
+		acked = delivered.Load()
+	}()
 	for {
 		var m *message.Message
 		var ok bool
