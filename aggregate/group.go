@@ -36,7 +36,9 @@ const maxLinger = 2 * time.Millisecond
 // type that share a partition key (see [WithPartitionKey]) be appended
 // together, in one EMAPPEND per partition key at a time: while one append
 // of a key is in flight, the appends that arrive for that key wait and go
-// out together when it ends. It pays off when many entities share a key
+// out together when it ends (after waiting up to 2 ms, and at most a
+// quarter of the last append's time, for as many as the last append
+// carried). It pays off when many entities share a key
 // and the store's cost is per request (the real SierraDB takes tens of
 // milliseconds per append, whatever its size); it binds those streams to
 // one partition, as transactions already do, and gains nothing for types
