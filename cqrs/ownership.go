@@ -334,12 +334,12 @@ func (g *gate) pump(h *hold, gt *gateTopic, in <-chan *message.Message) (acked b
 		select {
 		case m, ok = <-in:
 			if !ok {
-				return delivered.Load()
+				return
 			}
 		case <-h.ctx.Done():
-			return delivered.Load()
+			return
 		case <-gt.done:
-			return delivered.Load()
+			return
 		}
 		if !h.valid() {
 			// The lease's local deadline passed before the member renewed
@@ -348,7 +348,7 @@ func (g *gate) pump(h *hold, gt *gateTopic, in <-chan *message.Message) (acked b
 			// revokes it. The nacked message comes again, first.
 			m.Nack()
 			if !g.awaitValid(h, gt) {
-				return delivered.Load()
+				return
 			}
 			continue
 		}

@@ -49,7 +49,7 @@ type SubscriberConfig struct {
 	// side by side (the Watermill router runs each message it receives
 	// in its own goroutine). The position moves only over a run of acked
 	// entries with nothing unacked before them, and is recorded once for
-	// every acks that arrived together; an entry acked after an earlier
+	// all the acks that arrived together; an entry acked after an earlier
 	// one that was not is delivered again after a takeover or a crash.
 	MaxInFlight int
 	// OrderKey names the key a message is ordered by when MaxInFlight is
@@ -336,12 +336,7 @@ func (sub *subscription) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		if !idle.Stop() {
-			select {
-			case <-idle.C:
-			default:
-			}
-		}
+		idle.Stop() // since Go 1.23 a stopped timer delivers nothing stale
 		if id, n := w.ackedRun(); n > 0 {
 			if !sub.ack(ctx, log, id) {
 				return
