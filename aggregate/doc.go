@@ -26,7 +26,9 @@
 //
 // The executor makes a span per command ("execute <Command>";
 // Config.TracerProvider) and stores the span's context in each event's
-// metadata, so that consumers continue the trace. The span has children
+// metadata, so that consumers continue the trace. A command run by the
+// cqrs command router has the router's consumer span as its span: the
+// executor adds its attributes to that span instead of starting one. The span has children
 // only when they tell more than it does: a load from the store, a decision
 // that reads the stream, a failed append, and every step of a command run
 // again after a conflict (TestExecutorSpans). The span's attributes

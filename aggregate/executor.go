@@ -303,12 +303,19 @@ func (x *Executor) execute(ctx context.Context, k kind, streamID string, key uui
 	if cmd != nil {
 		name = cmd.CommandName()
 	}
-	// The span's attributes are all set when it ends, in one call: a
-	// sampler sees its name, which names the command.
-	ctx, span := x.tel.tracer.Start(ctx, x.tel.spanName(name))
+	// A command router's consumer span is the command's span; otherwise
+	// the command gets one of its own. Its attributes are all set when it
+	// ends, in one call: a sampler sees its name, which names the command.
+	var span trace.Span
+	routed, ok := telemetry.CommandSpan(ctx)
+	if ok {
+		span = routed.Span
+	} else {
+		ctx, span = x.tel.tracer.Start(ctx, x.tel.spanName(name))
+	}
 	conflicts := 0
 	res, err := x.run(ctx, k, streamID, key, cmd, opts, &conflicts)
-	x.tel.record(ctx, span, k.Category(), name, streamID, res, err, conflicts, time.Since(began))
+	x.tel.record(ctx, span, routed, k.Category(), name, streamID, res, err, conflicts, time.Since(began))
 	return res, err
 }
 

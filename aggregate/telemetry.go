@@ -109,26 +109,37 @@ func outcome(res Result, err error, conflicts int) string {
 	return telemetry.OutcomeExecuted
 }
 
-// record counts a command's outcome and ends its span.
-func (in *instruments) record(ctx context.Context, span trace.Span, category, command, streamID string, res Result, err error, conflicts int, took time.Duration) {
+// record counts a command's outcome and tells its span. routed is nil
+// when the span is the executor's own: record sets its attributes and
+// ends it. Otherwise the span is a command router's, which already has
+// the category and command: record adds the rest to routed, and the
+// router ends the span.
+func (in *instruments) record(ctx context.Context, span trace.Span, routed *telemetry.Told, category, command, streamID string, res Result, err error, conflicts int, took time.Duration) {
 	out := outcome(res, err, conflicts)
 	set := in.byCommand.Get(commandKey{category, command, out})
 	in.commands.Add(ctx, 1, set.Add...)
 	in.duration.Record(ctx, took.Seconds(), set.Record...)
 	if span.IsRecording() {
-		// One call with every attribute: the span's attribute slice
-		// grows once.
-		span.SetAttributes(telemetry.Category.String(category), telemetry.Command.String(command), telemetry.StreamID.String(streamID),
-			telemetry.Outcome.String(out), telemetry.Attempts.Int(conflicts+1), telemetry.Version.Int64(res.Version),
-			telemetry.Events.Int(len(res.Events)))
+		t := routed
+		if t == nil {
+			t = telemetry.NewTold(span)
+			t.Attrs = append(t.Attrs, telemetry.Category.String(category), telemetry.Command.String(command))
+		}
+		t.Attrs = append(t.Attrs, telemetry.StreamID.String(streamID), telemetry.Outcome.String(out),
+			telemetry.Attempts.Int(conflicts+1), telemetry.Version.Int64(res.Version), telemetry.Events.Int(len(res.Events)))
 		if err != nil {
 			span.RecordError(err)
 			if out == telemetry.OutcomeFailed {
 				span.SetStatus(codes.Error, err.Error())
 			}
 		}
+		if routed == nil {
+			t.Flush()
+		}
 	}
-	span.End()
+	if routed == nil {
+		span.End()
+	}
 }
 
 // child starts a child span when the command's span records; otherwise it

@@ -248,7 +248,7 @@ func (b *CommandBus) Send(ctx context.Context, t aggregate.AnyType, id string, c
 	topic := b.topicFor(t, id)
 	ctx, span := b.startSendSpan(ctx, topic, msg)
 	err = b.publish(ctx, topic, msg)
-	endSpan(span, err)
+	endSpan(span, nil, err, nil)
 	return err
 }
 
@@ -350,7 +350,7 @@ func (b *CommandBus) Execute(ctx context.Context, t aggregate.AnyType, id string
 	}
 	msg.Metadata.Set(esmill.MetaReplyTopic, b.cfg.ReplyTopic)
 	ctx, span := b.startSendSpan(ctx, topic, msg)
-	defer func() { endSpan(span, err) }()
+	defer func() { endSpan(span, nil, err, nil) }()
 	ch := make(chan Reply, 1)
 	b.mu.Lock()
 	if b.closed {

@@ -130,8 +130,9 @@ type CommandRouter struct {
 	mu   sync.Mutex
 	gate *gate
 
-	tracer trace.Tracer
-	gauge  metric.Registration
+	tracer    trace.Tracer
+	spanNames sync.Map // topic -> "process <topic>"
+	gauge     metric.Registration
 }
 
 // NewCommandRouter returns a router for the configured entity types.
@@ -296,13 +297,14 @@ func (r *CommandRouter) Handle(msg *message.Message) error {
 // handle runs a message that came from partition p's topic (-1, "":
 // unknown); spanAttrs are spanAttrs(p, topic).
 func (r *CommandRouter) handle(msg *message.Message, p int, topic string, spanAttrs []attribute.KeyValue) (err error) {
-	ctx, span := r.startSpan(msg, topic, spanAttrs)
+	ctx, span, told := r.startSpan(msg, topic, spanAttrs)
+	var recorded error // the executor's error, which it recorded on span
 	defer func() {
 		if v := recover(); v != nil {
 			pe := &aggregate.PanicError{Where: "the command router's handling of message " + msg.UUID, Value: v, Stack: debug.Stack()}
 			err = r.poison(ctx, msg, aggregate.Result{Version: -1}, pe)
 		}
-		endSpan(span, err)
+		endSpan(span, told, err, recorded)
 	}()
 	d, err := decodeCommand(msg, r.types)
 	if err == nil {
@@ -325,6 +327,7 @@ func (r *CommandRouter) handle(msg *message.Message, p int, topic string, spanAt
 		opts = append(opts, aggregate.UnderFence(h.fence()))
 	}
 	res, err := r.cfg.Executor.ExecuteAny(ctx, d.typ, d.id, d.cmd, opts...)
+	recorded = err
 	if err == nil {
 		return r.reply(ctx, msg, replyFromResult(res))
 	}

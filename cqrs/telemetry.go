@@ -2,6 +2,7 @@ package cqrs
 
 import (
 	"context"
+	"errors"
 	"strconv"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -36,32 +37,51 @@ func (r *CommandRouter) spanAttrs(p int, topic string) []attribute.KeyValue {
 
 // startSpan starts the consumer span of a command message, continuing the
 // sender's trace, and sets it on the message's context. static is
-// spanAttrs(p, topic).
-func (r *CommandRouter) startSpan(msg *message.Message, topic string, static []attribute.KeyValue) (context.Context, trace.Span) {
+// spanAttrs(p, topic). When the span records, it is the command's span
+// (telemetry.WithCommandSpan): the executor adds its outcome to the
+// returned Told, and endSpan sets every attribute in one call. A sampler
+// sees the span's name and kind.
+func (r *CommandRouter) startSpan(msg *message.Message, topic string, static []attribute.KeyValue) (context.Context, trace.Span, *telemetry.Told) {
 	ctx := telemetry.ExtractMessage(msg.Context(), msg.Metadata)
 	name := "process"
 	if topic != "" {
-		name += " " + topic
+		name = r.spanName(topic)
 	}
-	// One slice of the right size: the span's options copy it.
-	attrs := make([]attribute.KeyValue, len(static), len(static)+4)
-	copy(attrs, static)
-	attrs = append(attrs,
-		telemetry.MessagingMessageID.String(msg.UUID),
-		telemetry.Command.String(msg.Metadata.Get(esmill.MetaCommand)),
-		telemetry.Category.String(msg.Metadata.Get(esmill.MetaCategory)),
-	)
-	if c := msg.Metadata.Get(esmill.MetaCorrelationID); c != "" {
-		attrs = append(attrs, telemetry.MessagingConversationID.String(c))
+	ctx, span := r.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindConsumer))
+	var told *telemetry.Told
+	if span.IsRecording() {
+		told = telemetry.NewTold(span)
+		told.Attrs = append(append(told.Attrs, static...),
+			telemetry.MessagingMessageID.String(msg.UUID),
+			telemetry.Command.String(msg.Metadata.Get(esmill.MetaCommand)),
+			telemetry.Category.String(msg.Metadata.Get(esmill.MetaCategory)),
+		)
+		if c := msg.Metadata.Get(esmill.MetaCorrelationID); c != "" {
+			told.Attrs = append(told.Attrs, telemetry.MessagingConversationID.String(c))
+		}
+		ctx = telemetry.WithCommandSpan(ctx, told)
 	}
-	ctx, span := r.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
 	msg.SetContext(ctx)
-	return ctx, span
+	return ctx, span, told
 }
 
-// endSpan ends a span with the error that ends its operation.
-func endSpan(span trace.Span, err error) {
-	if err != nil && span.IsRecording() {
+// spanName returns "process <topic>", made once per topic.
+func (r *CommandRouter) spanName(topic string) string {
+	if v, ok := r.spanNames.Load(topic); ok {
+		return v.(string)
+	}
+	v, _ := r.spanNames.LoadOrStore(topic, "process "+topic)
+	return v.(string)
+}
+
+// endSpan ends a span with the error that ends its operation, unless
+// that error is (or wraps) recorded, which the span has already; told,
+// when not nil, has the span's attributes.
+func endSpan(span trace.Span, told *telemetry.Told, err, recorded error) {
+	if told != nil {
+		told.Flush()
+	}
+	if err != nil && span.IsRecording() && (recorded == nil || !errors.Is(err, recorded)) {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 	}
@@ -69,18 +89,24 @@ func endSpan(span trace.Span, err error) {
 }
 
 // startSendSpan starts the producer span of a command message and writes
-// its trace context into the message.
+// its trace context into the message. A sampler sees the span's name and
+// kind; its attributes are set in one call.
 func (b *CommandBus) startSendSpan(ctx context.Context, topic string, msg *message.Message) (context.Context, trace.Span) {
-	ctx, span := b.tracer.Start(ctx, "send "+topic, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
-		telemetry.MessagingSystem.String(telemetry.SystemWatermill),
-		telemetry.MessagingOperationType.String("send"),
-		telemetry.MessagingOperationName.String("send"),
-		telemetry.MessagingDestination.String(topic),
-		telemetry.MessagingMessageID.String(msg.UUID),
-		telemetry.MessagingConversationID.String(msg.Metadata.Get(esmill.MetaCorrelationID)),
-		telemetry.Command.String(msg.Metadata.Get(esmill.MetaCommand)),
-		telemetry.Category.String(msg.Metadata.Get(esmill.MetaCategory)),
-	))
+	ctx, span := b.tracer.Start(ctx, "send "+topic, trace.WithSpanKind(trace.SpanKindProducer))
+	if span.IsRecording() {
+		told := telemetry.NewTold(span)
+		told.Attrs = append(told.Attrs,
+			telemetry.MessagingSystem.String(telemetry.SystemWatermill),
+			telemetry.MessagingOperationType.String("send"),
+			telemetry.MessagingOperationName.String("send"),
+			telemetry.MessagingDestination.String(topic),
+			telemetry.MessagingMessageID.String(msg.UUID),
+			telemetry.MessagingConversationID.String(msg.Metadata.Get(esmill.MetaCorrelationID)),
+			telemetry.Command.String(msg.Metadata.Get(esmill.MetaCommand)),
+			telemetry.Category.String(msg.Metadata.Get(esmill.MetaCategory)),
+		)
+		told.Flush()
+	}
 	telemetry.InjectMessage(ctx, msg.Metadata)
 	return ctx, span
 }

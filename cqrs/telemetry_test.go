@@ -10,8 +10,11 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	"go.opentelemetry.io/otel/codes"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/esmill/esmill"
 	"github.com/esmill/esmill/aggregate"
@@ -120,5 +123,120 @@ func TestParkedCommandIsAnswered(t *testing.T) {
 	}
 	if total != 1 {
 		t.Fatalf("esmill.messages.poisoned = %d, want 1", total)
+	}
+}
+
+// The router's consumer span is the command's span: the executor tells
+// its outcome there instead of in a span of its own (an executed, a
+// rejected and a failed command), the failure is recorded once, and the
+// executor called directly still makes its own span.
+func TestRouterSpanIsTheCommandSpan(t *testing.T) {
+	ctx := context.Background()
+	spans := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	defer tp.Shutdown(ctx)
+	client, err := sierradb.New(sierradb.Config{Addr: embedded.RunT(t).Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	exec, err := aggregate.NewExecutor(client, aggregate.Config{TracerProvider: tp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exec.Close()
+	cr, err := cqrs.NewCommandRouter(cqrs.RouterConfig{Executor: exec, Types: []aggregate.AnyType{Accounts, flakyType}, TracerProvider: tp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(typ aggregate.AnyType, cmd aggregate.Command) (error, tracetest.SpanStub) {
+		t.Helper()
+		spans.Reset()
+		msg, err := cqrs.NewCommandMessage(typ, "ann", cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = cr.Handle(msg)
+		got := spans.GetSpans()
+		var process []tracetest.SpanStub
+		for _, s := range got {
+			if strings.HasPrefix(s.Name, "execute") {
+				t.Errorf("%s: the executor made a span of its own under the router's: %s", cmd.CommandName(), s.Name)
+			}
+			if s.Name == "process" {
+				process = append(process, s)
+			}
+		}
+		if len(process) != 1 {
+			t.Fatalf("%s: %d process spans, want 1: %v", cmd.CommandName(), len(process), got)
+		}
+		return err, process[0]
+	}
+	attr := func(s tracetest.SpanStub, key string) string {
+		for _, kv := range s.Attributes {
+			if string(kv.Key) == key {
+				return kv.Value.Emit()
+			}
+		}
+		return ""
+	}
+	check := func(s tracetest.SpanStub, want map[string]string, exceptions int, status codes.Code) {
+		t.Helper()
+		for k, v := range want {
+			if got := attr(s, k); got != v {
+				t.Errorf("%s = %q, want %q", k, got, v)
+			}
+		}
+		n := 0
+		for _, e := range s.Events {
+			if e.Name == "exception" {
+				n++
+			}
+		}
+		if n != exceptions || s.Status.Code != status {
+			t.Errorf("%d exception events and status %v, want %d and %v", n, s.Status.Code, exceptions, status)
+		}
+		seen := map[string]bool{}
+		for _, kv := range s.Attributes {
+			if seen[string(kv.Key)] {
+				t.Errorf("attribute %s twice", kv.Key)
+			}
+			seen[string(kv.Key)] = true
+		}
+	}
+
+	err, s := run(Accounts, Deposit{Amount: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(s, map[string]string{"messaging.operation.type": "process", "esmill.command": "Deposit", "esmill.category": "account",
+		"esmill.outcome": "executed", "esmill.stream_id": "account-ann", "esmill.version": "0", "esmill.events": "1", "esmill.attempts": "1"}, 0, codes.Unset)
+
+	err, s = run(Accounts, Withdraw{Amount: 50})
+	if err != nil {
+		t.Fatalf("a rejection is answered, not returned: %v", err)
+	}
+	check(s, map[string]string{"esmill.command": "Withdraw", "esmill.outcome": "rejected", "esmill.version": "0"}, 1, codes.Unset)
+
+	err, s = run(flakyType, Flaky{})
+	if !errors.Is(err, errBusy) {
+		t.Fatalf("a transient failure is returned for redelivery: %v", err)
+	}
+	check(s, map[string]string{"esmill.command": "Flaky", "esmill.category": "flaky", "esmill.outcome": "failed"}, 1, codes.Error)
+
+	spans.Reset()
+	if _, err := aggregate.Bind(exec, Accounts).Execute(ctx, "bob", Deposit{Amount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range spans.GetSpans() {
+		names = append(names, s.Name)
+		if s.Name == "execute Deposit" && attr(s, "esmill.outcome") != "executed" {
+			t.Errorf("execute Deposit: outcome %q", attr(s, "esmill.outcome"))
+		}
+	}
+	// The entity is new: its load is the one child.
+	if strings.Join(names, ",") != "load,execute Deposit" {
+		t.Errorf("the executor called directly made spans %v, want load and execute Deposit", names)
 	}
 }

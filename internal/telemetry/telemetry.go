@@ -178,3 +178,54 @@ func (s *Sets[K]) Get(k K) *Opts {
 	v, _ := s.m.LoadOrStore(k, &Opts{Add: []metric.AddOption{o}, Record: []metric.RecordOption{o}})
 	return v.(*Opts)
 }
+
+// Told is a span and the attributes told about it so far, set on it in
+// one call by Flush: the span copies them once, into a slice of the right
+// size, and Told goes back to a pool. (Attributes given when a span starts
+// are copied twice, and a span's slice grows by doubling when more come.)
+type Told struct {
+	Span  trace.Span
+	Attrs []attribute.KeyValue
+}
+
+var toldPool = sync.Pool{New: func() any { return &Told{Attrs: make([]attribute.KeyValue, 0, 16)} }}
+
+// NewTold returns an empty Told for span, from the pool.
+func NewTold(span trace.Span) *Told {
+	t := toldPool.Get().(*Told)
+	t.Span = span
+	return t
+}
+
+// Flush sets the attributes told on the span and returns t to the pool;
+// t is not used after.
+func (t *Told) Flush() {
+	if len(t.Attrs) > 0 {
+		t.Span.SetAttributes(t.Attrs...)
+	}
+	clear(t.Attrs)
+	t.Attrs, t.Span = t.Attrs[:0], nil
+	toldPool.Put(t)
+}
+
+// commandSpanKey is the context key of WithCommandSpan.
+type commandSpanKey struct{}
+
+// WithCommandSpan returns ctx marking t.Span, ctx's own span, as the span
+// of the command a message carries: the command router's consumer span.
+// The executor tells its outcome in t instead of starting a span of its
+// own under it (CommandSpan). t.Span records; t.Attrs has the command's
+// esmill.category and esmill.command.
+func WithCommandSpan(ctx context.Context, t *Told) context.Context {
+	return context.WithValue(ctx, commandSpanKey{}, t)
+}
+
+// CommandSpan returns what WithCommandSpan marked, when its span is still
+// ctx's span (no span was started under it since).
+func CommandSpan(ctx context.Context) (*Told, bool) {
+	t, ok := ctx.Value(commandSpanKey{}).(*Told)
+	if !ok || t.Span != trace.SpanFromContext(ctx) {
+		return nil, false
+	}
+	return t, true
+}
