@@ -155,7 +155,7 @@ func rows() []row {
 	const hot = "Hot entities (cmd/sierradb-embedded in directory mode, its own process)"
 	rs = append(rs,
 		row{hot, "1,000 entities × 40 commands, 64 callers: executor vs raw EMAPPEND of the same requests (target ≥ 0.95)",
-			"BenchmarkHotEntities/executor", "BenchmarkHotEntities/raw-emappend", "cmds/s", false, ""},
+			"BenchmarkHotEntities/interleaved", "BenchmarkHotEntities/interleaved", "executor-cmds/s", false, "raw-cmds/s"},
 		row{hot, "heap per busy entity (300 commands) vs per quiet entity (1 command); target busy ≤ 4,096 B",
 			"BenchmarkEntityMemory/busy", "BenchmarkEntityMemory/quiet", "B/entity", true, ""},
 		row{"Group commit (real SierraDB)", "64 entities sharing a partition key, 64 callers: WithGroupCommit vs one append per command (target ≥ 3)",
