@@ -110,10 +110,12 @@ func outcome(res Result, err error, conflicts int) string {
 }
 
 // record counts a command's outcome and tells its span. routed is nil
-// when the span is the executor's own: record sets its attributes and
-// ends it. Otherwise the span is a command router's, which already has
-// the category and command: record adds the rest to routed, and the
-// router ends the span.
+// when the span is the executor's own: record sets its attributes, all
+// seven, and ends it. Otherwise the span is a command router's, which has
+// the command's name: record adds the stream id, the outcome and the
+// version, and the attempts and the events only when they are not 1 (so
+// that the span keeps at most 8 attributes in the common case, which the
+// SDK stores without a map of their keys), and the router ends the span.
 func (in *instruments) record(ctx context.Context, span trace.Span, routed *telemetry.Told, category, command, streamID string, res Result, err error, conflicts int, took time.Duration) {
 	out := outcome(res, err, conflicts)
 	set := in.byCommand.Get(commandKey{category, command, out})
@@ -125,8 +127,13 @@ func (in *instruments) record(ctx context.Context, span trace.Span, routed *tele
 			t = telemetry.NewTold(span)
 			t.Attrs = append(t.Attrs, telemetry.Category.String(category), telemetry.Command.String(command))
 		}
-		t.Attrs = append(t.Attrs, telemetry.StreamID.String(streamID), telemetry.Outcome.String(out),
-			telemetry.Attempts.Int(conflicts+1), telemetry.Version.Int64(res.Version), telemetry.Events.Int(len(res.Events)))
+		t.Attrs = append(t.Attrs, telemetry.StreamID.String(streamID), telemetry.Outcome.String(out), telemetry.Version.Int64(res.Version))
+		if routed == nil || conflicts > 0 {
+			t.Attrs = append(t.Attrs, telemetry.Attempts.Int(conflicts+1))
+		}
+		if routed == nil || len(res.Events) != 1 {
+			t.Attrs = append(t.Attrs, telemetry.Events.Int(len(res.Events)))
+		}
 		if err != nil {
 			span.RecordError(err)
 			if out == telemetry.OutcomeFailed {

@@ -16,20 +16,23 @@ import (
 
 // spanAttrs are the attributes of the consumer spans of partition p's
 // topic (-1, "": unknown) that do not depend on the message; AddHandlers
-// builds them once per handler.
+// builds them once per handler. They are few on purpose: with the
+// message's and the executor's, a span in the common case has at most 8
+// attributes, which the SDK stores without a map of their keys (README,
+// "Traces"). The partition is in the topic's name; it is an attribute of
+// its own, with the consumer group, when partitions have owners.
 func (r *CommandRouter) spanAttrs(p int, topic string) []attribute.KeyValue {
 	attrs := []attribute.KeyValue{
 		telemetry.MessagingSystem.String(telemetry.SystemWatermill),
 		telemetry.MessagingOperationType.String("process"),
-		telemetry.MessagingOperationName.String("process"),
 	}
 	if topic != "" {
 		attrs = append(attrs, telemetry.MessagingDestination.String(topic))
 	}
-	if p >= 0 {
-		attrs = append(attrs, telemetry.MessagingDestinationPart.String(strconv.Itoa(p)), telemetry.Partition.Int(p))
-	}
 	if r.cfg.Ownership != nil {
+		if p >= 0 {
+			attrs = append(attrs, telemetry.MessagingDestinationPart.String(strconv.Itoa(p)))
+		}
 		attrs = append(attrs, telemetry.MessagingConsumerGroup.String(r.cfg.Ownership.Group))
 	}
 	return attrs
@@ -40,7 +43,8 @@ func (r *CommandRouter) spanAttrs(p int, topic string) []attribute.KeyValue {
 // spanAttrs(p, topic). When the span records, it is the command's span
 // (telemetry.WithCommandSpan): the executor adds its outcome to the
 // returned Told, and endSpan sets every attribute in one call. A sampler
-// sees the span's name and kind.
+// sees the span's name and kind. The category and the correlation id are
+// the sender's span's (and the category is the stream id's prefix).
 func (r *CommandRouter) startSpan(msg *message.Message, topic string, static []attribute.KeyValue) (context.Context, trace.Span, *telemetry.Told) {
 	ctx := telemetry.ExtractMessage(msg.Context(), msg.Metadata)
 	name := "process"
@@ -54,11 +58,7 @@ func (r *CommandRouter) startSpan(msg *message.Message, topic string, static []a
 		told.Attrs = append(append(told.Attrs, static...),
 			telemetry.MessagingMessageID.String(msg.UUID),
 			telemetry.Command.String(msg.Metadata.Get(esmill.MetaCommand)),
-			telemetry.Category.String(msg.Metadata.Get(esmill.MetaCategory)),
 		)
-		if c := msg.Metadata.Get(esmill.MetaCorrelationID); c != "" {
-			told.Attrs = append(told.Attrs, telemetry.MessagingConversationID.String(c))
-		}
 		ctx = telemetry.WithCommandSpan(ctx, told)
 	}
 	msg.SetContext(ctx)

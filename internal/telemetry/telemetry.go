@@ -215,7 +215,7 @@ type commandSpanKey struct{}
 // of the command a message carries: the command router's consumer span.
 // The executor tells its outcome in t instead of starting a span of its
 // own under it (CommandSpan). t.Span records; t.Attrs has the command's
-// esmill.category and esmill.command.
+// esmill.command.
 func WithCommandSpan(ctx context.Context, t *Told) context.Context {
 	return context.WithValue(ctx, commandSpanKey{}, t)
 }
