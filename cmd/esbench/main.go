@@ -80,7 +80,7 @@ var runs = []run{
 	{pkg: "./aggregate", bench: `^BenchmarkHotEntities$`, benchtime: "1x", quick: "1x"},
 	{pkg: "./aggregate", bench: `^BenchmarkGroupCommit$`, benchtime: "1x", quick: "1x"},
 	{pkg: "./aggregate", bench: `^BenchmarkEntityMemory$`, benchtime: "1x", quick: "1x", quickEnv: []string{"ESMILL_QUICK=1"}},
-	{pkg: "./cqrs", bench: `^BenchmarkObservability$`, benchtime: "20000x", quick: "4000x"},
+	{pkg: "./cqrs", bench: `^BenchmarkObservability$`, benchtime: "60000x", quick: "4000x"},
 	{pkg: "./aggregate", bench: `^BenchmarkRehydrate$`, benchtime: "5x", quick: "2x"},
 	{pkg: "./aggregate", bench: `^BenchmarkFreshness$`, benchtime: "5000x", quick: "500x"},
 	{pkg: "./internal/scaleout", bench: `^BenchmarkRouterProcesses$`, benchtime: "4000x", quick: "600x"},
