@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"go.opentelemetry.io/otel"
@@ -211,21 +212,34 @@ func (t *Told) Flush() {
 // commandSpanKey is the context key of WithCommandSpan.
 type commandSpanKey struct{}
 
+// commandSpan is what WithCommandSpan puts in a context. span is never
+// written after, so that a context kept past the command (a message's,
+// handled again) is told apart without touching told, which goes back to
+// its pool when the span ends.
+type commandSpan struct {
+	span  trace.Span
+	told  *Told
+	taken atomic.Bool
+}
+
 // WithCommandSpan returns ctx marking t.Span, ctx's own span, as the span
 // of the command a message carries: the command router's consumer span.
 // The executor tells its outcome in t instead of starting a span of its
 // own under it (CommandSpan). t.Span records; t.Attrs has the command's
 // esmill.command.
 func WithCommandSpan(ctx context.Context, t *Told) context.Context {
-	return context.WithValue(ctx, commandSpanKey{}, t)
+	return context.WithValue(ctx, commandSpanKey{}, &commandSpan{span: t.Span, told: t})
 }
 
-// CommandSpan returns what WithCommandSpan marked, when its span is still
-// ctx's span (no span was started under it since).
+// CommandSpan returns what WithCommandSpan marked, to the first caller
+// only, while its span records and is ctx's span (no span was started
+// under it since). Any other command run with ctx (one that a command's
+// handler runs itself, or one run with a message's context after its
+// span ended) gets a span of its own.
 func CommandSpan(ctx context.Context) (*Told, bool) {
-	t, ok := ctx.Value(commandSpanKey{}).(*Told)
-	if !ok || t.Span != trace.SpanFromContext(ctx) {
+	cs, ok := ctx.Value(commandSpanKey{}).(*commandSpan)
+	if !ok || cs.span != trace.SpanFromContext(ctx) || !cs.span.IsRecording() || !cs.taken.CompareAndSwap(false, true) {
 		return nil, false
 	}
-	return t, true
+	return cs.told, true
 }
