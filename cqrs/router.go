@@ -11,7 +11,6 @@ import (
 	"sync"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
@@ -130,9 +129,8 @@ type CommandRouter struct {
 	mu   sync.Mutex
 	gate *gate
 
-	tracer    trace.Tracer
-	spanNames sync.Map // topic -> "process <topic>"
-	gauge     metric.Registration
+	tracer trace.Tracer
+	gauge  metric.Registration
 }
 
 // NewCommandRouter returns a router for the configured entity types.
@@ -227,9 +225,9 @@ func (r *CommandRouter) AddHandlers(router *message.Router, sub message.Subscrib
 	for _, t := range r.cfg.Types {
 		for p := range r.cfg.Partitions {
 			topic := r.topic(t.Category(), p)
-			attrs := r.spanAttrs(p, topic)
+			static := r.spanAttrs(p, topic)
 			hs = append(hs, router.AddConsumerHandler(topic, topic, sub, func(msg *message.Message) error {
-				return r.handle(msg, p, topic, attrs)
+				return r.handle(msg, p, static)
 			}))
 		}
 	}
@@ -291,13 +289,13 @@ func (r *CommandRouter) Leases() []lease.Lease {
 // is set, for a poison-queue middleware. A transient failure is returned,
 // so that Watermill delivers the message again.
 func (r *CommandRouter) Handle(msg *message.Message) error {
-	return r.handle(msg, -1, "", r.spanAttrs(-1, ""))
+	return r.handle(msg, -1, r.spanAttrs(-1, ""))
 }
 
-// handle runs a message that came from partition p's topic (-1, "":
-// unknown); spanAttrs are spanAttrs(p, topic).
-func (r *CommandRouter) handle(msg *message.Message, p int, topic string, spanAttrs []attribute.KeyValue) (err error) {
-	ctx, span, told := r.startSpan(msg, topic, spanAttrs)
+// handle runs a message that came from partition p's topic (-1:
+// unknown); static is spanAttrs(p, topic).
+func (r *CommandRouter) handle(msg *message.Message, p int, static spanStatic) (err error) {
+	ctx, span, told := r.startSpan(msg, static)
 	var recorded error // the executor's error, which it recorded on span
 	defer func() {
 		if v := recover(); v != nil {

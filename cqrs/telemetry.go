@@ -14,14 +14,18 @@ import (
 	"github.com/esmill/esmill/internal/telemetry"
 )
 
-// spanAttrs are the attributes of the consumer spans of partition p's
-// topic (-1, "": unknown) that do not depend on the message; AddHandlers
-// builds them once per handler. They are few on purpose: with the
+// spanAttrs returns the name of the consumer spans of partition p's topic
+// (-1, "": unknown) and their attributes that do not depend on the
+// message; AddHandlers builds them once per handler. They are few on purpose: with the
 // message's and the executor's, a span in the common case has at most 8
 // attributes, which the SDK stores without a map of their keys (README,
 // "Traces"). The partition is in the topic's name; it is an attribute of
 // its own, with the consumer group, when partitions have owners.
-func (r *CommandRouter) spanAttrs(p int, topic string) []attribute.KeyValue {
+func (r *CommandRouter) spanAttrs(p int, topic string) spanStatic {
+	st := spanStatic{name: "process"}
+	if topic != "" {
+		st.name += " " + topic
+	}
 	attrs := []attribute.KeyValue{
 		telemetry.MessagingSystem.String(telemetry.SystemWatermill),
 		telemetry.MessagingOperationType.String("process"),
@@ -35,7 +39,15 @@ func (r *CommandRouter) spanAttrs(p int, topic string) []attribute.KeyValue {
 		}
 		attrs = append(attrs, telemetry.MessagingConsumerGroup.String(r.cfg.Ownership.Group))
 	}
-	return attrs
+	st.attrs = attrs
+	return st
+}
+
+// spanStatic is what the consumer spans of one topic share: their name,
+// "process <topic>", and the attributes that do not depend on the message.
+type spanStatic struct {
+	name  string
+	attrs []attribute.KeyValue
 }
 
 // startSpan starts the consumer span of a command message, continuing the
@@ -45,17 +57,13 @@ func (r *CommandRouter) spanAttrs(p int, topic string) []attribute.KeyValue {
 // returned Told, and endSpan sets every attribute in one call. A sampler
 // sees the span's name and kind. The category and the correlation id are
 // the sender's span's (and the category is the stream id's prefix).
-func (r *CommandRouter) startSpan(msg *message.Message, topic string, static []attribute.KeyValue) (context.Context, trace.Span, *telemetry.Told) {
+func (r *CommandRouter) startSpan(msg *message.Message, static spanStatic) (context.Context, trace.Span, *telemetry.Told) {
 	ctx := telemetry.ExtractMessage(msg.Context(), msg.Metadata)
-	name := "process"
-	if topic != "" {
-		name = r.spanName(topic)
-	}
-	ctx, span := r.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindConsumer))
+	ctx, span := r.tracer.Start(ctx, static.name, trace.WithSpanKind(trace.SpanKindConsumer))
 	var told *telemetry.Told
 	if span.IsRecording() {
 		told = telemetry.NewTold(span)
-		told.Attrs = append(append(told.Attrs, static...),
+		told.Attrs = append(append(told.Attrs, static.attrs...),
 			telemetry.MessagingMessageID.String(msg.UUID),
 			telemetry.Command.String(msg.Metadata.Get(esmill.MetaCommand)),
 		)
@@ -63,15 +71,6 @@ func (r *CommandRouter) startSpan(msg *message.Message, topic string, static []a
 	}
 	msg.SetContext(ctx)
 	return ctx, span, told
-}
-
-// spanName returns "process <topic>", made once per topic.
-func (r *CommandRouter) spanName(topic string) string {
-	if v, ok := r.spanNames.Load(topic); ok {
-		return v.(string)
-	}
-	v, _ := r.spanNames.LoadOrStore(topic, "process "+topic)
-	return v.(string)
 }
 
 // endSpan ends a span with the error that ends its operation, unless
